@@ -1,0 +1,245 @@
+"""`regiondet` command line: train, evaluate, detect, export, data ... (one entry point)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from regiondet.errors import UserError
+
+DEFAULT_MODEL = "default"
+
+
+def _class_map(items: list[str] | None) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for item in items or []:
+        src, sep, dst = item.partition("=")
+        if not sep:
+            raise UserError(f"--class-map '{item}' must look like 'source=model_class' (empty target drops it)")
+        out[src.strip()] = dst.strip() or None
+    return out
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from regiondet.config import load_config
+    from regiondet.engine.train import train
+
+    cfg = load_config(a.config, a.set)
+    out = train(cfg, resume=a.resume, progress=not a.quiet)
+    print(out)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from regiondet.data.dataset import ClassMapper, as_negative
+    from regiondet.data.spec import load_spec
+    from regiondet.evaluation.detection import evaluate
+    from regiondet.inference.predictor import Detector
+    from regiondet.io import atomic_write_text
+
+    det = Detector.load(a.model)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    mapper = ClassMapper(det.classes, {**det.config.data.class_map, **_class_map(a.class_map)})
+    samples = [s for spec in a.data for s in mapper.apply_all(load_spec(spec))]
+    negatives = [as_negative(s) for spec in a.negatives or [] for s in load_spec(spec)]
+    plot = Path(a.plot) if a.plot else (Path(a.json).with_suffix(".pr.png") if a.json else None)
+    res = evaluate(det, samples, negatives, a.score, a.voc07, plot, progress=not a.quiet)
+    res["model"], res["data"], res["negatives_data"] = str(a.model), a.data, a.negatives or []
+    text = json.dumps(res, indent=2)
+    if a.json:
+        atomic_write_text(Path(a.json), text + "\n")
+    print(text)
+
+
+def _expand_images(paths: list[str]) -> list[Path]:
+    from regiondet.data.images import list_images
+
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += list_images(p)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise UserError("no such file or folder", p)
+    if not files:
+        raise UserError(f"no images found in {', '.join(paths)}")
+    return files
+
+
+def cmd_detect(a: argparse.Namespace) -> None:
+    from regiondet.data.images import load_upright
+    from regiondet.inference.draw import draw_prediction
+    from regiondet.inference.predictor import Detector
+
+    det = Detector.load(a.model, score=a.score)
+    files = _expand_images(a.paths)
+    out = Path(a.out) if a.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for f in files:
+        try:
+            image = load_upright(f)
+        except UserError as e:  # one bad file in a folder must not stop the others
+            print(f"regiondet: skipped: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        pred = det.predict(image)
+        print(json.dumps({"file": str(f), **pred.to_json(), "ms": round(pred.seconds * 1000, 1)}), flush=True)
+        if out:
+            draw_prediction(image, pred, det.classes).save(out / f"{f.stem}.jpg", quality=90)
+    if failed == len(files):
+        raise UserError("no image could be read")
+
+
+def cmd_export(a: argparse.Namespace) -> None:
+    from regiondet.engine.checkpoint import config_of, read_checkpoint, save_checkpoint
+    from regiondet.models.faster_rcnn import build_model
+
+    ckpt = read_checkpoint(Path(a.checkpoint))
+    cfg = config_of(ckpt, Path(a.checkpoint))
+    model = build_model(cfg.model, load_weights=False)
+    model.load_state_dict(ckpt["model"])
+    score = a.score if a.score is not None else cfg.train.eval_score
+    extra = {"metrics": ckpt.get("metrics", {}), "default_score": score}
+    save_checkpoint(Path(a.out), model, cfg, half=not a.fp32, **extra)
+    print(f"{a.out}: {Path(a.out).stat().st_size / 1e6:.1f} MB")
+
+
+def cmd_stats(a: argparse.Namespace) -> None:
+    from regiondet.data.spec import load_spec
+    from regiondet.data.stats import dataset_stats, format_stats
+
+    for spec in a.specs:
+        st = dataset_stats(load_spec(spec))
+        print(json.dumps({"spec": spec, **st}) if a.json else format_stats(spec, st))
+
+
+def cmd_openimages(a: argparse.Namespace) -> None:
+    from regiondet.data.formats.openimages import prepare_openimages
+
+    counts = prepare_openimages(
+        Path(a.descriptions),
+        Path(a.boxes),
+        Path(a.images),
+        a.classes,
+        Path(a.out),
+        tuple(a.exclude or ()),
+        a.sample,
+        a.test_fraction,
+        a.seed,
+    )
+    print(
+        f"{a.out}/manifest.csv: {counts['train']} train, {counts['test']} test images; "
+        f"next: regiondet data download {a.out}"
+    )
+
+
+def cmd_download(a: argparse.Namespace) -> None:
+    from regiondet.data.formats.openimages import download_openimages
+
+    fetched, skipped, failures = download_openimages(Path(a.dir), a.workers)
+    for f in failures[:10]:
+        print(f"regiondet: failed: {f}", file=sys.stderr)
+    print(f"fetched {fetched}, already present {skipped}, failed {len(failures)}")
+    if failures:
+        raise UserError(f"{len(failures)} downloads failed; run the same command again to retry them")
+
+
+def cmd_convert(a: argparse.Namespace) -> None:
+    from regiondet.data.formats.coco import write_coco
+    from regiondet.data.spec import load_spec
+
+    samples = [s for spec in a.specs for s in load_spec(spec)]
+    classes = a.classes or sorted({lab for s in samples for lab in s.labels})
+    write_coco(samples, classes, Path(a.out))
+    print(f"{a.out}: {len(samples)} images, {sum(len(s.boxes) for s in samples)} boxes, classes {classes}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="regiondet", description=__doc__)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a detector from a YAML config")
+    t.add_argument("config")
+    t.add_argument("--resume", action="store_true", help="continue the run in the config's train.out")
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="VOC/COCO AP, no-detection and distractor rates, latency")
+    e.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")
+    e.add_argument("--data", action="append", required=True, metavar="SPEC", help="labelled images (repeatable)")
+    e.add_argument("--negatives", action="append", metavar="SPEC", help="images without any of the classes")
+    e.add_argument("--score", type=float, help="score for the rates (default: the model's)")
+    e.add_argument("--voc07", action="store_true", help="11-point VOC2007 AP instead of all-point")
+    e.add_argument("--json", help="write the metrics here (and the PR curve beside it)")
+    e.add_argument("--plot", help="PR-curve PNG path")
+    e.add_argument("--class-map", action="append", metavar="SRC=DST", help="map a data class to a model class")
+    e.add_argument("--threads", type=int, help="torch CPU threads")
+    e.set_defaults(func=cmd_evaluate)
+
+    d = sub.add_parser("detect", help="detect objects in images or folders")
+    d.add_argument("paths", nargs="+")
+    d.add_argument("--model", default=DEFAULT_MODEL)
+    d.add_argument("--score", type=float)
+    d.add_argument("--out", help="folder for annotated images")
+    d.set_defaults(func=cmd_detect)
+
+    x = sub.add_parser("export", help="a compact inference checkpoint (fp16) from a training checkpoint")
+    x.add_argument("checkpoint")
+    x.add_argument("out")
+    x.add_argument("--score", type=float, help="default score threshold stored in the model")
+    x.add_argument("--fp32", action="store_true")
+    x.set_defaults(func=cmd_export)
+
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    s = data.add_parser("stats", help="images, boxes per class, box sizes, negatives")
+    s.add_argument("specs", nargs="+", metavar="SPEC")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_stats)
+    o = data.add_parser("openimages", help="select Open Images boxes from the CSV trio (offline)")
+    o.add_argument("--descriptions", required=True, help="class-descriptions-boxable.csv")
+    o.add_argument("--boxes", required=True, help="*-annotations-bbox.csv")
+    o.add_argument("--images", required=True, help="*-images-boxable-with-rotation.csv (has URLs)")
+    o.add_argument("--classes", nargs="+", required=True, help="display names, e.g. Camera 'Mobile phone'")
+    o.add_argument("--exclude", nargs="*", help="drop images with boxes flagged IsGroupOf, IsDepiction, ...")
+    o.add_argument("--sample", type=int, help="keep N random images")
+    o.add_argument("--test-fraction", type=float, default=0.2)
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--out", required=True)
+    o.set_defaults(func=cmd_openimages)
+    dl = data.add_parser("download", help="fetch the images of a prepared Open Images folder (resumable)")
+    dl.add_argument("dir")
+    dl.add_argument("--workers", type=int, default=8)
+    dl.set_defaults(func=cmd_download)
+    c = data.add_parser("convert", help="write datasets as one COCO JSON file")
+    c.add_argument("specs", nargs="+", metavar="SPEC")
+    c.add_argument("--out", required=True)
+    c.add_argument("--classes", nargs="+")
+    c.set_defaults(func=cmd_convert)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"regiondet: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("regiondet: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

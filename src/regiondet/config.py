@@ -1,0 +1,149 @@
+"""Experiment configuration: three dataclasses loaded from one readable YAML file.
+
+Every knob of the thesis is a field here; nothing is hidden in code. Unknown keys are
+errors (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from regiondet.errors import UserError
+
+BACKBONES = ("vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "mobilenet_v2_fpn"
+    classes: list[str] = field(default_factory=lambda: ["camera"])
+    # none | deepsort (offline ImageNet MobileNetV2) | imagenet (torchvision download/cache)
+    # | torchvision:<WeightsEnum.NAME> | a local .pt/.pth file (backbone or regiondet checkpoint)
+    weights: str = "none"
+    trainable_layers: int = 3  # trailing backbone stages that train; the rest stay frozen
+    min_size: int = 416  # shorter image side after resizing (thesis: 300, Model 5: 600)
+    max_size: int = 416  # cap on the longer side
+    anchor_sizes: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    rpn_pre_nms_top_n_train: int = 2000
+    rpn_post_nms_top_n_train: int = 300  # thesis: 300 after NMS 0.7
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_test: int = 300
+    rpn_nms_thresh: float = 0.7
+    rpn_fg_iou_thresh: float = 0.7
+    rpn_bg_iou_thresh: float = 0.3
+    rpn_batch_size_per_image: int = 256
+    rpn_score_thresh: float = 0.0
+    box_batch_size_per_image: int = 50  # RoIs sampled per image for the head (thesis: 4 or 50)
+    box_positive_fraction: float = 0.25
+    box_fg_iou_thresh: float = 0.5
+    box_bg_iou_thresh: float = 0.5
+    box_bg_iou_floor: float = 0.0  # RoIs below this IoU are not used as negatives (thesis 0.1)
+    box_score_thresh: float = 0.05
+    box_nms_thresh: float = 0.5
+    box_detections_per_img: int = 100
+    representation_size: int = 1024  # width of the fc6/fc7 box head
+    roi_output_size: int = 7
+
+
+@dataclass
+class DataConfig:
+    train: list[str] = field(default_factory=list)  # SPECs with objects of the classes
+    val: list[str] = field(default_factory=list)
+    negatives: list[str] = field(default_factory=list)  # object-free training images
+    val_negatives: list[str] = field(default_factory=list)  # distractor test during validation
+    # source class name -> model class, or null to drop that object (background)
+    class_map: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/exp"
+    epochs: int = 10
+    batch_size: int = 4
+    steps_per_epoch: int | None = None  # default: one pass over the training images
+    optimizer: str = "sgd"  # sgd | adam (thesis: adam, lr 1e-4)
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"  # cosine | constant
+    warmup_steps: int = 100
+    seed: int = 0
+    workers: int = 2
+    threads: int | None = None  # torch intra-op threads (default: torch's choice)
+    hflip: float = 0.5
+    vflip: float = 0.0
+    rot90: float = 0.0  # probability of a random 90/180/270-degree turn
+    eval_every: int = 1
+    eval_score: float = 0.5  # score for the no-detection / negatives figures
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, values: dict, where: str, source: str):
+    if not isinstance(values, dict):
+        raise UserError(f"section '{where}' must be a mapping", source)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise UserError(f"unknown key(s) {sorted(unknown)} in '{where}' (known: {sorted(names)})", source)
+    return cls(**values)
+
+
+def config_from_dict(d: dict, source: str = "config") -> Config:
+    """Build and validate a Config from plain data (YAML, a checkpoint)."""
+    d = d or {}
+    unknown = set(d) - {"model", "data", "train"}
+    if unknown:
+        raise UserError(f"unknown section(s) {sorted(unknown)}; use model, data, train", source)
+    try:
+        cfg = Config(
+            _build(ModelConfig, d.get("model", {}), "model", source),
+            _build(DataConfig, d.get("data", {}), "data", source),
+            _build(TrainConfig, d.get("train", {}), "train", source),
+        )
+    except TypeError as e:
+        raise UserError(str(e), source) from None
+    if cfg.model.backbone not in BACKBONES:
+        raise UserError(f"backbone '{cfg.model.backbone}' unknown; choose from {BACKBONES}", source)
+    if cfg.train.optimizer not in ("sgd", "adam"):
+        raise UserError("train.optimizer must be sgd or adam", source)
+    if not cfg.model.classes:
+        raise UserError("model.classes is empty", source)
+    return cfg
+
+
+def apply_overrides(d: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings (values parsed as YAML) to a config dict."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.split(".")
+        if not sep or len(parts) != 2:
+            raise UserError(f"override '{item}' must look like section.key=value")
+        d.setdefault(parts[0], {})[parts[1]] = yaml.safe_load(value)
+    return d
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file; relative data paths stay relative to the working directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("config file not found", path)
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"malformed YAML ({e})", path) from None
+    return config_from_dict(apply_overrides(d, overrides or []), str(path))

@@ -1,0 +1,92 @@
+"""Samples as a torch Dataset: class names mapped to model labels, images decoded on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from regiondet.data.images import load_rgb
+from regiondet.data.sample import Sample
+from regiondet.errors import UserError
+
+
+class ClassMapper:
+    """Source class names -> model classes, case-insensitively; a None target drops the object."""
+
+    def __init__(self, classes: list[str], class_map: dict[str, str | None] | None = None):
+        self.classes = list(classes)
+        self.index = {c.lower(): i for i, c in enumerate(classes)}
+        self.map = {k.lower(): (v.lower() if v else None) for k, v in (class_map or {}).items()}
+        for k, v in self.map.items():
+            if v is not None and v not in self.index:
+                raise UserError(f"class_map sends '{k}' to '{v}', which is not a model class {classes}")
+
+    def apply(self, sample: Sample) -> Sample:
+        """A Sample whose labels are model class names; unknown names are a UserError."""
+        keep, names = [], []
+        for label in sample.labels:
+            key = label.lower()
+            target = self.map.get(key, key)
+            if target is None:
+                keep.append(False)
+                continue
+            if target not in self.index:
+                raise UserError(
+                    f"class '{label}' is not a model class {self.classes}; map it with class_map", sample.path
+                )
+            keep.append(True)
+            names.append(self.classes[self.index[target]])
+        out = sample.subset(np.array(keep, bool)) if not all(keep) else sample
+        out.labels = names
+        return out
+
+    def apply_all(self, samples: list[Sample]) -> list[Sample]:
+        return [self.apply(s) for s in samples]
+
+
+def as_negative(sample: Sample) -> Sample:
+    """The same image with every annotation removed (a distractor / background image)."""
+    return sample.subset(np.zeros(len(sample.boxes), bool))
+
+
+class DetectionDataset(Dataset):
+    """Yields (image float tensor CxHxW in [0, 1], target dict) for torchvision detectors.
+
+    Ignore (difficult / do-not-care) objects are left out of training targets.
+    """
+
+    def __init__(self, samples: list[Sample], classes: list[str], augment: Callable | None = None):
+        self.samples = samples
+        self.index = {c.lower(): i + 1 for i, c in enumerate(classes)}
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        s = self.samples[i]
+        pixels = load_rgb(s.path)
+        image = tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1))
+        keep = ~s.ignore
+        h, w = image.shape[-2:]
+        scale = np.array([w / s.width, h / s.height] * 2, np.float32)  # header size may differ
+        boxes = tv_tensors.BoundingBoxes(torch.from_numpy(s.boxes[keep] * scale), format="XYXY", canvas_size=(h, w))
+        labels = torch.tensor(
+            [self.index[n.lower()] for n, k in zip(s.labels, keep, strict=True) if k], dtype=torch.int64
+        )
+        target = {"boxes": boxes, "labels": labels}
+        if self.augment is not None:
+            image, target = self.augment(image, target)
+        return image.float().div_(255), {
+            "boxes": target["boxes"].as_subclass(torch.Tensor).float().reshape(-1, 4),
+            "labels": target["labels"],
+            "image_id": torch.tensor(i),
+        }
+
+
+def collate(batch: list) -> tuple[list, list]:
+    return [b[0] for b in batch], [b[1] for b in batch]

@@ -1,0 +1,87 @@
+"""Pascal VOC XML: a folder of .xml files (Roboflow export) or a VOC root with ImageSets."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from regiondet.data.images import IMAGE_SUFFIXES, image_size
+from regiondet.data.report import LoadReport
+from regiondet.data.sample import Sample
+from regiondet.errors import UserError
+
+
+def read_voc(path: str, split: str | None, report: LoadReport) -> list[Sample]:
+    """Read VOC annotations.
+
+    `path` is either a folder holding .xml files (images beside them or named by
+    <filename>), or a VOC root (Annotations/, JPEGImages/) with `split` naming
+    ImageSets/Main/<split>.txt.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise UserError("VOC folder not found", root)
+    if (root / "Annotations").is_dir():
+        ann_dir, img_dir = root / "Annotations", root / "JPEGImages"
+        if split:
+            list_file = root / "ImageSets" / "Main" / f"{split}.txt"
+            if not list_file.is_file():
+                raise UserError(f"split list for '{split}' not found", list_file)
+            ids = [ln.split()[0] for ln in list_file.read_text().splitlines() if ln.strip()]
+            xmls = [ann_dir / f"{i}.xml" for i in ids]
+        else:
+            xmls = sorted(ann_dir.glob("*.xml"))
+    else:
+        if split:
+            raise UserError(f"split '{split}' given but there is no Annotations/ folder", root)
+        ann_dir = img_dir = root
+        xmls = sorted(root.glob("*.xml"))
+    if not xmls:
+        raise UserError("no .xml annotation files found", ann_dir)
+    return [parse_voc_xml(x, img_dir, report) for x in xmls]
+
+
+def _find_image(xml_path: Path, filename: str | None, img_dir: Path) -> Path:
+    candidates = []
+    if filename:
+        candidates += [img_dir / filename, xml_path.parent / filename]
+    candidates += [xml_path.with_suffix(s) for s in sorted(IMAGE_SUFFIXES)]
+    candidates += [img_dir / (xml_path.stem + s) for s in sorted(IMAGE_SUFFIXES)]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise UserError(f"image '{filename or xml_path.stem}' named by the annotation not found", xml_path)
+
+
+def parse_voc_xml(xml_path: Path, img_dir: Path, report: LoadReport) -> Sample:
+    """One VOC XML file to a Sample; malformed XML or numbers name the file."""
+    if not xml_path.is_file():
+        raise UserError("annotation file not found", xml_path)
+    try:
+        tree = ET.parse(xml_path).getroot()
+    except ET.ParseError as e:
+        raise UserError(f"malformed XML ({e})", xml_path) from None
+    image = _find_image(xml_path, tree.findtext("filename"), img_dir)
+    try:
+        width = int(float(tree.findtext("size/width") or 0))
+        height = int(float(tree.findtext("size/height") or 0))
+    except ValueError:
+        raise UserError("malformed <size> element", xml_path) from None
+    if width <= 0 or height <= 0:
+        width, height = image_size(image)
+    boxes, labels, ignore = [], [], []
+    for obj in tree.iter("object"):
+        name = (obj.findtext("name") or "").strip()
+        bnd = obj.find("bndbox")
+        if not name or bnd is None:
+            raise UserError("<object> without <name> or <bndbox>", xml_path)
+        try:
+            box = [float(bnd.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+        except (TypeError, ValueError):
+            raise UserError(f"malformed <bndbox> for object '{name}'", xml_path) from None
+        boxes.append(box)
+        labels.append(name)
+        ignore.append((obj.findtext("difficult") or "0").strip() in ("1", "true"))
+    return Sample(image, width, height, np.array(boxes, np.float32).reshape(-1, 4), labels, np.array(ignore))

@@ -1,0 +1,136 @@
+"""Dataset SPEC strings: `format:path[:extra][?key=value&...]`, the same syntax everywhere.
+
+Formats (extra in brackets):
+  voc:DIR[:split]            folder of VOC .xml (or VOC root with ImageSets/Main/<split>.txt)
+  yolo:data.yaml[:split]     Ultralytics data.yaml; split train (default), val/valid, test
+  coco:ann.json[:images_dir] COCO instances JSON; images beside it by default
+  txt:annotations.txt        lines `path,x1,y1,x2,y2,class` (the seeds' format)
+  openimages:DIR[:split]     folder made by `regiondet data openimages`; split train/test/all
+  icdar2015:DIR              images/ + gt/gt_*.txt quadrilaterals ('###' = do not care)
+  msra-td500:DIR             IMG_*.JPG + IMG_*.gt rotated rectangles
+A SPEC without a format is guessed: *.yaml -> yolo, *.json -> coco, *.txt -> txt, a folder
+with .xml files -> voc. Options after '?':
+  part=holdout|rest, fraction=0.1, seed=0   seeded split by photo group (copies stay together)
+  limit=N                                   first N images after any split (for quick runs)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from regiondet.data.formats.coco import read_coco
+from regiondet.data.formats.icdar2015 import read_icdar2015
+from regiondet.data.formats.msra_td500 import read_msra_td500
+from regiondet.data.formats.openimages import read_openimages
+from regiondet.data.formats.plaintext import read_plaintext
+from regiondet.data.formats.voc import read_voc
+from regiondet.data.formats.yolo import read_yolo
+from regiondet.data.report import LoadReport, clean_boxes
+from regiondet.data.sample import Sample
+from regiondet.data.splits import split_by_group
+from regiondet.errors import UserError
+
+Reader = Callable[[str, "str | None", LoadReport], list[Sample]]
+READERS: dict[str, Reader] = {
+    "voc": read_voc,
+    "yolo": read_yolo,
+    "coco": read_coco,
+    "txt": read_plaintext,
+    "openimages": read_openimages,
+    "icdar2015": read_icdar2015,
+    "msra-td500": read_msra_td500,
+}
+OPTIONS = {"part", "fraction", "seed", "limit"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    format: str
+    path: str
+    extra: str | None = None
+    part: str | None = None
+    fraction: float = 0.1
+    seed: int = 0
+    limit: int | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def text(self) -> str:
+        s = f"{self.format}:{self.path}" + (f":{self.extra}" if self.extra else "")
+        opts = []
+        if self.part:
+            opts += [f"part={self.part}", f"fraction={self.fraction}", f"seed={self.seed}"]
+        if self.limit:
+            opts.append(f"limit={self.limit}")
+        return s + ("?" + "&".join(opts) if opts else "")
+
+
+def _guess_format(path: str) -> str:
+    p = Path(path)
+    if p.suffix in (".yaml", ".yml"):
+        return "yolo"
+    if p.suffix == ".json":
+        return "coco"
+    if p.suffix == ".txt":
+        return "txt"
+    if p.is_dir() and (any(p.glob("*.xml")) or (p / "Annotations").is_dir()):
+        return "voc"
+    if p.is_dir() and (p / "gt").is_dir():
+        return "icdar2015"
+    raise UserError(f"cannot tell the format of '{path}'; write it as FORMAT:PATH ({', '.join(READERS)})")
+
+
+def parse_spec(text: str) -> Spec:
+    """Parse a SPEC string; unknown formats or options are a UserError."""
+    body, _, query = text.partition("?")
+    fmt, sep, rest = body.partition(":")
+    if not sep or fmt not in READERS:
+        if fmt in READERS:
+            raise UserError(f"SPEC '{text}' has no path")
+        fmt, rest = _guess_format(body), body
+    path, extra = rest, None
+    if ":" in rest and fmt in ("voc", "yolo", "coco", "openimages"):
+        path, extra = rest.rsplit(":", 1)
+    opts = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = set(opts) - OPTIONS
+    if unknown:
+        raise UserError(f"unknown SPEC option(s) {sorted(unknown)} in '{text}' (known: {sorted(OPTIONS)})")
+    try:
+        spec = Spec(
+            fmt,
+            path,
+            extra or None,
+            part=opts.get("part"),
+            fraction=float(opts.get("fraction", 0.1)),
+            seed=int(opts.get("seed", 0)),
+            limit=int(opts["limit"]) if "limit" in opts else None,
+        )
+    except ValueError:
+        raise UserError(f"bad option value in SPEC '{text}'") from None
+    if spec.part not in (None, "holdout", "rest"):
+        raise UserError(f"part must be 'holdout' or 'rest' in SPEC '{text}'")
+    return spec
+
+
+def load_spec(spec: str | Spec, report: LoadReport | None = None) -> list[Sample]:
+    """Read a dataset SPEC into Samples: boxes clipped, degenerate ones skipped (counted)."""
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    own = report is None
+    report = report or LoadReport()
+    samples = READERS[spec.format](spec.path, spec.extra, report)
+    samples = [clean_boxes(s, report) for s in samples]
+    if spec.part:
+        rest, holdout = split_by_group(samples, spec.fraction, spec.seed)
+        samples = holdout if spec.part == "holdout" else rest
+    if spec.limit:
+        samples = samples[: spec.limit]
+    if not samples:
+        raise UserError(f"SPEC '{spec.text}' selects no images")
+    if own:
+        report.print(spec.text)
+    return samples

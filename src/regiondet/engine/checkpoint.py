@@ -1,0 +1,54 @@
+"""Checkpoint files: one dict of plain data and tensors, written atomically, read with weights_only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from regiondet.config import Config, config_from_dict
+from regiondet.errors import UserError
+from regiondet.io import atomic_torch_save
+
+KIND = "regiondet.detector"
+FORMAT = 1
+
+
+def save_checkpoint(path: Path, model: nn.Module, cfg: Config, half: bool = False, **extra: Any) -> None:
+    """Write model weights with the config that builds them; half=True stores floats as fp16."""
+    state = model.state_dict()
+    if half:
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    atomic_torch_save(Path(path), {"kind": KIND, "format": FORMAT, "config": cfg.to_dict(), "model": state, **extra})
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load and check a regiondet checkpoint; anything else is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("checkpoint not found", path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, or pickled objects outside the safe list
+        reason = f"cannot read checkpoint ({e.__class__.__name__}); corrupt or not made by regiondet"
+        raise UserError(reason, path) from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != KIND:
+        raise UserError("not a regiondet detector checkpoint (made by another tool?)", path)
+    if ckpt.get("format", 0) > FORMAT:
+        raise UserError("checkpoint written by a newer regiondet; upgrade regiondet", path)
+    return ckpt
+
+
+def config_of(ckpt: dict[str, Any], path: Path) -> Config:
+    return config_from_dict(ckpt["config"], str(path))
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load weights (fp16 stored or not) into a model built from the checkpoint's config."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise UserError(f"weights do not fit the model in its config ({first})", path) from None

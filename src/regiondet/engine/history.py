@@ -1,0 +1,77 @@
+"""The per-epoch log of a run: a CSV of the thesis's curves and PNG plots of them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+from regiondet.io import atomic_write_text
+
+COLUMNS = [
+    "epoch",
+    "steps",
+    "loss_objectness",
+    "loss_rpn_box_reg",
+    "loss_classifier",
+    "loss_box_reg",
+    "loss_total",
+    "rpn_overlapping_proposals",
+    "head_accuracy",
+    "lr",
+    "seconds",
+    "val_map50",
+    "val_coco_ap",
+    "val_no_detection_rate",
+    "val_negatives_with_detection_rate",
+]
+PLOTS = [
+    ("loss_objectness", "RPN objectness loss"),
+    ("loss_rpn_box_reg", "RPN box loss"),
+    ("loss_classifier", "head class loss"),
+    ("loss_box_reg", "head box loss"),
+    ("loss_total", "total loss"),
+    ("rpn_overlapping_proposals", "RPN proposals on objects (IoU>=0.5)"),
+    ("head_accuracy", "head accuracy"),
+    ("seconds", "seconds per epoch"),
+    ("val_map50", "validation mAP50"),
+]
+
+
+def write_history(rows: list[dict], out_dir: Path) -> None:
+    """Rewrite metrics.csv and curves.png from all rows so far (atomic, so resume-safe)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
+    atomic_write_text(out_dir / "metrics.csv", buf.getvalue())
+    plot_history(rows, out_dir / "curves.png")
+
+
+def read_history(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def plot_history(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 3
+    fig, axes = plt.subplots(math.ceil(len(PLOTS) / cols), cols, figsize=(12, 9))
+    for ax, (key, title) in zip(axes.flat, PLOTS, strict=False):
+        pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", ms=3)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,15 @@
+"""One exception type for user mistakes: the CLI prints its message on one line, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A problem with the user's input (file, annotation, config), not a bug in regiondet."""
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message)

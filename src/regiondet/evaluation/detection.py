@@ -1,0 +1,110 @@
+"""Evaluate a detector on a labelled set and on object-free images: the thesis's figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from regiondet.data.images import load_rgb
+from regiondet.data.sample import Sample
+from regiondet.evaluation.coco import coco_metrics
+from regiondet.evaluation.voc import APResult, voc_ap
+from regiondet.inference.predictor import Detector
+
+
+def _predict_all(
+    detector: Detector, samples: list[Sample], desc: str, progress: bool
+) -> tuple[list[dict], list[float]]:
+    preds, seconds = [], []
+    for s in tqdm(samples, desc=desc, disable=not progress, leave=False):
+        pixels = load_rgb(s.path)
+        p = detector.predict(pixels, score=0.0)
+        sx, sy = s.width / pixels.shape[1], s.height / pixels.shape[0]
+        boxes = p.boxes * np.array([sx, sy, sx, sy], np.float32)
+        preds.append({"boxes": boxes, "scores": p.scores, "labels": p.class_ids})
+        seconds.append(p.seconds)
+    return preds, seconds
+
+
+def per_class_ap(
+    samples: list[Sample], preds: list[dict], classes: list[str], voc07: bool = False
+) -> dict[str, APResult]:
+    out = {}
+    for k, name in enumerate(classes, 1):
+        gts = []
+        for s in samples:
+            mask = np.array([lab.lower() == name.lower() for lab in s.labels], bool)
+            gts.append((s.boxes[mask], s.ignore[mask]))
+        dets = [(p["boxes"][p["labels"] == k], p["scores"][p["labels"] == k]) for p in preds]
+        out[name] = voc_ap(dets, gts, 0.5, voc07)
+    return out
+
+
+def evaluate(
+    detector: Detector,
+    samples: list[Sample],
+    negatives: list[Sample] | None = None,
+    score: float | None = None,
+    voc07: bool = False,
+    plot_path: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Metrics dict: map50, ap50_per_class, coco_ap/ap50/ap75, no_detection_rate,
+    negatives_with_detection_rate, latency_ms_median / p90, counts.
+
+    Samples' labels must already be model class names (see ClassMapper).
+    """
+    score = detector.score if score is None else score
+    classes = detector.classes
+    preds, seconds = _predict_all(detector, samples, "evaluate", progress)
+    aps = per_class_ap(samples, preds, classes, voc07)
+    valid = [r.ap for r in aps.values() if not np.isnan(r.ap)]
+    with_objects = [i for i, s in enumerate(samples) if (~s.ignore).any()]
+    missed = sum(1 for i in with_objects if not (preds[i]["scores"] >= score).any())
+    result = {
+        "images": len(samples),
+        "objects": int(sum((~s.ignore).sum() for s in samples)),
+        "score": score,
+        "map50": float(np.mean(valid)) if valid else float("nan"),
+        "ap50_per_class": {c: r.ap for c, r in aps.items()},
+        **coco_metrics(samples, preds, classes),
+        "no_detection_rate": missed / len(with_objects) if with_objects else float("nan"),
+        "negatives_with_detection_rate": None,
+        "negatives": 0,
+    }
+    if negatives:
+        neg_preds, neg_seconds = _predict_all(detector, negatives, "negatives", progress)
+        fired = sum(1 for p in neg_preds if (p["scores"] >= score).any())
+        result["negatives"] = len(negatives)
+        result["negatives_with_detection_rate"] = fired / len(negatives)
+        seconds += neg_seconds
+    ms = np.array(seconds) * 1000
+    result["latency_ms_median"] = float(np.median(ms))
+    result["latency_ms_p90"] = float(np.percentile(ms, 90))
+    if plot_path is not None:
+        plot_pr_curves(aps, Path(plot_path))
+    return result
+
+
+def plot_pr_curves(aps: dict[str, APResult], path: Path) -> None:
+    """Precision-recall curve per class, AP in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, r in aps.items():
+        ax.plot(r.recall, r.precision, label=f"{name} AP50={r.ap:.3f}")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,102 @@
+"""The Python API: `Detector.load(path_or_name).predict(image)`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from regiondet.config import Config
+from regiondet.data.images import load_upright
+from regiondet.engine.checkpoint import config_of, load_model_state, read_checkpoint
+from regiondet.errors import UserError
+from regiondet.models.faster_rcnn import build_model
+
+ZOO = Path(__file__).resolve().parent.parent / "zoo"
+MODELS = {"default": "camera_phone.pt", "camera_phone": "camera_phone.pt"}
+
+
+@dataclass
+class Prediction:
+    """Detections on one image, in its pixel coordinates, best score first."""
+
+    boxes: np.ndarray  # (N, 4) xyxy
+    labels: list[str]
+    scores: np.ndarray  # (N,)
+    seconds: float = 0.0
+    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def to_json(self) -> dict:
+        return {
+            "boxes": [[round(float(v), 1) for v in b] for b in self.boxes],
+            "labels": self.labels,
+            "scores": [round(float(s), 4) for s in self.scores],
+        }
+
+
+def resolve_model_path(path_or_name: str | Path) -> Path:
+    """A shipped model's name ('default', 'camera_phone') or a file path."""
+    name = str(path_or_name)
+    if name in MODELS:
+        path = ZOO / MODELS[name]
+        if not path.is_file():
+            raise UserError(f"shipped model '{name}' is missing from this installation", path)
+        return path
+    return Path(name)
+
+
+def to_tensor(image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Any common image form to a float CxHxW tensor in [0, 1] (arrays are HxWx3 RGB uint8)."""
+    if isinstance(image, (str, Path)):
+        image = load_upright(Path(image))
+    if isinstance(image, Image.Image):
+        image = np.array(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise UserError(f"expected an HxWx3 RGB array, got shape {image.shape}")
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    if isinstance(image, torch.Tensor):
+        return image.float() if image.is_floating_point() else image.float().div(255)
+    raise UserError(f"cannot read an image from {type(image).__name__}")
+
+
+class Detector:
+    """A trained detector ready for inference on CPU or GPU."""
+
+    def __init__(self, model: torch.nn.Module, config: Config, score: float = 0.5, device: str = "cpu"):
+        self.model = model.eval().to(device)
+        self.config = config
+        self.classes = list(config.model.classes)
+        self.score = score
+        self.device = device
+
+    @classmethod
+    def load(cls, path_or_name: str | Path = "default", score: float | None = None, device: str = "cpu") -> Detector:
+        path = resolve_model_path(path_or_name)
+        ckpt = read_checkpoint(path)
+        cfg = config_of(ckpt, path)
+        model = build_model(cfg.model, load_weights=False)
+        load_model_state(model, ckpt["model"], path)
+        default = float(ckpt.get("default_score", cfg.train.eval_score))
+        return cls(model, cfg, default if score is None else score, device)
+
+    @torch.inference_mode()
+    def predict(self, image, score: float | None = None) -> Prediction:
+        """Detections with score >= score (default: the model's own threshold)."""
+        x = to_tensor(image).to(self.device)
+        t0 = time.perf_counter()
+        out = self.model([x])[0]
+        seconds = time.perf_counter() - t0
+        keep = out["scores"] >= (self.score if score is None else score)
+        ids = out["labels"][keep].cpu().numpy()
+        return Prediction(
+            out["boxes"][keep].cpu().numpy(),
+            [self.classes[i - 1] for i in ids],
+            out["scores"][keep].cpu().numpy(),
+            seconds,
+            ids,
+        )

@@ -1,0 +1,79 @@
+"""Faster R-CNN assembled from torchvision.models.detection parts and a ModelConfig."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection._utils import Matcher
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
+
+from regiondet.config import ModelConfig
+from regiondet.models.backbones import build_trunk
+
+
+class BandMatcher(Matcher):
+    """torchvision's Matcher, plus a floor: RoIs whose best IoU is below it are ignored.
+
+    The thesis labels RoIs with IoU in [0.1, 0.5) as background and drops those under 0.1,
+    so the head learns from hard negatives near objects rather than empty sky.
+    """
+
+    def __init__(self, high: float, low: float, floor: float):
+        super().__init__(high, low, allow_low_quality_matches=False)
+        self.floor = floor
+
+    def __call__(self, match_quality_matrix: torch.Tensor) -> torch.Tensor:
+        matches = super().__call__(match_quality_matrix)
+        best = match_quality_matrix.max(dim=0).values
+        matches[best < self.floor] = self.BETWEEN_THRESHOLDS
+        return matches
+
+
+def anchor_generator(cfg: ModelConfig, num_maps: int) -> AnchorGenerator:
+    """One size per feature map when the counts match, else every size on every map."""
+    ratios = tuple(float(r) for r in cfg.aspect_ratios)
+    sizes = [int(s) for s in cfg.anchor_sizes]
+    one_each = num_maps > 1 and len(sizes) == num_maps
+    per_map = tuple((s,) for s in sizes) if one_each else (tuple(sizes),) * num_maps
+    return AnchorGenerator(per_map, (ratios,) * num_maps)
+
+
+def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
+    """A torchvision FasterRCNN for len(cfg.classes) classes plus background.
+
+    load_weights=False builds the bare architecture (to receive a checkpoint).
+    """
+    trunk = build_trunk(cfg, load_weights)
+    model = FasterRCNN(
+        trunk.body,
+        num_classes=None,
+        min_size=cfg.min_size,
+        max_size=cfg.max_size,
+        rpn_anchor_generator=anchor_generator(cfg, trunk.num_feature_maps),
+        rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train,
+        rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
+        rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
+        rpn_nms_thresh=cfg.rpn_nms_thresh,
+        rpn_fg_iou_thresh=cfg.rpn_fg_iou_thresh,
+        rpn_bg_iou_thresh=cfg.rpn_bg_iou_thresh,
+        rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
+        rpn_score_thresh=cfg.rpn_score_thresh,
+        box_roi_pool=MultiScaleRoIAlign(trunk.featmap_names, trunk.roi_output_size, 2),
+        box_head=trunk.box_head,
+        box_predictor=FastRCNNPredictor(trunk.head_width, len(cfg.classes) + 1),
+        box_score_thresh=cfg.box_score_thresh,
+        box_nms_thresh=cfg.box_nms_thresh,
+        box_detections_per_img=cfg.box_detections_per_img,
+        box_fg_iou_thresh=cfg.box_fg_iou_thresh,
+        box_bg_iou_thresh=cfg.box_bg_iou_thresh,
+        box_batch_size_per_image=cfg.box_batch_size_per_image,
+        box_positive_fraction=cfg.box_positive_fraction,
+    )
+    if cfg.box_bg_iou_floor > 0:
+        model.roi_heads.proposal_matcher = BandMatcher(
+            cfg.box_fg_iou_thresh, cfg.box_bg_iou_thresh, cfg.box_bg_iou_floor
+        )
+    return model
