@@ -24,9 +24,11 @@ def _class_map(items: list[str] | None) -> dict[str, str | None]:
 
 def cmd_train(a: argparse.Namespace) -> None:
     from regiondet.config import load_config
-    from regiondet.engine.train import train
+    from regiondet.engine.train import resume_config, train
 
     cfg = load_config(a.config, a.set)
+    if a.resume:
+        cfg = resume_config(cfg, a.set)
     out = train(cfg, resume=a.resume, progress=not a.quiet)
     print(out)
 

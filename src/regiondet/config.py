@@ -73,6 +73,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     schedule: str = "cosine"  # cosine | constant
     warmup_steps: int = 100
+    grad_clip: float | None = 10.0  # max gradient norm; keeps early SGD steps from diverging
     seed: int = 0
     workers: int = 2
     threads: int | None = None  # torch intra-op threads (default: torch's choice)

@@ -23,9 +23,9 @@ class LoadReport:
             self.counts[what] += n
             self.examples.setdefault(what, where)
 
-    def print(self, name: str, stream=sys.stderr) -> None:
+    def print(self, name: str) -> None:
         for what, n in sorted(self.counts.items()):
-            print(f"regiondet: {name}: {n} {what} (e.g. {self.examples[what]})", file=stream)
+            print(f"regiondet: {name}: {n} {what} (e.g. {self.examples[what]})", file=sys.stderr)
 
 
 def clean_boxes(sample: Sample, report: LoadReport) -> Sample:

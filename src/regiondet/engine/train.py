@@ -17,12 +17,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from regiondet.config import Config
+from regiondet.config import Config, apply_overrides, config_from_dict
 from regiondet.data.dataset import ClassMapper, DetectionDataset, as_negative, collate
 from regiondet.data.sample import Sample
 from regiondet.data.spec import load_spec
 from regiondet.data.transforms import train_augment
-from regiondet.engine.checkpoint import config_of, load_model_state, read_checkpoint, save_checkpoint
+from regiondet.engine.checkpoint import load_model_state, read_checkpoint, save_checkpoint
 from regiondet.engine.distributed import DistInfo, all_mean, barrier, init_distributed, shutdown
 from regiondet.engine.history import write_history
 from regiondet.engine.probes import TrainProbes
@@ -45,6 +45,21 @@ def load_sets(cfg: Config) -> tuple[list[Sample], list[Sample], list[Sample]]:
     val = [s for spec in cfg.data.val for s in mapper.apply_all(load_spec(spec))]
     val_neg = [as_negative(s) for spec in cfg.data.val_negatives for s in load_spec(spec)]
     return train, val, val_neg
+
+
+def resume_config(cfg: Config, overrides: list[str]) -> Config:
+    """The config a run was started with (from its last.pt), plus command-line overrides.
+
+    So `--resume --set train.epochs=20` extends a finished run, while edits to the YAML
+    file after the start cannot silently change a run halfway.
+    """
+    last = Path(cfg.train.out) / "last.pt"
+    return config_from_dict(apply_overrides(read_checkpoint(last)["config"], overrides), str(last))
+
+
+def _ignore_sigint(_: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which saves before stopping."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _seed_everything(seed: int) -> None:
@@ -115,7 +130,6 @@ def _train(cfg: Config, resume: bool, progress: bool, info: DistInfo) -> Path:
         if not last.is_file():
             raise UserError("nothing to resume: no last.pt", out)
         state = read_checkpoint(last)
-        cfg = config_of(state, last)  # the run's own config wins over the file given
     elif last.is_file():
         raise UserError("holds a run already: pass --resume to continue it, or set train.out", out)
     if cfg.train.threads:
@@ -178,6 +192,7 @@ def _train(cfg: Config, resume: bool, progress: bool, info: DistInfo) -> Path:
                 sampler=order[step_in_epoch * bs :],
                 collate_fn=collate,
                 num_workers=cfg.train.workers,
+                worker_init_fn=_ignore_sigint,
                 persistent_workers=False,
             )
             t0 = time.time() - acc.get("seconds", 0.0)
@@ -199,6 +214,8 @@ def _train(cfg: Config, resume: bool, progress: bool, info: DistInfo) -> Path:
                     raise UserError(f"loss became {loss.item()} at epoch {epoch + 1}; lower train.lr")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if cfg.train.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 step_in_epoch += 1
@@ -244,8 +261,10 @@ def _train(cfg: Config, resume: bool, progress: bool, info: DistInfo) -> Path:
             barrier(info)
     finally:
         stop.restore()
-    if stop.set and info.main:
-        print(f"regiondet: stopped; resume with: regiondet train {out / 'config.yaml'} --resume", file=sys.stderr)
+    if stop.set:
+        if info.main:
+            print(f"regiondet: saved; resume with: regiondet train {out / 'config.yaml'} --resume", file=sys.stderr)
+        raise KeyboardInterrupt
     return out
 
 

@@ -43,11 +43,11 @@ def _class_ids(descriptions: Path, names: list[str]) -> dict[str, str]:
         rows = [r for r in csv.reader(f) if len(r) >= 2]
     if rows and rows[0][0] == "LabelName":
         rows = rows[1:]
-    wanted = {n.lower(): n for n in names}
-    found = {r[0]: wanted[r[1].lower()] for r in rows if r[1].lower() in wanted}
-    missing = set(wanted.values()) - set(found.values())
+    wanted = {n.lower() for n in names}
+    found = {r[0]: r[1] for r in rows if r[1].lower() in wanted}
+    missing = [n for n in names if n.lower() not in {f.lower() for f in found.values()}]
     if missing:
-        raise UserError(f"class(es) {sorted(missing)} not in the class descriptions", descriptions)
+        raise UserError(f"class(es) {missing} not in the class descriptions", descriptions)
     return found
 
 

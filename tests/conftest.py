@@ -1,0 +1,72 @@
+"""Shared fixtures: the real data beside the repository and one tiny trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from regiondet.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+CAMERA_TRAIN = DATA / "openimages-camera" / "train"
+CAMERA_VALID = DATA / "openimages-camera" / "valid"
+PHONE_YAML = DATA / "phone-webcam" / "data.yaml"
+ICDAR = DATA / "icdar2015"
+MSRA = DATA / "msra-td500" / "train"
+
+if not CAMERA_TRAIN.is_dir():  # pragma: no cover - the suite is meant to run beside ../shared
+    pytest.exit(f"real data not found at {DATA}; clone regiondet next to the shared folder", returncode=2)
+
+
+def tiny_config(out: Path, **train) -> dict:
+    """A small, fast model on a slice of real camera photos (with a few negatives)."""
+    return {
+        "model": {
+            "backbone": "mobilenet_v2_fpn",
+            "classes": ["camera"],
+            "weights": "deepsort",
+            "trainable_layers": 5,
+            "min_size": 224,
+            "max_size": 224,
+            "rpn_pre_nms_top_n_train": 300,
+            "rpn_post_nms_top_n_train": 100,
+            "rpn_pre_nms_top_n_test": 200,
+            "rpn_post_nms_top_n_test": 50,
+            "box_batch_size_per_image": 32,
+            "representation_size": 128,
+        },
+        "data": {
+            "train": [f"voc:{CAMERA_TRAIN}?limit=12"],
+            "negatives": [f"icdar2015:{ICDAR}?limit=2"],
+            "val": [f"voc:{CAMERA_VALID}?limit=6"],
+            "val_negatives": [f"icdar2015:{ICDAR}?part=holdout&limit=3"],
+        },
+        "train": {
+            "out": str(out),
+            "epochs": 3,
+            "steps_per_epoch": 5,
+            "batch_size": 2,
+            "lr": 0.01,
+            "warmup_steps": 2,
+            "workers": 0,
+            "seed": 0,
+            **train,
+        },
+    }
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A tiny model trained once through the real CLI; shared by the inference tests."""
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = write_config(tmp / "tiny.yaml", tiny_config(tmp / "out"))
+    assert main(["--quiet", "train", str(cfg)]) == 0
+    return tmp / "out"

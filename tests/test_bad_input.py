@@ -1,0 +1,114 @@
+"""User mistakes give one clear line naming the file (and line), never a traceback."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import CAMERA_VALID, PHONE_YAML
+
+from regiondet.cli import main
+from regiondet.data.dataset import ClassMapper, DetectionDataset
+from regiondet.data.spec import load_spec
+from regiondet.errors import UserError
+
+XML = """<annotation><filename>{img}</filename><size><width>416</width><height>416</height></size>
+<object><name>Camera</name><bndbox><xmin>{x1}</xmin><ymin>10</ymin><xmax>{x2}</xmax><ymax>90</ymax></bndbox></object>
+</annotation>"""
+
+
+def _voc_copy(tmp_path, n=2):
+    for img in sorted(CAMERA_VALID.glob("*.jpg"))[:n]:
+        shutil.copy(img, tmp_path / img.name)
+        shutil.copy(img.with_suffix(".xml"), tmp_path / img.with_suffix(".xml").name)
+    return sorted(tmp_path.glob("*.xml"))
+
+
+def test_malformed_xml_names_file(tmp_path):
+    xml = _voc_copy(tmp_path)[0]
+    xml.write_text("<annotation><object>")
+    with pytest.raises(UserError, match=xml.name):
+        load_spec(f"voc:{tmp_path}")
+
+
+def test_missing_image_names_annotation(tmp_path):
+    xml = _voc_copy(tmp_path)[0]
+    xml.with_suffix(".jpg").unlink()
+    with pytest.raises(UserError, match="not found"):
+        load_spec(f"voc:{tmp_path}")
+
+
+def test_boxes_outside_and_zero_area_are_fixed_and_counted(tmp_path, capsys):
+    xml = _voc_copy(tmp_path, 1)[0]
+    xml.write_text(XML.format(img=xml.with_suffix(".jpg").name, x1=-20, x2=500))
+    s = load_spec(f"voc:{tmp_path}")[0]
+    assert s.boxes[0].tolist() == [0, 10, 416, 90]
+    xml.write_text(XML.format(img=xml.with_suffix(".jpg").name, x1=50, x2=50))
+    assert len(load_spec(f"voc:{tmp_path}")[0].boxes) == 0
+    assert "zero area skipped" in capsys.readouterr().err
+
+
+def test_bad_yolo_line_names_file_and_line(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    img = sorted((PHONE_YAML.parent / "train" / "images").glob("*.jpg"))[0]
+    shutil.copy(img, tmp_path / "images" / "a.jpg")
+    (tmp_path / "labels" / "a.txt").write_text("1 0.5 0.5 0.2 0.2\n7 0.5 0.5 0.1 0.1\n")
+    (tmp_path / "data.yaml").write_text("train: images\nnames: [airpods, phone]\n")
+    with pytest.raises(UserError, match=r"a\.txt:2: class id 7"):
+        load_spec(f"yolo:{tmp_path / 'data.yaml'}")
+    (tmp_path / "labels" / "a.txt").write_text("1 0.5 zero 0.2 0.2\n")
+    with pytest.raises(UserError, match=r"a\.txt:1: not numbers"):
+        load_spec(f"yolo:{tmp_path / 'data.yaml'}")
+
+
+def test_corrupt_image_is_named(tmp_path):
+    xml = _voc_copy(tmp_path, 1)[0]
+    jpg = xml.with_suffix(".jpg")
+    jpg.write_bytes(jpg.read_bytes()[:300])  # truncated JPEG
+    samples = load_spec(f"voc:{tmp_path}")
+    ds = DetectionDataset(samples, ["Camera"])
+    with pytest.raises(UserError, match=jpg.name):
+        ds[0]
+
+
+def test_unknown_class_is_named():
+    samples = load_spec(f"yolo:{PHONE_YAML}?limit=5")
+    with pytest.raises(UserError, match="not a model class"):
+        ClassMapper(["camera"]).apply_all(samples)
+    mapped = ClassMapper(["camera", "phone"], {"airpods": None, "wallet": None}).apply_all(samples)
+    assert all(set(s.labels) <= {"phone"} for s in mapped)
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["data", "stats", "voc:/nonexistent"], "VOC folder not found"),
+        (["data", "stats", "nonsense"], "cannot tell the format"),
+        (["detect", "/nonexistent.jpg", "--model", "/nonexistent.pt"], "checkpoint not found"),
+        (["train", "/nonexistent.yaml"], "config file not found"),
+    ],
+)
+def test_cli_errors_are_one_line(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err and "Traceback" not in err
+
+
+def test_foreign_checkpoint_rejected(tmp_path, capsys):
+    import torch
+
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    img = str(sorted(CAMERA_VALID.glob("*.jpg"))[0])
+    assert main(["detect", img, "--model", str(tmp_path / "other.pt")]) == 2
+    assert "not a regiondet detector checkpoint" in capsys.readouterr().err
+    assert main(["detect", img, "--model", str(tmp_path / "junk.pt")]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_config_typo_is_named(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  backbone: mobilenet_v2_fpn\n  clases: [camera]\n")
+    assert main(["train", str(cfg)]) == 2
+    assert "unknown key(s) ['clases']" in capsys.readouterr().err

@@ -1,0 +1,75 @@
+"""evaluate and detect end to end on a tiny trained model, and the Python API."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from conftest import CAMERA_VALID, ICDAR, PHONE_YAML
+from PIL import Image
+
+from regiondet import Detector
+from regiondet.cli import main
+
+
+def test_evaluate_json_keys(trained_run, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    argv = ["--quiet", "evaluate", "--model", str(trained_run / "best.pt"), "--data", f"voc:{CAMERA_VALID}?limit=8",
+            "--negatives", f"icdar2015:{ICDAR}?limit=3", "--score", "0.05", "--json", str(out)]
+    assert main(argv) == 0
+    res = json.loads(out.read_text())
+    for key in ("map50", "ap50_per_class", "coco_ap", "coco_ap50", "coco_ap75", "no_detection_rate",
+                "negatives_with_detection_rate", "latency_ms_median", "latency_ms_p90"):
+        assert key in res, key
+    assert set(res["ap50_per_class"]) == {"camera"}  # VOC "Camera" matched case-insensitively
+    assert 0 <= res["map50"] <= 1 and 0 <= res["no_detection_rate"] <= 1
+    assert res["images"] == 8 and res["negatives"] == 3 and res["latency_ms_median"] > 0
+    assert out.with_suffix(".pr.png").is_file()
+    assert json.loads(capsys.readouterr().out)["map50"] == res["map50"]
+
+
+def test_evaluate_unknown_class_needs_a_map(trained_run, capsys):
+    argv = ["--quiet", "evaluate", "--model", str(trained_run / "best.pt"), "--data", f"yolo:{PHONE_YAML}?limit=4"]
+    assert main(argv) == 2
+    assert "class_map" in capsys.readouterr().err
+    argv += ["--class-map", "phone=camera", "--class-map", "airpods=", "--class-map", "wallet="]
+    assert main(argv) == 0
+
+
+def test_detect_writes_json_lines_and_images(trained_run, tmp_path, capsys):
+    images = sorted(CAMERA_VALID.glob("*.jpg"))[:2]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really")
+    argv = ["detect", str(images[0]), str(images[1]), str(bad), "--model", str(trained_run / "best.pt"),
+            "--score", "0.0", "--out", str(tmp_path / "drawn")]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    lines = [json.loads(x) for x in captured.out.splitlines()]
+    assert [x["file"] for x in lines] == [str(p) for p in images]
+    assert all(len(x["boxes"]) == len(x["labels"]) == len(x["scores"]) for x in lines)
+    assert "broken.jpg" in captured.err
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == sorted(p.stem + ".jpg" for p in images)
+
+
+def test_python_api_accepts_paths_arrays_and_pil(trained_run):
+    det = Detector.load(trained_run / "best.pt", score=0.0)
+    path = sorted(CAMERA_VALID.glob("*.jpg"))[0]
+    a = det.predict(path)
+    b = det.predict(np.array(Image.open(path).convert("RGB")))
+    c = det.predict(Image.open(path))
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+    np.testing.assert_allclose(a.scores, c.scores, atol=1e-5)
+    assert set(a.labels) <= {"camera"} and a.boxes.shape[1] == 4
+
+
+def test_export_half_precision(trained_run, tmp_path):
+    out = tmp_path / "small.pt"
+    assert main(["export", str(trained_run / "best.pt"), str(out)]) == 0
+    assert out.stat().st_size < (trained_run / "best.pt").stat().st_size * 0.6
+    path = sorted(CAMERA_VALID.glob("*.jpg"))[0]
+    dets = [Detector.load(trained_run / "best.pt", score=0.0), Detector.load(out, score=0.0)]
+    for d in dets:  # keep every box: an under-trained model scores below the usual 0.05
+        d.model.roi_heads.score_thresh = 0.0
+    full, half = (d.predict(path) for d in dets)
+    assert len(half.scores) > 0
+    np.testing.assert_allclose(half.scores[:3], full.scores[:3], atol=0.02)

@@ -1,0 +1,67 @@
+"""The four backbones assemble into torchvision Faster R-CNNs with the thesis's knobs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from regiondet.config import ModelConfig
+from regiondet.models.faster_rcnn import BandMatcher, build_model
+from regiondet.models.weights import deepsort_weights_path
+
+SMALL = dict(min_size=128, max_size=128, representation_size=64, rpn_post_nms_top_n_train=50,
+             rpn_post_nms_top_n_test=20, box_batch_size_per_image=4)
+
+
+def targets():
+    return [
+        {"boxes": torch.tensor([[10.0, 20.0, 90.0, 100.0]]), "labels": torch.tensor([1])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},  # a negative image
+    ]
+
+
+@pytest.mark.parametrize("backbone", ["vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn"])
+def test_backbone_trains_and_predicts(backbone):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone=backbone, classes=["camera", "phone"], **SMALL))
+    model.train()
+    losses = model([torch.rand(3, 128, 128), torch.rand(3, 128, 160)], targets())
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+    sum(losses.values()).backward()
+    assert model.roi_heads.box_predictor.cls_score.out_features == 3
+    assert model.roi_heads.fg_bg_sampler.batch_size_per_image == 4
+    model.eval()
+    with torch.no_grad():
+        out = model([torch.rand(3, 128, 128)])[0]
+    assert out["boxes"].shape[1] == 4 and len(out["scores"]) == len(out["labels"])
+
+
+def test_deepsort_weights_load_offline_and_freeze():
+    cfg = ModelConfig(backbone="mobilenet_v2_fpn", weights="deepsort", trainable_layers=2, **SMALL)
+    model = build_model(cfg)
+    src = torch.load(deepsort_weights_path(), weights_only=True)
+    body = model.backbone.body
+    assert torch.equal(body["0"][0].weight, src["features.0.0.weight"])
+    assert torch.equal(body["18"][1].running_var, src["features.18.1.running_var"])
+    assert not body["0"][0].weight.requires_grad and body["18"][0].weight.requires_grad
+    with pytest.raises(Exception, match="MobileNetV2"):
+        build_model(ModelConfig(backbone="vgg16", weights="deepsort", **SMALL))
+
+
+def test_anchor_and_proposal_settings_reach_torchvision():
+    cfg = ModelConfig(backbone="vgg16", anchor_sizes=[64, 128, 256], aspect_ratios=[0.5, 1, 2],
+                      rpn_post_nms_top_n_test=300, rpn_nms_thresh=0.7, box_nms_thresh=0.2, **{
+                          k: v for k, v in SMALL.items() if k != "rpn_post_nms_top_n_test"})
+    model = build_model(cfg)
+    assert model.rpn.anchor_generator.num_anchors_per_location() == [9]  # the thesis's 9 anchors
+    model.eval()
+    assert model.rpn.post_nms_top_n() == 300
+    assert model.roi_heads.nms_thresh == 0.2
+
+
+def test_band_matcher_ignores_far_rois():
+    m = BandMatcher(0.5, 0.5, 0.1)
+    iou = torch.tensor([[0.7, 0.3, 0.05]])  # one gt, three proposals
+    assert m(iou).tolist() == [0, BandMatcher.BELOW_LOW_THRESHOLD, BandMatcher.BETWEEN_THRESHOLDS]
+    model = build_model(ModelConfig(backbone="mobilenet_v3_fpn", box_bg_iou_floor=0.1, **SMALL))
+    assert isinstance(model.roi_heads.proposal_matcher, BandMatcher)

@@ -1,0 +1,77 @@
+"""Training on real camera photos: the loss falls, runs resume, Ctrl-C leaves a resumable run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import tiny_config, write_config
+
+from regiondet.cli import main
+from regiondet.engine.checkpoint import read_checkpoint
+from regiondet.engine.history import COLUMNS, read_history
+
+
+def test_loss_falls_and_run_folder_is_complete(trained_run):
+    rows = read_history(trained_run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["loss_total"] < rows[0]["loss_total"]
+    for key in COLUMNS:
+        assert rows[-1][key] is not None, key
+    assert rows[-1]["rpn_overlapping_proposals"] > 0
+    assert 0 < rows[-1]["head_accuracy"] <= 1
+    for name in ("config.yaml", "curves.png", "pr_curve.png", "last.pt", "best.pt"):
+        assert (trained_run / name).is_file(), name
+    ckpt = read_checkpoint(trained_run / "last.pt")
+    assert ckpt["epoch"] == 3 and "optimizer" in ckpt
+
+
+def test_same_seed_same_weights(tmp_path):
+    outs = []
+    for name in ("a", "b"):
+        cfg = tiny_config(tmp_path / name, epochs=1, steps_per_epoch=2)
+        cfg["data"]["val"] = []
+        assert main(["--quiet", "train", str(write_config(tmp_path / f"{name}.yaml", cfg))]) == 0
+        outs.append(read_checkpoint(tmp_path / name / "last.pt")["model"])
+    assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
+
+
+def test_refuses_to_overwrite_and_resume_extends(tmp_path, capsys):
+    cfg = tiny_config(tmp_path / "run", epochs=1, steps_per_epoch=2)
+    cfg["data"]["val"] = []
+    path = write_config(tmp_path / "c.yaml", cfg)
+    assert main(["--quiet", "train", str(path)]) == 0
+    first = read_history(tmp_path / "run" / "metrics.csv")
+    assert main(["--quiet", "train", str(path)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["--quiet", "train", str(path), "--resume", "--set", "train.epochs=2"]) == 0
+    rows = read_history(tmp_path / "run" / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0] == first[0]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_interrupt_saves_and_resume_finishes(tmp_path):
+    cfg = tiny_config(tmp_path / "run", epochs=2, steps_per_epoch=40, workers=1)
+    cfg["data"]["val"] = []
+    path = write_config(tmp_path / "c.yaml", cfg)
+    proc = subprocess.Popen([sys.executable, "-m", "regiondet.cli", "train", str(path)],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = ""
+    deadline = time.time() + 300
+    while "3/40" not in seen and time.time() < deadline:  # a few steps done
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGINT)
+    err = seen + proc.communicate(timeout=300)[1]
+    assert proc.returncode == 130, err
+    assert "resume with" in err and "Traceback" not in err
+    ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["epoch"] == 0 and 3 <= ckpt["step_in_epoch"] < 40
+    cfg["train"]["steps_per_epoch"] = 40
+    assert main(["--quiet", "train", str(path), "--resume", "--set", "train.steps_per_epoch=5",
+                 "--set", "train.epochs=1"]) == 0
+    assert [r["epoch"] for r in read_history(tmp_path / "run" / "metrics.csv")] == [1]

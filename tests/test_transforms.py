@@ -1,0 +1,43 @@
+"""Boxes move with the pixels under flips and quarter turns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision import tv_tensors
+
+from regiondet.data.transforms import RandomRot90, train_augment
+
+
+def scene():
+    img = torch.zeros(3, 60, 100, dtype=torch.uint8)  # H=60, W=100
+    img[:, 20:50, 10:30] = 255  # white block = box [10, 20, 30, 50]
+    boxes = tv_tensors.BoundingBoxes([[10, 20, 30, 50]], format="XYXY", canvas_size=(60, 100))
+    return tv_tensors.Image(img), {"boxes": boxes, "labels": torch.tensor([1])}
+
+
+def white_extent(img: torch.Tensor) -> list[float]:
+    ys, xs = np.nonzero(img[0].numpy() > 0)
+    return [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+@pytest.mark.parametrize("kind", ["hflip", "vflip", "rot90"])
+def test_box_follows_pixels(kind):
+    torch.manual_seed(0)
+    aug = train_augment(hflip=1.0 if kind == "hflip" else 0, vflip=1.0 if kind == "vflip" else 0,
+                        rot90=1.0 if kind == "rot90" else 0)
+    for _ in range(4):  # rot90 draws 90/180/270
+        img, tgt = aug(*scene())
+        assert tgt["boxes"][0].tolist() == pytest.approx(white_extent(img))
+        assert tgt["labels"].tolist() == [1]
+
+
+def test_quarter_turn_swaps_canvas():
+    torch.manual_seed(1)
+    shapes = set()
+    for _ in range(8):
+        img, tgt = RandomRot90(p=1.0)(*scene())
+        shapes.add(tuple(img.shape[-2:]))
+        assert tuple(tgt["boxes"].canvas_size) == tuple(img.shape[-2:])
+    assert shapes == {(100, 60), (60, 100)}

@@ -1,0 +1,74 @@
+"""VOC AP against cases computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from regiondet.evaluation.voc import iou_matrix, voc_ap
+
+A = [0, 0, 10, 10]
+B = [20, 20, 40, 40]
+FAR = [100, 100, 110, 110]
+
+
+def gt(*boxes, ignore=None):
+    b = np.array(boxes, np.float32).reshape(-1, 4)
+    return b, np.array(ignore if ignore is not None else [False] * len(b), bool)
+
+
+def det(*pairs):
+    if not pairs:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    return np.array([p[0] for p in pairs], np.float32), np.array([p[1] for p in pairs], np.float32)
+
+
+def test_perfect():
+    r = voc_ap([det((A, 0.9)), det((B, 0.8))], [gt(A), gt(B)])
+    assert r.ap == pytest.approx(1.0)
+
+
+def test_duplicate_is_a_false_positive_after_the_hit():
+    r = voc_ap([det((A, 0.9), (A, 0.8))], [gt(A)])
+    np.testing.assert_allclose(r.precision, [1.0, 0.5])
+    assert r.ap == pytest.approx(1.0)
+
+
+def test_duplicate_between_hits_costs_precision():
+    r = voc_ap([det((A, 0.9), (A, 0.8), (B, 0.7))], [gt(A, B)])
+    # tp, fp, tp: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1
+    assert r.ap == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+
+
+def test_missed_object_halves_recall():
+    r = voc_ap([det((A, 0.9)), det()], [gt(A), gt(B)])
+    assert r.ap == pytest.approx(0.5)
+
+
+def test_voc07_eleven_points():
+    dets = [det((A, 0.9), (FAR, 0.8), (B, 0.7))]
+    all_point = voc_ap(dets, [gt(A, B)]).ap
+    eleven = voc_ap(dets, [gt(A, B)], voc07=True).ap
+    assert all_point == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert eleven == pytest.approx((6 * 1 + 5 * 2 / 3) / 11)
+
+
+def test_difficult_boxes_are_neither_hits_nor_misses():
+    r = voc_ap([det((B, 0.9), (A, 0.8))], [gt(A, B, ignore=[False, True])])
+    assert r.num_gt == 1
+    assert r.ap == pytest.approx(1.0)
+    np.testing.assert_allclose(r.precision, [0.0, 1.0])  # the difficult hit is skipped, not counted
+
+
+def test_iou_threshold_is_inclusive_at_half():
+    half = [0, 0, 10, 5]  # IoU with A = 0.5 exactly
+    assert iou_matrix(np.array([half], float), np.array([A], float))[0, 0] == pytest.approx(0.5)
+    assert voc_ap([det((half, 0.9))], [gt(A)]).ap == pytest.approx(1.0)
+    below = [0, 0, 10, 4.9]
+    assert voc_ap([det((below, 0.9))], [gt(A)]).ap == pytest.approx(0.0)
+
+
+def test_detections_on_negative_images_are_false_positives():
+    r = voc_ap([det((A, 0.95)), det((FAR, 0.99))], [gt(A), gt()])
+    np.testing.assert_allclose(r.precision, [0.0, 0.5])
+    assert r.ap == pytest.approx(0.5)
