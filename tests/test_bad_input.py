@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import CAMERA_VALID, PHONE_YAML
 
+from conftest import CAMERA_VALID, PHONE_YAML
 from regiondet.cli import main
 from regiondet.data.dataset import ClassMapper, DetectionDataset
 from regiondet.data.spec import load_spec

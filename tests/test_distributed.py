@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 from conftest import tiny_config, write_config
-
 from regiondet.engine.checkpoint import read_checkpoint
 from regiondet.engine.history import read_history
 
@@ -17,8 +16,18 @@ def test_torchrun_two_processes(tmp_path):
     cfg["data"]["val"] = [cfg["data"]["val"][0].replace("limit=6", "limit=2")]
     path = write_config(tmp_path / "c.yaml", cfg)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-           "-m", "regiondet.cli", "--quiet", "train", str(path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29533",
+        "-m",
+        "regiondet.cli",
+        "--quiet",
+        "train",
+        str(path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("regiondet: epoch 2") == 1  # only rank 0 reports

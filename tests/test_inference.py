@@ -5,21 +5,42 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from conftest import CAMERA_VALID, ICDAR, PHONE_YAML
 from PIL import Image
 
+from conftest import CAMERA_VALID, ICDAR, PHONE_YAML
 from regiondet import Detector
 from regiondet.cli import main
 
 
 def test_evaluate_json_keys(trained_run, tmp_path, capsys):
     out = tmp_path / "m.json"
-    argv = ["--quiet", "evaluate", "--model", str(trained_run / "best.pt"), "--data", f"voc:{CAMERA_VALID}?limit=8",
-            "--negatives", f"icdar2015:{ICDAR}?limit=3", "--score", "0.05", "--json", str(out)]
+    argv = [
+        "--quiet",
+        "evaluate",
+        "--model",
+        str(trained_run / "best.pt"),
+        "--data",
+        f"voc:{CAMERA_VALID}?limit=8",
+        "--negatives",
+        f"icdar2015:{ICDAR}?limit=3",
+        "--score",
+        "0.05",
+        "--json",
+        str(out),
+    ]
     assert main(argv) == 0
     res = json.loads(out.read_text())
-    for key in ("map50", "ap50_per_class", "coco_ap", "coco_ap50", "coco_ap75", "no_detection_rate",
-                "negatives_with_detection_rate", "latency_ms_median", "latency_ms_p90"):
+    for key in (
+        "map50",
+        "ap50_per_class",
+        "coco_ap",
+        "coco_ap50",
+        "coco_ap75",
+        "no_detection_rate",
+        "negatives_with_detection_rate",
+        "latency_ms_median",
+        "latency_ms_p90",
+    ):
         assert key in res, key
     assert set(res["ap50_per_class"]) == {"camera"}  # VOC "Camera" matched case-insensitively
     assert 0 <= res["map50"] <= 1 and 0 <= res["no_detection_rate"] <= 1
@@ -40,8 +61,18 @@ def test_detect_writes_json_lines_and_images(trained_run, tmp_path, capsys):
     images = sorted(CAMERA_VALID.glob("*.jpg"))[:2]
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really")
-    argv = ["detect", str(images[0]), str(images[1]), str(bad), "--model", str(trained_run / "best.pt"),
-            "--score", "0.0", "--out", str(tmp_path / "drawn")]
+    argv = [
+        "detect",
+        str(images[0]),
+        str(images[1]),
+        str(bad),
+        "--model",
+        str(trained_run / "best.pt"),
+        "--score",
+        "0.0",
+        "--out",
+        str(tmp_path / "drawn"),
+    ]
     assert main(argv) == 0
     captured = capsys.readouterr()
     lines = [json.loads(x) for x in captured.out.splitlines()]

@@ -9,8 +9,14 @@ from regiondet.config import ModelConfig
 from regiondet.models.faster_rcnn import BandMatcher, build_model
 from regiondet.models.weights import deepsort_weights_path
 
-SMALL = dict(min_size=128, max_size=128, representation_size=64, rpn_post_nms_top_n_train=50,
-             rpn_post_nms_top_n_test=20, box_batch_size_per_image=4)
+SMALL = dict(
+    min_size=128,
+    max_size=128,
+    representation_size=64,
+    rpn_post_nms_top_n_train=50,
+    rpn_post_nms_top_n_test=20,
+    box_batch_size_per_image=4,
+)
 
 
 def targets():
@@ -49,9 +55,15 @@ def test_deepsort_weights_load_offline_and_freeze():
 
 
 def test_anchor_and_proposal_settings_reach_torchvision():
-    cfg = ModelConfig(backbone="vgg16", anchor_sizes=[64, 128, 256], aspect_ratios=[0.5, 1, 2],
-                      rpn_post_nms_top_n_test=300, rpn_nms_thresh=0.7, box_nms_thresh=0.2, **{
-                          k: v for k, v in SMALL.items() if k != "rpn_post_nms_top_n_test"})
+    cfg = ModelConfig(
+        backbone="vgg16",
+        anchor_sizes=[64, 128, 256],
+        aspect_ratios=[0.5, 1, 2],
+        rpn_post_nms_top_n_test=300,
+        rpn_nms_thresh=0.7,
+        box_nms_thresh=0.2,
+        **{k: v for k, v in SMALL.items() if k != "rpn_post_nms_top_n_test"},
+    )
     model = build_model(cfg)
     assert model.rpn.anchor_generator.num_anchors_per_location() == [9]  # the thesis's 9 anchors
     model.eval()
@@ -65,3 +77,19 @@ def test_band_matcher_ignores_far_rois():
     assert m(iou).tolist() == [0, BandMatcher.BELOW_LOW_THRESHOLD, BandMatcher.BETWEEN_THRESHOLDS]
     model = build_model(ModelConfig(backbone="mobilenet_v3_fpn", box_bg_iou_floor=0.1, **SMALL))
     assert isinstance(model.roi_heads.proposal_matcher, BandMatcher)
+
+
+def test_probes_count_overlapping_proposals_and_head_accuracy():
+    from regiondet.engine.probes import TrainProbes
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone="mobilenet_v3_fpn", **SMALL))
+    probes = TrainProbes(model)
+    model.train()
+    big = {"boxes": torch.tensor([[4.0, 4.0, 124.0, 124.0]]), "labels": torch.tensor([1])}
+    model([torch.rand(3, 128, 128), torch.rand(3, 128, 128)], [big, big])
+    assert len(probes.overlaps) == 2  # one count per image with objects
+    assert probes.total == 2 * SMALL["box_batch_size_per_image"]
+    s = probes.summary()
+    assert s["rpn_overlapping_proposals"] > 0 and 0 <= s["head_accuracy"] <= 1
+    assert probes.summary() == {"rpn_overlapping_proposals": 0.0, "head_accuracy": 0.0}  # reset

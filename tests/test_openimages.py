@@ -5,14 +5,16 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import CAMERA_VALID
 
+from conftest import CAMERA_VALID
 from regiondet.cli import main
 from regiondet.data.formats.openimages import download_openimages, prepare_openimages
 from regiondet.data.spec import load_spec
 from regiondet.errors import UserError
 
-BOX_HEADER = "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside"
+BOX_HEADER = (
+    "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside"
+)
 
 
 @pytest.fixture
@@ -40,8 +42,15 @@ def csvs(tmp_path):
 def test_prepare_download_read(csvs):
     out = csvs / "oi"
     counts = prepare_openimages(
-        csvs / "desc.csv", csvs / "boxes.csv", csvs / "images.csv", ["camera", "Mobile phone"], out,
-        exclude=("IsGroupOf",), sample=10, test_fraction=0.2, seed=3,
+        csvs / "desc.csv",
+        csvs / "boxes.csv",
+        csvs / "images.csv",
+        ["camera", "Mobile phone"],
+        out,
+        exclude=("IsGroupOf",),
+        sample=10,
+        test_fraction=0.2,
+        seed=3,
     )
     assert counts == {"train": 8, "test": 2}
     with pytest.raises(UserError, match="not downloaded"):
@@ -61,14 +70,27 @@ def test_prepare_download_read(csvs):
 
 
 def test_same_seed_same_selection(csvs):
-    a = prepare_openimages(csvs / "desc.csv", csvs / "boxes.csv", csvs / "images.csv", ["Camera"], csvs / "a", sample=5, seed=1)
-    b = prepare_openimages(csvs / "desc.csv", csvs / "boxes.csv", csvs / "images.csv", ["Camera"], csvs / "b", sample=5, seed=1)
+    trio = (csvs / "desc.csv", csvs / "boxes.csv", csvs / "images.csv", ["Camera"])
+    a = prepare_openimages(*trio, csvs / "a", sample=5, seed=1)
+    b = prepare_openimages(*trio, csvs / "b", sample=5, seed=1)
     assert a == b
     assert (csvs / "a" / "manifest.csv").read_text() == (csvs / "b" / "manifest.csv").read_text()
 
 
 def test_unknown_display_name(csvs, capsys):
-    argv = ["data", "openimages", "--descriptions", str(csvs / "desc.csv"), "--boxes", str(csvs / "boxes.csv"),
-            "--images", str(csvs / "images.csv"), "--classes", "Tripod", "--out", str(csvs / "x")]
+    argv = [
+        "data",
+        "openimages",
+        "--descriptions",
+        str(csvs / "desc.csv"),
+        "--boxes",
+        str(csvs / "boxes.csv"),
+        "--images",
+        str(csvs / "images.csv"),
+        "--classes",
+        "Tripod",
+        "--out",
+        str(csvs / "x"),
+    ]
     assert main(argv) == 2
     assert "Tripod" in capsys.readouterr().err

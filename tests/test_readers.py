@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import CAMERA_TRAIN, CAMERA_VALID, ICDAR, MSRA, PHONE_YAML
 
+from conftest import CAMERA_TRAIN, CAMERA_VALID, ICDAR, MSRA, PHONE_YAML
 from regiondet.data.formats.coco import write_coco
 from regiondet.data.formats.msra_td500 import rotated_rect
 from regiondet.data.spec import load_spec, parse_spec

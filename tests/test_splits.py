@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import CAMERA_TRAIN
-
 from regiondet.data.spec import load_spec
 from regiondet.data.splits import group_key, split_by_group
 

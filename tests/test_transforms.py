@@ -25,8 +25,9 @@ def white_extent(img: torch.Tensor) -> list[float]:
 @pytest.mark.parametrize("kind", ["hflip", "vflip", "rot90"])
 def test_box_follows_pixels(kind):
     torch.manual_seed(0)
-    aug = train_augment(hflip=1.0 if kind == "hflip" else 0, vflip=1.0 if kind == "vflip" else 0,
-                        rot90=1.0 if kind == "rot90" else 0)
+    aug = train_augment(
+        hflip=1.0 if kind == "hflip" else 0, vflip=1.0 if kind == "vflip" else 0, rot90=1.0 if kind == "rot90" else 0
+    )
     for _ in range(4):  # rot90 draws 90/180/270
         img, tgt = aug(*scene())
         assert tgt["boxes"][0].tolist() == pytest.approx(white_extent(img))
