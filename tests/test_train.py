@@ -81,3 +81,23 @@ def test_interrupt_saves_and_resume_finishes(tmp_path):
         == 0
     )
     assert [r["epoch"] for r in read_history(tmp_path / "run" / "metrics.csv")] == [1]
+
+
+def test_corrupt_image_mid_training_is_one_line_and_saves(tmp_path, capsys):
+    import shutil
+
+    from conftest import CAMERA_TRAIN
+
+    data = tmp_path / "voc"
+    data.mkdir()
+    for img in sorted(CAMERA_TRAIN.glob("*.jpg"))[:4]:
+        shutil.copy(img, data / img.name)
+        shutil.copy(img.with_suffix(".xml"), data / img.with_suffix(".xml").name)
+    bad = sorted(data.glob("*.jpg"))[2]
+    bad.write_bytes(bad.read_bytes()[:400])
+    cfg = tiny_config(tmp_path / "run", epochs=1, steps_per_epoch=4, batch_size=1, workers=1)
+    cfg["data"] = {"train": [f"voc:{data}"], "val": []}
+    assert main(["--quiet", "train", str(write_config(tmp_path / "c.yaml", cfg))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("regiondet: error: ") and bad.name in err and "Traceback" not in err
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 0

@@ -9,6 +9,9 @@ class UserError(Exception):
     """A problem with the user's input (file, annotation, config), not a bug in regiondet."""
 
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        if "\nOriginal Traceback" in message:  # re-raised by a DataLoader worker: keep our line
+            last = message.strip().splitlines()[-1]
+            message = last.split("UserError: ", 1)[-1]
         where = ""
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "

@@ -117,155 +117,177 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     """Train per cfg; returns the run folder (config.yaml, metrics.csv, curves.png, last.pt, best.pt)."""
     info = init_distributed()
     try:
-        return _train(cfg, resume, progress, info)
+        return Trainer(cfg, resume, progress, info).run()
     finally:
         shutdown(info)
 
 
-def _train(cfg: Config, resume: bool, progress: bool, info: DistInfo) -> Path:
-    out = Path(cfg.train.out)
-    last = out / "last.pt"
-    state = None
-    if resume:
-        if not last.is_file():
-            raise UserError("nothing to resume: no last.pt", out)
-        state = read_checkpoint(last)
-    elif last.is_file():
-        raise UserError("holds a run already: pass --resume to continue it, or set train.out", out)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    _seed_everything(cfg.train.seed + info.rank)
-    train_set, val, val_neg = load_sets(cfg)
-    model = build_model(cfg.model, load_weights=state is None).to(info.device)
-    if state is not None:
-        load_model_state(model, state["model"], last)
-    if info.main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    probes = TrainProbes(model)
-    net = DistributedDataParallel(model) if info.enabled else model
-    optimizer = _optimizer(cfg, model)
-    augment = train_augment(cfg.train.hflip, cfg.train.vflip, cfg.train.rot90)
-    dataset = DetectionDataset(train_set, cfg.model.classes, augment)
-    sampler = DistributedSampler(dataset, info.world, info.rank, shuffle=True, seed=cfg.train.seed)
-    bs = cfg.train.batch_size
-    per_epoch = cfg.train.steps_per_epoch or math.ceil(len(sampler) / bs)
-    total = per_epoch * cfg.train.epochs
-    epoch, step_in_epoch, rows, best = 0, 0, [], -1.0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        epoch, step_in_epoch, rows, best = state["epoch"], state["step_in_epoch"], state["history"], state["best"]
-        torch.set_rng_state(state["torch_rng"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, cfg))
-    if state is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    stop = _StopFlag()
-    acc: dict[str, float] = defaultdict(float)
-    if state is not None:
-        acc.update(state.get("partial", {}))
+class Trainer:
+    """One run: the model, optimiser, schedule and the position in the data, all resumable."""
 
-    def checkpoint(ep: int, step: int) -> None:
+    def __init__(self, cfg: Config, resume: bool, progress: bool, info: DistInfo):
+        self.cfg, self.info, self.progress = cfg, info, progress
+        self.out = Path(cfg.train.out)
+        self.last = self.out / "last.pt"
+        state = None
+        if resume:
+            if not self.last.is_file():
+                raise UserError("nothing to resume: no last.pt", self.out)
+            state = read_checkpoint(self.last)
+        elif self.last.is_file():
+            raise UserError("holds a run already: pass --resume to continue it, or set train.out", self.out)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        _seed_everything(cfg.train.seed + info.rank)
+        train_set, self.val, self.val_neg = load_sets(cfg)
+        self.model = build_model(cfg.model, load_weights=state is None).to(info.device)
+        if state is not None:
+            load_model_state(self.model, state["model"], self.last)
         if info.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        self.probes = TrainProbes(self.model)
+        self.net = DistributedDataParallel(self.model) if info.enabled else self.model
+        self.optimizer = _optimizer(cfg, self.model)
+        augment = train_augment(cfg.train.hflip, cfg.train.vflip, cfg.train.rot90)
+        self.dataset = DetectionDataset(train_set, cfg.model.classes, augment)
+        self.sampler = DistributedSampler(self.dataset, info.world, info.rank, shuffle=True, seed=cfg.train.seed)
+        self.per_epoch = cfg.train.steps_per_epoch or math.ceil(len(self.sampler) / cfg.train.batch_size)
+        total = self.per_epoch * cfg.train.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, total, cfg))
+        self.epoch, self.step, self.rows, self.best = 0, 0, [], -math.inf
+        self.acc: dict[str, float] = defaultdict(float)
+        if state is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.epoch, self.step = state["epoch"], state["step_in_epoch"]
+            self.rows, self.best = state["history"], state["best"]
+            self.acc.update(state.get("partial", {}))
+            torch.set_rng_state(state["torch_rng"])
+
+    def checkpoint(self) -> None:
+        """last.pt: everything needed to continue from the current step (rank 0 writes)."""
+        if self.info.main:
             save_checkpoint(
-                last,
-                model,
-                cfg,
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(),
-                epoch=ep,
-                step_in_epoch=step,
-                history=rows,
-                best=best,
+                self.last,
+                self.model,
+                self.cfg,
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                epoch=self.epoch,
+                step_in_epoch=self.step,
+                history=self.rows,
+                best=self.best,
                 torch_rng=torch.get_rng_state(),
-                partial=dict(acc),
+                partial=dict(self.acc),
             )
 
-    try:
-        net.train()
-        while epoch < cfg.train.epochs:
-            sampler.set_epoch(epoch)
-            order = list(sampler)
-            order = (order * math.ceil(per_epoch * bs / max(1, len(order))))[: per_epoch * bs]
-            loader = DataLoader(
-                dataset,
-                bs,
-                sampler=order[step_in_epoch * bs :],
-                collate_fn=collate,
-                num_workers=cfg.train.workers,
-                worker_init_fn=_ignore_sigint,
-                persistent_workers=False,
-            )
-            t0 = time.time() - acc.get("seconds", 0.0)
-            last_save = time.time()
-            bar = tqdm(
-                loader,
-                total=per_epoch,
-                initial=step_in_epoch,
-                desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                disable=not (progress and info.main),
-                dynamic_ncols=True,
-            )
-            for images, targets in bar:
-                images = [i.to(info.device) for i in images]
-                targets = [{k: v.to(info.device) for k, v in t.items()} for t in targets]
-                losses = net(images, targets)
-                loss = sum(losses.values())
-                if not torch.isfinite(loss):
-                    raise UserError(f"loss became {loss.item()} at epoch {epoch + 1}; lower train.lr")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.train.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                step_in_epoch += 1
-                for k in LOSS_KEYS:
-                    acc[k] += losses[k].item()
-                acc["loss_total"] += loss.item()
-                acc["n"] += 1
-                bar.set_postfix(loss=f"{acc['loss_total'] / acc['n']:.3f}")
-                if stop.set or time.time() - last_save > 600:
-                    acc["seconds"] = time.time() - t0
-                    checkpoint(epoch, step_in_epoch)
-                    last_save = time.time()
-                if stop.set:
-                    break
+    def run(self) -> Path:
+        stop = _StopFlag()
+        try:
+            while self.epoch < self.cfg.train.epochs and not stop.set:
+                self.train_epoch(stop)
+                if not stop.set:
+                    self.end_epoch()
+        except UserError:
+            self.checkpoint()  # e.g. a corrupt image: fix it, then --resume from this step
+            raise
+        finally:
+            stop.restore()
+        if stop.set:
+            if self.info.main:
+                print(
+                    f"regiondet: saved; resume with: regiondet train {self.out / 'config.yaml'} --resume",
+                    file=sys.stderr,
+                )
+            raise KeyboardInterrupt
+        return self.out
+
+    def _loader(self) -> DataLoader:
+        """This epoch's batches from the current step on: the order depends only on seed and epoch."""
+        bs = self.cfg.train.batch_size
+        self.sampler.set_epoch(self.epoch)
+        order = list(self.sampler)
+        order = (order * math.ceil(self.per_epoch * bs / max(1, len(order))))[: self.per_epoch * bs]
+        return DataLoader(
+            self.dataset,
+            bs,
+            sampler=order[self.step * bs :],
+            collate_fn=collate,
+            num_workers=self.cfg.train.workers,
+            worker_init_fn=_ignore_sigint,
+        )
+
+    def train_epoch(self, stop: _StopFlag) -> None:
+        started = time.time() - self.acc.get("seconds", 0.0)
+        last_save = time.time()
+        desc = f"epoch {self.epoch + 1}/{self.cfg.train.epochs}"
+        bar = tqdm(
+            self._loader(),
+            total=self.per_epoch,
+            initial=self.step,
+            desc=desc,
+            disable=not (self.progress and self.info.main),
+            dynamic_ncols=True,
+        )
+        self.net.train()
+        for images, targets in bar:
+            images = [i.to(self.info.device) for i in images]
+            targets = [{k: v.to(self.info.device) for k, v in t.items()} for t in targets]
+            losses = self.net(images, targets)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise UserError(f"loss became {loss.item()} at epoch {self.epoch + 1}; lower train.lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.train.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            for k in LOSS_KEYS:
+                self.acc[k] += losses[k].item()
+            self.acc["loss_total"] += loss.item()
+            self.acc["n"] += 1
+            self.acc["seconds"] = time.time() - started
+            bar.set_postfix(loss=f"{self.acc['loss_total'] / self.acc['n']:.3f}")
+            if stop.set or time.time() - last_save > 600:
+                self.checkpoint()
+                last_save = time.time()
             if stop.set:
                 break
-            bar.close()
-            row = {"epoch": epoch + 1, "steps": (epoch + 1) * per_epoch, "lr": scheduler.get_last_lr()[0]}
-            n = max(acc["n"], 1)
-            row.update({k: acc[k] / n for k in [*LOSS_KEYS, "loss_total"]})
-            row.update(all_mean(probes.summary(), info))
-            row["seconds"] = time.time() - t0
-            if info.main and val and ((epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs):
-                res = validate(model, cfg, val, val_neg, out)
-                row.update(
-                    {
-                        f"val_{k}": res[k]
-                        for k in ("map50", "coco_ap", "no_detection_rate", "negatives_with_detection_rate")
-                    }
-                )
-                score = res["map50"]
-            else:
-                score = -row["loss_total"] if not val else None
-            rows.append(row)
-            epoch, step_in_epoch, acc = epoch + 1, 0, defaultdict(float)
-            if info.main:
-                write_history(rows, out)
-                if score is not None and score > best:
-                    best = score
-                    save_checkpoint(out / "best.pt", model, cfg, epoch=epoch, metrics=row)
-                checkpoint(epoch, 0)
-                print(_summary_line(row), file=sys.stderr)
-            barrier(info)
-    finally:
-        stop.restore()
-    if stop.set:
-        if info.main:
-            print(f"regiondet: saved; resume with: regiondet train {out / 'config.yaml'} --resume", file=sys.stderr)
-        raise KeyboardInterrupt
-    return out
+        bar.close()
+
+    def end_epoch(self) -> None:
+        """Log the epoch's means, validate, keep the best model, checkpoint."""
+        cfg, n = self.cfg, max(self.acc["n"], 1)
+        row = {
+            "epoch": self.epoch + 1,
+            "steps": (self.epoch + 1) * self.per_epoch,
+            "lr": self.scheduler.get_last_lr()[0],
+            "seconds": self.acc["seconds"],
+        }
+        row.update({k: self.acc[k] / n for k in [*LOSS_KEYS, "loss_total"]})
+        row.update(all_mean(self.probes.summary(), self.info))
+        due = (self.epoch + 1) % cfg.train.eval_every == 0 or self.epoch + 1 == cfg.train.epochs
+        score = None
+        if self.info.main and self.val and due:
+            res = validate(self.model, cfg, self.val, self.val_neg, self.out)
+            for k in ("map50", "coco_ap", "no_detection_rate", "negatives_with_detection_rate"):
+                row[f"val_{k}"] = res[k]
+            score = res["map50"]
+        elif not self.val:
+            score = -row["loss_total"]
+        self.rows.append(row)
+        self.epoch, self.step, self.acc = self.epoch + 1, 0, defaultdict(float)
+        if self.info.main:
+            write_history(self.rows, self.out)
+            if score is not None and score > self.best:
+                self.best = score
+                save_checkpoint(self.out / "best.pt", self.model, cfg, epoch=self.epoch, metrics=row)
+            self.checkpoint()
+            print(_summary_line(row), file=sys.stderr)
+        barrier(self.info)
 
 
 def _summary_line(row: dict) -> str:
