@@ -163,6 +163,27 @@ def cmd_convert(a: argparse.Namespace) -> None:
     print(f"{a.out}: {len(samples)} images, {sum(len(s.boxes) for s in samples)} boxes, classes {classes}")
 
 
+def cmd_grid(a: argparse.Namespace) -> None:
+    from regiondet.experiments.grid import load_grid, run_grid
+
+    if a.list:
+        _, cells = load_grid(Path(a.grid))
+        for c in cells:
+            out = Path(c.config["train"]["out"])
+            state = "done" if (out / "eval.json").is_file() else "started" if (out / "last.pt").is_file() else "todo"
+            print(f"{state:8s} {c.name}")
+        return
+    for out in run_grid(Path(a.grid), a.only, progress=not a.quiet):
+        print(out)
+
+
+def cmd_report(a: argparse.Namespace) -> None:
+    from regiondet.experiments.report import write_report
+
+    n = write_report(Path(a.runs), Path(a.out))
+    print(f"{a.out}: {n} cells")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="regiondet", description=__doc__)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -199,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--score", type=float, help="default score threshold stored in the model")
     x.add_argument("--fp32", action="store_true")
     x.set_defaults(func=cmd_export)
+
+    g = sub.add_parser("grid", help="train and evaluate every cell of an experiment grid (resumable)")
+    g.add_argument("grid")
+    g.add_argument("--only", nargs="+", help="cells whose name contains one of these")
+    g.add_argument("--list", action="store_true", help="show cells and their state, run nothing")
+    g.set_defaults(func=cmd_grid)
+    r = sub.add_parser("report", help="write the Markdown report of a grid's finished cells")
+    r.add_argument("runs", help="the grid's out folder")
+    r.add_argument("--out", default="docs/experiments.md")
+    r.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("stats", help="images, boxes per class, box sizes, negatives")

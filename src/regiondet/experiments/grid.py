@@ -1,0 +1,129 @@
+"""A grid of training runs (the thesis's chapter 5 at CPU scale): every cell the same budget.
+
+A grid file holds a base config, named axes whose values are partial configs, and the
+evaluation sets. Each cell trains into <out>/<cell>/, then writes eval.json and a few
+drawn detections; finished cells are skipped, interrupted ones resumed, so a grid can
+run across sessions.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from regiondet.config import config_from_dict
+from regiondet.errors import UserError
+from regiondet.io import atomic_write_text
+
+
+@dataclass
+class Cell:
+    name: str
+    axes: dict[str, str]  # axis -> value name
+    config: dict
+
+
+def _merge(base: dict, patch: dict) -> dict:
+    out = copy.deepcopy(base)
+    for section, values in patch.items():
+        out.setdefault(section, {}).update(values)
+    return out
+
+
+def load_grid(path: Path) -> tuple[dict, list[Cell]]:
+    """(grid settings, cells) from a grid YAML; every cell's config is validated up front."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("grid file not found", path)
+    try:
+        g = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"malformed YAML ({e})", path) from None
+    for key in ("base", "axes", "out", "evaluate"):
+        if key not in g:
+            raise UserError(f"grid file needs '{key}'", path)
+    axes: dict[str, dict] = g["axes"]
+    cells = []
+    for combo in itertools.product(*[list(v.items()) for v in axes.values()]):
+        cfg = g["base"]
+        chosen = {}
+        for axis, (value, patch) in zip(axes, combo, strict=True):
+            cfg = _merge(cfg, patch or {})
+            chosen[axis] = str(value)
+        name = "_".join(f"{a}-{v}" for a, v in chosen.items())
+        cfg = _merge(cfg, {"train": {"out": str(Path(g["out"]) / name)}})
+        config_from_dict(cfg, f"{path} cell {name}")
+        cells.append(Cell(name, chosen, cfg))
+    return g, cells
+
+
+def run_grid(path: Path, only: list[str] | None = None, progress: bool = True) -> list[Path]:
+    """Train and evaluate every unfinished cell (or those whose name contains one of `only`)."""
+    from regiondet.config import config_from_dict as build
+    from regiondet.engine.train import train
+
+    g, cells = load_grid(path)
+    done = []
+    for cell in cells:
+        if only and not any(o in cell.name for o in only):
+            continue
+        out = Path(cell.config["train"]["out"])
+        if (out / "eval.json").is_file():
+            done.append(out)
+            continue
+        cfg = build(cell.config, cell.name)
+        resume = (out / "last.pt").is_file()
+        if not resume or not _finished(out, cfg.train.epochs):
+            train(cfg, resume=resume, progress=progress)
+        evaluate_cell(out, cell, g["evaluate"], progress)
+        done.append(out)
+    return done
+
+
+def _finished(out: Path, epochs: int) -> bool:
+    from regiondet.engine.checkpoint import read_checkpoint
+
+    return read_checkpoint(out / "last.pt")["epoch"] >= epochs
+
+
+def evaluate_cell(out: Path, cell: Cell, ev: dict, progress: bool) -> dict:
+    """eval.json (the report's numbers) and drawn samples for the cell's best model."""
+    from regiondet.data.dataset import ClassMapper, as_negative
+    from regiondet.data.spec import load_spec
+    from regiondet.engine.history import read_history
+    from regiondet.evaluation.detection import evaluate
+    from regiondet.inference.predictor import Detector
+
+    det = Detector.load(out / "best.pt")
+    mapper = ClassMapper(det.classes, det.config.data.class_map)
+    samples = [s for spec in ev["data"] for s in mapper.apply_all(load_spec(spec))]
+    negatives = [as_negative(s) for spec in ev.get("negatives", []) for s in load_spec(spec)]
+    res = evaluate(det, samples, negatives, ev.get("score"), plot_path=out / "pr_curve.png", progress=progress)
+    rows = read_history(out / "metrics.csv")
+    res.update(
+        cell=cell.name,
+        axes=cell.axes,
+        train_seconds=sum(r["seconds"] or 0 for r in rows),
+        steps=rows[-1]["steps"] if rows else 0,
+    )
+    atomic_write_text(out / "eval.json", json.dumps(res, indent=2) + "\n")
+    draw_samples(det, samples[: ev.get("draw", 4)], negatives[: ev.get("draw", 4)], out / "samples")
+    return res
+
+
+def draw_samples(det, samples, negatives, folder: Path) -> None:
+    """Detections on a few labelled images and on negatives (where false alarms show)."""
+    from regiondet.data.images import load_upright
+    from regiondet.inference.draw import draw_prediction
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, group in (("val", samples), ("negative", negatives)):
+        for s in group:
+            image = load_upright(s.path)
+            image.thumbnail((416, 416))
+            draw_prediction(image, det.predict(image), det.classes).save(folder / f"{kind}_{s.path.stem[:16]}.jpg")
