@@ -49,7 +49,6 @@ def tiny_config(out: Path, **train) -> dict:
             "epochs": 3,
             "steps_per_epoch": 5,
             "batch_size": 2,
-            "lr": 0.01,
             "warmup_steps": 2,
             "workers": 0,
             "seed": 0,

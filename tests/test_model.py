@@ -54,6 +54,14 @@ def test_deepsort_weights_load_offline_and_freeze():
         build_model(ModelConfig(backbone="vgg16", weights="deepsort", **SMALL))
 
 
+def test_mobilenet_fpn_keeps_a_stride_16_map():
+    model = build_model(ModelConfig(backbone="mobilenet_v2_fpn", fpn_strides=[8, 16, 32], **SMALL))
+    maps = model.backbone(torch.rand(1, 3, 128, 128))
+    assert [tuple(v.shape[-2:]) for v in maps.values()] == [(16, 16), (8, 8), (4, 4), (2, 2)]
+    with pytest.raises(Exception, match="fpn_strides"):
+        build_model(ModelConfig(backbone="mobilenet_v3_fpn", fpn_strides=[12], **SMALL))
+
+
 def test_anchor_and_proposal_settings_reach_torchvision():
     cfg = ModelConfig(
         backbone="vgg16",

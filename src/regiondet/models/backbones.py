@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 import torchvision
 from torch import nn
-from torchvision.models.detection.backbone_utils import mobilenet_backbone
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from regiondet.config import ModelConfig
 from regiondet.errors import UserError
@@ -113,22 +114,48 @@ def resnet50_c4_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bo
     return Trunk(body, ["0"], 2 * cfg.roi_output_size, _ResNetC5Head(net.layer4), 2048, 1)
 
 
+def _stride_ends(features: nn.Sequential) -> tuple[dict[int, int], dict[int, int]]:
+    """For each output stride of a feature stack: its last block index and channel count."""
+    ends, channels = {}, {}
+    x = torch.zeros(1, 3, 64, 64)
+    with torch.no_grad():
+        for i, block in enumerate(features):
+            x = block(x)
+            stride = 64 // x.shape[-1]
+            ends[stride], channels[stride] = i, x.shape[1]
+    return ends, channels
+
+
 def mobilenet_fpn_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> Trunk:
-    """MobileNetV2 / V3-Large features with a 256-channel FPN on the last two stages."""
-    name = "mobilenet_v2" if cfg.backbone == "mobilenet_v2_fpn" else "mobilenet_v3_large"
+    """MobileNetV2 / V3-Large features with a 256-channel FPN on the ends of cfg.fpn_strides stages.
+
+    torchvision's mobilenet FPN taps the first block of the last two stages, both at
+    stride 32 (13x13 cells on a 416 px image); ending each stage at its own stride keeps
+    a stride-16 map, as the thesis's VGG16 has, for small cameras.
+    """
+    net = torchvision.models.__dict__["mobilenet_v2" if cfg.backbone == "mobilenet_v2_fpn" else "mobilenet_v3_large"]
     norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-    fpn = mobilenet_backbone(
-        backbone_name=name,
-        weights=None,
-        fpn=True,
-        norm_layer=norm,
-        trainable_layers=cfg.trainable_layers,
+    features = net(norm_layer=norm).features
+    ends, channels = _stride_ends(features.eval())
+    bad = [s for s in cfg.fpn_strides if s not in ends]
+    if bad:
+        raise UserError(f"model.fpn_strides {bad} not available; choose from {sorted(ends)}")
+    strides = sorted(cfg.fpn_strides)
+    starts = sorted({0, *[ends[s] + 1 for s in sorted(ends)[:-1]]})
+    stages = [features[a:b] for a, b in zip(starts, [*starts[1:], len(features)], strict=True)]
+    _freeze(stages, cfg.trainable_layers)
+    fpn = BackboneWithFPN(
+        features,
+        {str(ends[s]): str(k) for k, s in enumerate(strides)},
+        [channels[s] for s in strides],
+        256,
+        extra_blocks=LastLevelMaxPool(),
     )
     if state is not None:
         load_by_position(fpn.body, _strip(state, "features."), source)
     s = cfg.roi_output_size
     head = TwoMLPHead(fpn.out_channels * s * s, cfg.representation_size)
-    return Trunk(fpn, ["0", "1"], s, head, cfg.representation_size, 3)
+    return Trunk(fpn, [str(k) for k in range(len(strides))], s, head, cfg.representation_size, len(strides) + 1)
 
 
 BUILDERS = {
