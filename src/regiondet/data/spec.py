@@ -8,6 +8,8 @@ Formats (extra in brackets):
   openimages:DIR[:split]     folder made by `regiondet data openimages`; split train/test/all
   icdar2015:DIR              images/ + gt/gt_*.txt quadrilaterals ('###' = do not care)
   msra-td500:DIR             IMG_*.JPG + IMG_*.gt rotated rectangles
+  ctw1500:DIR                images + 14-point curved lines (txt box+offsets, absolute txt, or xml)
+  totaltext:DIR              images + polygons (legacy x: [[..]], y: [[..]] lines or x1,y1,..,text)
 A SPEC without a format is guessed: *.yaml -> yolo, *.json -> coco, *.txt -> txt, a folder
 with .xml files -> voc. Options after '?':
   part=holdout|rest, fraction=0.1, seed=0   seeded split by photo group (copies stay together)
@@ -22,10 +24,12 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from regiondet.data.formats.coco import read_coco
+from regiondet.data.formats.ctw1500 import read_ctw1500
 from regiondet.data.formats.icdar2015 import read_icdar2015
 from regiondet.data.formats.msra_td500 import read_msra_td500
 from regiondet.data.formats.openimages import read_openimages
 from regiondet.data.formats.plaintext import read_plaintext
+from regiondet.data.formats.totaltext import read_totaltext
 from regiondet.data.formats.voc import read_voc
 from regiondet.data.formats.yolo import read_yolo
 from regiondet.data.report import LoadReport, clean_boxes
@@ -42,6 +46,8 @@ READERS: dict[str, Reader] = {
     "openimages": read_openimages,
     "icdar2015": read_icdar2015,
     "msra-td500": read_msra_td500,
+    "ctw1500": read_ctw1500,
+    "totaltext": read_totaltext,
 }
 OPTIONS = {"part", "fraction", "seed", "limit"}
 

@@ -1,0 +1,97 @@
+"""Text readers (CTW1500, Total-Text) on hand-made files, and the adaptive point pairs."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import ICDAR
+from regiondet.data.point_pairs import pairs_to_polygon, polygon_to_pairs, reduce_pairs
+from regiondet.data.spec import load_spec
+from regiondet.errors import UserError
+
+
+def arc_polygon(k: int, radius: float = 100, width: float = 20, sweep: float = np.pi / 2) -> np.ndarray:
+    """A curved band: k points on the outer arc left to right, k on the inner arc back."""
+    t = np.linspace(np.pi / 2 + sweep / 2, np.pi / 2 - sweep / 2, k)
+    outer = np.stack([200 + radius * np.cos(t), 200 - radius * np.sin(t)], 1)
+    inner = np.stack([200 + (radius - width) * np.cos(t), 200 - (radius - width) * np.sin(t)], 1)
+    return np.concatenate([outer, inner[::-1]]).astype(np.float32)
+
+
+def test_icdar_quad_gives_two_pairs_in_reading_order():
+    quad = load_spec(f"icdar2015:{ICDAR}?limit=1")[0].polygons[0]
+    pairs = polygon_to_pairs(quad)
+    assert pairs.shape == (2, 2, 2)
+    np.testing.assert_array_equal(pairs[0], [quad[0], quad[3]])  # top-left with bottom-left
+    np.testing.assert_array_equal(pairs_to_polygon(pairs), quad)
+
+
+def test_straight_text_reduces_to_two_pairs_and_curves_keep_more():
+    straight = np.array([[0, 0], [50, 0], [100, 0], [150, 0], [150, 30], [100, 30], [50, 30], [0, 30]], np.float32)
+    assert len(reduce_pairs(polygon_to_pairs(straight))) == 2
+    curved = polygon_to_pairs(arc_polygon(14, width=30))  # densely sampled quarter arc
+    reduced = reduce_pairs(curved)
+    assert 2 < len(reduced) < 14
+    np.testing.assert_array_equal(reduced[0], curved[0])
+    np.testing.assert_array_equal(reduced[-1], curved[-1])
+    from shapely.geometry import Polygon
+
+    a, b = Polygon(pairs_to_polygon(curved)), Polygon(pairs_to_polygon(reduced))
+    assert a.intersection(b).area / a.union(b).area > 0.93
+
+
+def test_odd_polygon_is_refused():
+    with pytest.raises(ValueError, match="5 vertices"):
+        polygon_to_pairs(np.zeros((5, 2)))
+
+
+def _one_image(tmp_path, folder):
+    (tmp_path / folder).mkdir()
+    shutil.copy(ICDAR / "images" / "img_1.jpg", tmp_path / folder / "0001.jpg")
+
+
+def test_ctw1500_txt_offsets_xml_and_absolute(tmp_path):
+    _one_image(tmp_path, "text_image")
+    (tmp_path / "text_label_curve").mkdir()
+    pts = arc_polygon(7)
+    x0, y0 = pts.min(0).astype(int)
+    offsets = (pts.round() - [x0, y0]).astype(int).reshape(-1)
+    x1, y1 = pts.max(0).astype(int)
+    line = ",".join(str(v) for v in [x0, y0, x1, y1, *offsets])
+    (tmp_path / "text_label_curve" / "0001.txt").write_text(line + "\n")
+    s = load_spec(f"ctw1500:{tmp_path}")[0]
+    np.testing.assert_allclose(s.polygons[0], pts.round(), atol=1)
+    (tmp_path / "text_label_curve" / "0001.txt").write_text(
+        ",".join(str(int(v)) for v in pts.reshape(-1)) + ",#######\n"
+    )
+    s = load_spec(f"ctw1500:{tmp_path}")[0]
+    assert s.polygons[0].shape == (14, 2) and s.ignore.tolist() == [True]
+    (tmp_path / "text_label_curve" / "0001.txt").unlink()
+    segs = ",".join(str(int(v)) for v in pts.reshape(-1))
+    (tmp_path / "text_label_curve" / "0001.xml").write_text(
+        f"<Annotations><image file='0001.jpg'><box><label>abc</label><segs>{segs}</segs></box></image></Annotations>"
+    )
+    s = load_spec(f"ctw1500:{tmp_path}")[0]
+    assert s.texts == ["abc"] and s.polygons[0].shape == (14, 2)
+    (tmp_path / "text_label_curve" / "0001.xml").unlink()
+    (tmp_path / "text_label_curve" / "0001.txt").write_text("1,2,3\n")
+    with pytest.raises(UserError, match=r"0001\.txt:1"):
+        load_spec(f"ctw1500:{tmp_path}")
+
+
+def test_totaltext_legacy_and_plain(tmp_path):
+    _one_image(tmp_path, "images")
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "gt" / "poly_gt_0001.txt").write_text(
+        "x: [[115 503 494 115]], y: [[322 346 426 404]], ornt: [u'm'], transcriptions: [u'nauGHTY']\n"
+        "x: [[10 60 60 10]], y: [[10 10 30 30]], ornt: [u'#'], transcriptions: [u'#']\n"
+    )
+    s = load_spec(f"totaltext:{tmp_path}")[0]
+    assert s.texts == ["nauGHTY", "###"] and s.ignore.tolist() == [False, True]
+    np.testing.assert_array_equal(s.polygons[0][1], [503, 346])
+    (tmp_path / "gt" / "poly_gt_0001.txt").write_text("1,1,50,1,50,20,1,20,hello, world\n")
+    s = load_spec(f"totaltext:{tmp_path}")[0]
+    assert s.texts == ["hello, world"] and s.boxes[0].tolist() == [1, 1, 50, 20]
