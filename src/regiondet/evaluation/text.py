@@ -1,0 +1,70 @@
+"""ICDAR 2015 text detection protocol (the Robust Reading Competition's IoU script), on polygons.
+
+Per image: a detection covering a do-not-care region by more than half of its own area is
+set aside; then ground truths and detections are matched one-to-one, greedily in ground-truth
+order, at polygon IoU > 0.5, neither side being do-not-care. Precision, recall and H-mean are
+totals over all images. Polygons of any vertex count work, so curved sets (CTW1500,
+Total-Text) use the same code with polygon IoU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from shapely.geometry import Polygon
+from shapely.validation import make_valid
+
+
+def _poly(points: np.ndarray) -> Polygon:
+    p = Polygon(np.asarray(points, float))
+    if not p.is_valid:
+        p = make_valid(p)
+    return p
+
+
+@dataclass
+class ImageMatch:
+    matched: int
+    gt_care: int
+    det_care: int
+
+
+def match_image(
+    gt_polys: list[np.ndarray], gt_ignore: np.ndarray, det_polys: list[np.ndarray], iou_threshold: float = 0.5
+) -> ImageMatch:
+    """Matches of one image under the ICDAR 2015 rules."""
+    gts = [_poly(p) for p in gt_polys]
+    dets = [_poly(p) for p in det_polys]
+    gt_ignore = np.asarray(gt_ignore, bool).reshape(-1)
+    det_ignore = np.zeros(len(dets), bool)
+    dont_care = [g for g, ig in zip(gts, gt_ignore, strict=True) if ig]
+    for j, d in enumerate(dets):
+        if d.area > 0 and dont_care:
+            covered = max(d.intersection(g).area for g in dont_care)
+            det_ignore[j] = covered / d.area > 0.5
+    gt_used = np.zeros(len(gts), bool)
+    det_used = np.zeros(len(dets), bool)
+    matched = 0
+    for i, g in enumerate(gts):
+        if gt_ignore[i]:
+            continue
+        for j, d in enumerate(dets):
+            if det_used[j] or det_ignore[j] or gt_used[i]:
+                continue
+            union = g.union(d).area
+            if union > 0 and g.intersection(d).area / union > iou_threshold:
+                gt_used[i] = det_used[j] = True
+                matched += 1
+    return ImageMatch(matched, int((~gt_ignore).sum()), int((~det_ignore).sum()))
+
+
+def text_metrics(matches: list[ImageMatch]) -> dict[str, float]:
+    """precision, recall, hmean (and the counts) over a set of images."""
+    m = sum(x.matched for x in matches)
+    n_gt = sum(x.gt_care for x in matches)
+    n_det = sum(x.det_care for x in matches)
+    recall = m / n_gt if n_gt else 0.0
+    precision = m / n_det if n_det else 0.0
+    hmean = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "hmean": hmean, "matched": m, "gt_care": n_gt, "det_care": n_det}

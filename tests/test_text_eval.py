@@ -1,0 +1,47 @@
+"""The ICDAR 2015 protocol against cases worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from regiondet.evaluation.text import match_image, text_metrics
+
+
+def rect(x1, y1, x2, y2):
+    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], float)
+
+
+def test_one_to_one_at_iou_over_half():
+    gt = [rect(0, 0, 100, 20), rect(0, 50, 100, 70)]
+    dets = [rect(0, 0, 100, 20), rect(0, 0, 90, 20), rect(0, 50, 40, 70)]  # hit, duplicate, IoU 0.4
+    m = match_image(gt, [False, False], dets)
+    assert (m.matched, m.gt_care, m.det_care) == (1, 2, 3)
+    r = text_metrics([m])
+    assert r["precision"] == pytest.approx(1 / 3) and r["recall"] == pytest.approx(0.5)
+    assert r["hmean"] == pytest.approx(2 * (1 / 3) * 0.5 / (1 / 3 + 0.5))
+
+
+def test_iou_exactly_half_does_not_match():
+    m = match_image([rect(0, 0, 100, 20)], [False], [rect(0, 0, 50, 20)])
+    assert m.matched == 0
+
+
+def test_detection_on_dont_care_is_set_aside():
+    gt = [rect(0, 0, 100, 20), rect(200, 0, 300, 20)]
+    dets = [rect(0, 0, 100, 20), rect(190, 0, 290, 20), rect(500, 500, 600, 520)]
+    m = match_image(gt, [False, True], dets)
+    assert (m.matched, m.gt_care, m.det_care) == (1, 1, 2)  # 90 % of det 2 lies on '###'
+
+
+def test_totals_are_summed_over_images_and_curved_polygons_work():
+    t = np.linspace(0, np.pi, 8)
+    arc = np.concatenate(
+        [np.stack([100 * np.cos(t), 100 * np.sin(t)], 1), np.stack([80 * np.cos(t[::-1]), 80 * np.sin(t[::-1])], 1)]
+    )
+    box = rect(-100, 0, 100, 100)  # the arc's bounding box: IoU far below 0.5
+    a = match_image([arc], [False], [arc])
+    b = match_image([arc], [False], [box])
+    assert (a.matched, b.matched) == (1, 0)
+    r = text_metrics([a, b])
+    assert (r["precision"], r["recall"]) == (0.5, 0.5)
