@@ -95,3 +95,39 @@ def test_totaltext_legacy_and_plain(tmp_path):
     (tmp_path / "gt" / "poly_gt_0001.txt").write_text("1,1,50,1,50,20,1,20,hello, world\n")
     s = load_spec(f"totaltext:{tmp_path}")[0]
     assert s.texts == ["hello, world"] and s.boxes[0].tolist() == [1, 1, 50, 20]
+
+
+def test_synthetic_curved_text_reads_back_and_bends(tmp_path):
+    from regiondet.cli import main
+    from regiondet.data.images import load_rgb
+
+    argv = [
+        "--quiet",
+        "data",
+        "synth-curved",
+        "--backgrounds",
+        f"icdar2015:{ICDAR}?limit=3",
+        "--count",
+        "4",
+        "--out",
+        str(tmp_path / "syn"),
+        "--seed",
+        "1",
+        "--crop",
+        "400",
+    ]
+    assert main(argv) == 0
+    samples = load_spec(f"totaltext:{tmp_path / 'syn'}")
+    assert len(samples) == 4 and all((s.width, s.height) == (400, 400) for s in samples)
+    words = [(s, i) for s in samples for i, t in enumerate(s.texts) if t != "###"]
+    assert len(words) >= 8
+    kept_pairs = []
+    for s, i in words:
+        poly = s.polygons[i]
+        assert poly.shape == (14, 2) and (poly >= 0).all() and (poly <= 400).all()
+        kept_pairs.append(len(reduce_pairs(polygon_to_pairs(poly))))
+    assert np.mean(kept_pairs) > 3  # curved words need more than the 2 pairs of a quadrilateral
+    s, i = words[0]
+    pixels = load_rgb(s.path)
+    x1, y1, x2, y2 = s.boxes[i].astype(int)
+    assert pixels[y1:y2, x1:x2].std() > 10  # something was drawn there

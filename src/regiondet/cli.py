@@ -184,6 +184,15 @@ def cmd_report(a: argparse.Namespace) -> None:
     print(f"{a.out}: {n} cells")
 
 
+def cmd_synth(a: argparse.Namespace) -> None:
+    from regiondet.data.spec import load_spec
+    from regiondet.data.synthetic import write_synthetic_set
+
+    backgrounds = [s for spec in a.backgrounds for s in load_spec(spec)]
+    n = write_synthetic_set(backgrounds, Path(a.out), a.count, a.seed, a.crop)
+    print(f"{a.out}: {n} images; read them with totaltext:{a.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="regiondet", description=__doc__)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -251,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("dir")
     dl.add_argument("--workers", type=int, default=8)
     dl.set_defaults(func=cmd_download)
+    y = data.add_parser("synth-curved", help="render curved words with exact polygons onto real photos")
+    y.add_argument("--backgrounds", nargs="+", required=True, metavar="SPEC", help="their own text stays as '###'")
+    y.add_argument("--count", type=int, default=500)
+    y.add_argument("--out", required=True)
+    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--crop", type=int, default=640, help="square crop side in pixels")
+    y.set_defaults(func=cmd_synth)
     c = data.add_parser("convert", help="write datasets as one COCO JSON file")
     c.add_argument("specs", nargs="+", metavar="SPEC")
     c.add_argument("--out", required=True)
