@@ -101,3 +101,17 @@ def test_probes_count_overlapping_proposals_and_head_accuracy():
     s = probes.summary()
     assert s["rpn_overlapping_proposals"] > 0 and 0 <= s["head_accuracy"] <= 1
     assert probes.summary() == {"rpn_overlapping_proposals": 0.0, "head_accuracy": 0.0}  # reset
+
+
+def test_se_vgg16_takes_the_craft_trunk_offline():
+    import easyocr_en_models
+
+    cfg = ModelConfig(backbone="se_vgg16", weights="craft", trainable_layers=3, **SMALL)
+    model = build_model(cfg)
+    path = f"{easyocr_en_models.model_dir()}/craft_mlt_25k.pth"
+    craft = torch.load(path, map_location="cpu", weights_only=True)
+    feats = model.backbone.features
+    assert torch.equal(feats[37].weight, craft["module.basenet.slice4.37.weight"])  # conv5_2
+    assert torch.equal(feats[38].running_var, craft["module.basenet.slice4.38.running_var"])
+    assert not feats[0].weight.requires_grad and feats[40].weight.requires_grad  # early stages frozen
+    assert len(model.backbone.se) == 5 and model.backbone(torch.rand(1, 3, 64, 96)).shape == (1, 512, 4, 6)

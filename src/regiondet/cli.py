@@ -47,9 +47,14 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         torch.set_num_threads(a.threads)
     mapper = ClassMapper(det.classes, {**det.config.data.class_map, **_class_map(a.class_map)})
     samples = [s for spec in a.data for s in mapper.apply_all(load_spec(spec))]
-    negatives = [as_negative(s) for spec in a.negatives or [] for s in load_spec(spec)]
-    plot = Path(a.plot) if a.plot else (Path(a.json).with_suffix(".pr.png") if a.json else None)
-    res = evaluate(det, samples, negatives, a.score, a.voc07, plot, progress=not a.quiet)
+    if det.config.model.task == "text":
+        from regiondet.evaluation.text_detection import evaluate_text
+
+        res = evaluate_text(det, samples, a.score, progress=not a.quiet)
+    else:
+        negatives = [as_negative(s) for spec in a.negatives or [] for s in load_spec(spec)]
+        plot = Path(a.plot) if a.plot else (Path(a.json).with_suffix(".pr.png") if a.json else None)
+        res = evaluate(det, samples, negatives, a.score, a.voc07, plot, progress=not a.quiet)
     res["model"], res["data"], res["negatives_data"] = str(a.model), a.data, a.negatives or []
     text = json.dumps(res, indent=2)
     if a.json:

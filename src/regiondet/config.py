@@ -15,14 +15,15 @@ import yaml
 
 from regiondet.errors import UserError
 
-BACKBONES = ("vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn")
+BACKBONES = ("vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn", "se_vgg16")
 
 
 @dataclass
 class ModelConfig:
     backbone: str = "mobilenet_v2_fpn"
     classes: list[str] = field(default_factory=lambda: ["camera"])
-    # none | deepsort (offline ImageNet MobileNetV2) | imagenet (torchvision download/cache)
+    # none | deepsort (offline ImageNet MobileNetV2) | craft (offline VGG16-BN text trunk, se_vgg16)
+    # | imagenet (torchvision download/cache)
     # | torchvision:<WeightsEnum.NAME> | a local .pt/.pth file (backbone or regiondet checkpoint)
     weights: str = "none"
     trainable_layers: int = 3  # trailing backbone stages that train; the rest stay frozen
@@ -50,6 +51,12 @@ class ModelConfig:
     box_detections_per_img: int = 100
     representation_size: int = 1024  # width of the fc6/fc7 box head
     roi_output_size: int = 7
+    # task "text" adds ATRR's point-pair LSTM: at most max_pairs boundary pairs per region
+    task: str = "box"  # box | text
+    max_pairs: int = 7
+    pair_hidden: int = 256
+    pair_loss_weight: float = 1.0
+    polygon_nms_thresh: float = 0.3  # text: drop an outline overlapping a better one by more (IoU)
 
 
 @dataclass
@@ -82,7 +89,9 @@ class TrainConfig:
     vflip: float = 0.0
     rot90: float = 0.0  # probability of a random 90/180/270-degree turn
     eval_every: int = 1
-    eval_score: float = 0.5  # score for the no-detection / negatives figures
+    eval_score: float = 0.5  # score for the no-detection / negatives figures (text: for P/R/H-mean)
+    crop: int | None = None  # text: train on random square crops of this side
+    scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # text: random rescale before cropping
 
 
 @dataclass
@@ -121,6 +130,10 @@ def config_from_dict(d: dict, source: str = "config") -> Config:
         raise UserError(str(e), source) from None
     if cfg.model.backbone not in BACKBONES:
         raise UserError(f"backbone '{cfg.model.backbone}' unknown; choose from {BACKBONES}", source)
+    if cfg.model.task not in ("box", "text"):
+        raise UserError("model.task must be box or text", source)
+    if cfg.model.max_pairs < 2:
+        raise UserError("model.max_pairs must be at least 2 (a quadrilateral)", source)
     if cfg.train.optimizer not in ("sgd", "adam"):
         raise UserError("train.optimizer must be sgd or adam", source)
     if not cfg.model.classes:

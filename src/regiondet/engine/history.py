@@ -16,6 +16,8 @@ COLUMNS = [
     "loss_rpn_box_reg",
     "loss_classifier",
     "loss_box_reg",
+    "loss_points",
+    "loss_stop",
     "loss_total",
     "rpn_overlapping_proposals",
     "head_accuracy",
@@ -25,6 +27,9 @@ COLUMNS = [
     "val_coco_ap",
     "val_no_detection_rate",
     "val_negatives_with_detection_rate",
+    "val_hmean",
+    "val_precision",
+    "val_recall",
 ]
 PLOTS = [
     ("loss_objectness", "RPN objectness loss"),
@@ -36,6 +41,9 @@ PLOTS = [
     ("head_accuracy", "head accuracy"),
     ("seconds", "seconds per epoch"),
     ("val_map50", "validation mAP50"),
+    ("loss_points", "point-pair loss"),
+    ("loss_stop", "stop/continue loss"),
+    ("val_hmean", "validation H-mean"),
 ]
 
 
@@ -62,8 +70,13 @@ def plot_history(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     cols = 3
-    fig, axes = plt.subplots(math.ceil(len(PLOTS) / cols), cols, figsize=(12, 9))
-    for ax, (key, title) in zip(axes.flat, PLOTS, strict=False):
+    shown = [(k, t) for k, t in PLOTS if any(r.get(k) is not None for r in rows)] or PLOTS[:1]
+    fig, axes = plt.subplots(
+        math.ceil(len(shown) / cols), cols, figsize=(12, 3 * math.ceil(len(shown) / cols)), squeeze=False
+    )
+    for ax in axes.flat[len(shown) :]:
+        ax.set_visible(False)
+    for ax, (key, title) in zip(axes.flat, shown, strict=False):
         pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
         if pts:
             ax.plot(*zip(*pts, strict=True), marker="o", ms=3)

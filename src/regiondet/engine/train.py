@@ -21,6 +21,7 @@ from regiondet.config import Config, apply_overrides, config_from_dict
 from regiondet.data.dataset import ClassMapper, DetectionDataset, as_negative, collate
 from regiondet.data.sample import Sample
 from regiondet.data.spec import load_spec
+from regiondet.data.text_dataset import TextDataset
 from regiondet.data.transforms import train_augment
 from regiondet.engine.checkpoint import load_model_state, read_checkpoint, save_checkpoint
 from regiondet.engine.distributed import DistInfo, all_mean, barrier, init_distributed, shutdown
@@ -28,11 +29,16 @@ from regiondet.engine.history import write_history
 from regiondet.engine.probes import TrainProbes
 from regiondet.errors import UserError
 from regiondet.evaluation.detection import evaluate
+from regiondet.evaluation.text_detection import evaluate_text
 from regiondet.inference.predictor import Detector
 from regiondet.io import atomic_write_text
 from regiondet.models.faster_rcnn import build_model
 
-LOSS_KEYS = ["loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"]
+# Validation figures logged per task; the first one picks best.pt.
+VAL_KEYS = {
+    "box": ("map50", "coco_ap", "no_detection_rate", "negatives_with_detection_rate"),
+    "text": ("hmean", "precision", "recall"),
+}
 
 
 def load_sets(cfg: Config) -> tuple[list[Sample], list[Sample], list[Sample]]:
@@ -106,9 +112,13 @@ class _StopFlag:
 def validate(
     model: torch.nn.Module, cfg: Config, val: list[Sample], val_neg: list[Sample], out_dir: Path | None = None
 ) -> dict:
+    """Box task: VOC/COCO figures (PR curve in out_dir); text task: ICDAR 2015 P/R/H-mean."""
     detector = Detector(model, cfg, score=cfg.train.eval_score)
-    plot = out_dir / "pr_curve.png" if out_dir else None
-    result = evaluate(detector, val, val_neg or None, plot_path=plot, progress=False)
+    if cfg.model.task == "text":
+        result = evaluate_text(detector, val, progress=False)
+    else:
+        plot = out_dir / "pr_curve.png" if out_dir else None
+        result = evaluate(detector, val, val_neg or None, plot_path=plot, progress=False)
     model.train()
     return result
 
@@ -149,8 +159,12 @@ class Trainer:
         self.probes = TrainProbes(self.model)
         self.net = DistributedDataParallel(self.model) if info.enabled else self.model
         self.optimizer = _optimizer(cfg, self.model)
-        augment = train_augment(cfg.train.hflip, cfg.train.vflip, cfg.train.rot90)
-        self.dataset = DetectionDataset(train_set, cfg.model.classes, augment)
+        if cfg.model.task == "text":
+            crop, scales = cfg.train.crop, tuple(cfg.train.scale_range)
+            self.dataset = TextDataset(train_set, cfg.model.max_pairs, crop, scales)
+        else:
+            augment = train_augment(cfg.train.hflip, cfg.train.vflip, cfg.train.rot90)
+            self.dataset = DetectionDataset(train_set, cfg.model.classes, augment)
         self.sampler = DistributedSampler(self.dataset, info.world, info.rank, shuffle=True, seed=cfg.train.seed)
         self.per_epoch = cfg.train.steps_per_epoch or math.ceil(len(self.sampler) / cfg.train.batch_size)
         total = self.per_epoch * cfg.train.epochs
@@ -245,8 +259,8 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
-            for k in LOSS_KEYS:
-                self.acc[k] += losses[k].item()
+            for k, v in losses.items():
+                self.acc[k] += v.item()
             self.acc["loss_total"] += loss.item()
             self.acc["n"] += 1
             self.acc["seconds"] = time.time() - started
@@ -267,15 +281,15 @@ class Trainer:
             "lr": self.scheduler.get_last_lr()[0],
             "seconds": self.acc["seconds"],
         }
-        row.update({k: self.acc[k] / n for k in [*LOSS_KEYS, "loss_total"]})
+        row.update({k: v / n for k, v in self.acc.items() if k.startswith("loss_")})
         row.update(all_mean(self.probes.summary(), self.info))
         due = (self.epoch + 1) % cfg.train.eval_every == 0 or self.epoch + 1 == cfg.train.epochs
         score = None
         if self.info.main and self.val and due:
             res = validate(self.model, cfg, self.val, self.val_neg, self.out)
-            for k in ("map50", "coco_ap", "no_detection_rate", "negatives_with_detection_rate"):
+            for k in VAL_KEYS[cfg.model.task]:
                 row[f"val_{k}"] = res[k]
-            score = res["map50"]
+            score = res[VAL_KEYS[cfg.model.task][0]]
         elif not self.val:
             score = -row["loss_total"]
         self.rows.append(row)
@@ -299,4 +313,6 @@ def _summary_line(row: dict) -> str:
     ]
     if row.get("val_map50") is not None:
         parts.append(f"val mAP50 {row['val_map50']:.3f}")
+    if row.get("val_hmean") is not None:
+        parts.append(f"val H-mean {row['val_hmean']:.3f} (P {row['val_precision']:.3f} R {row['val_recall']:.3f})")
     return "regiondet: " + ", ".join(parts)

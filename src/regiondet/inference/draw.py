@@ -14,10 +14,15 @@ def draw_prediction(image: Image.Image, pred: Prediction, classes: list[str]) ->
     out = image.convert("RGB").copy()
     d = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 300))
-    for box, label, score in zip(pred.boxes, pred.labels, pred.scores, strict=True):
+    polygons = pred.polygons if pred.polygons is not None else [None] * len(pred.boxes)
+    for box, label, score, poly in zip(pred.boxes, pred.labels, pred.scores, polygons, strict=True):
         color = COLORS[classes.index(label) % len(COLORS)] if label in classes else COLORS[0]
         x1, y1, x2, y2 = (float(v) for v in box)
-        d.rectangle([x1, y1, x2, y2], outline=color, width=width)
+        if poly is None:
+            d.rectangle([x1, y1, x2, y2], outline=color, width=width)
+        else:
+            d.line([tuple(map(float, p)) for p in [*poly, poly[0]]], fill=color, width=width)
+            x1, y1 = (float(v) for v in poly.min(0))
         text = f"{label} {score:.2f}"
         tw, th = d.textbbox((0, 0), text)[2:]
         ty = y1 - th - 2 if y1 - th - 2 >= 0 else y1

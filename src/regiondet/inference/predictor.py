@@ -29,13 +29,17 @@ class Prediction:
     scores: np.ndarray  # (N,)
     seconds: float = 0.0
     class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    polygons: list[np.ndarray] | None = None  # text models: (2k, 2) outlines, top edge then bottom
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "boxes": [[round(float(v), 1) for v in b] for b in self.boxes],
             "labels": self.labels,
             "scores": [round(float(s), 4) for s in self.scores],
         }
+        if self.polygons is not None:
+            out["polygons"] = [[[round(float(x), 1), round(float(y), 1)] for x, y in p] for p in self.polygons]
+        return out
 
 
 def resolve_model_path(path_or_name: str | Path) -> Path:
@@ -92,6 +96,9 @@ class Detector:
         out = self.model([x])[0]
         seconds = time.perf_counter() - t0
         keep = out["scores"] >= (self.score if score is None else score)
+        polygons = None
+        if "keypoints" in out:
+            keep, polygons = text_polygons(out, keep, self.config.model.polygon_nms_thresh)
         ids = out["labels"][keep].cpu().numpy()
         return Prediction(
             out["boxes"][keep].cpu().numpy(),
@@ -99,4 +106,28 @@ class Detector:
             out["scores"][keep].cpu().numpy(),
             seconds,
             ids,
+            polygons,
         )
+
+
+def text_polygons(out: dict, keep: torch.Tensor, nms_thresh: float) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """Outlines from the point pairs, then polygon NMS (shapely IoU) in score order."""
+    from shapely.geometry import Polygon
+
+    from regiondet.data.point_pairs import pairs_to_polygon
+
+    idx = torch.where(keep)[0].tolist()  # already in descending score order
+    pairs = out["keypoints"].unflatten(1, (-1, 2)).cpu().numpy()
+    counts = out["num_pairs"].cpu().numpy()
+    chosen, polys, shapes = [], [], []
+    for i in idx:
+        poly = pairs_to_polygon(pairs[i, : counts[i]])
+        shape = Polygon(poly).buffer(0)
+        if any(shape.intersection(o).area / max(shape.union(o).area, 1e-9) > nms_thresh for o in shapes):
+            continue
+        chosen.append(i)
+        polys.append(poly)
+        shapes.append(shape)
+    mask = torch.zeros_like(keep)
+    mask[chosen] = True
+    return mask, polys

@@ -47,6 +47,10 @@ def _source_state(cfg: ModelConfig) -> tuple[dict[str, torch.Tensor] | None, str
     w = cfg.weights
     if w in ("none", "", None):
         return None, "none"
+    if w == "craft":
+        if cfg.backbone != "se_vgg16":
+            raise UserError("weights 'craft' hold a VGG16-BN trunk: use backbone se_vgg16")
+        return {}, "craft"
     if w == "deepsort":
         if cfg.backbone != "mobilenet_v2_fpn":
             raise UserError("weights 'deepsort' hold MobileNetV2 features: use backbone mobilenet_v2_fpn")
@@ -158,11 +162,29 @@ def mobilenet_fpn_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: 
     return Trunk(fpn, [str(k) for k in range(len(strides))], s, head, cfg.representation_size, len(strides) + 1)
 
 
+def se_vgg16_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> Trunk:
+    """ATRR's SE-VGG16 (VGG16-BN + SE blocks, stride 16) with an fc6/fc7 head."""
+    from regiondet.models.se_vgg import SEVGG16, load_craft_trunk
+
+    body = SEVGG16(batch_norm=True, frozen_bn=frozen_bn)
+    if cfg.weights == "craft" and state is not None:
+        load_craft_trunk(body)
+    elif state is not None:
+        body.features.load_state_dict(
+            {k: v for k, v in _strip(state, "features.").items() if k in body.features.state_dict()}, strict=False
+        )
+    _freeze(body.stages(), cfg.trainable_layers)
+    s = cfg.roi_output_size
+    head = TwoMLPHead(512 * s * s, cfg.representation_size)
+    return Trunk(body, ["0"], s, head, cfg.representation_size, 1)
+
+
 BUILDERS = {
     "vgg16": vgg16_trunk,
     "resnet50_c4": resnet50_c4_trunk,
     "mobilenet_v2_fpn": mobilenet_fpn_trunk,
     "mobilenet_v3_fpn": mobilenet_fpn_trunk,
+    "se_vgg16": se_vgg16_trunk,
 }
 
 

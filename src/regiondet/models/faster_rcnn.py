@@ -72,8 +72,31 @@ def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
         box_batch_size_per_image=cfg.box_batch_size_per_image,
         box_positive_fraction=cfg.box_positive_fraction,
     )
+    if cfg.task == "text":
+        model.roi_heads = _text_heads(model.roi_heads, cfg, trunk.head_width)
     if cfg.box_bg_iou_floor > 0:
         model.roi_heads.proposal_matcher = BandMatcher(
             cfg.box_fg_iou_thresh, cfg.box_bg_iou_thresh, cfg.box_bg_iou_floor
         )
     return model
+
+
+def _text_heads(heads, cfg: ModelConfig, width: int):
+    """The same RoI heads with ATRR's point-pair LSTM added (text task)."""
+    from regiondet.models.text_heads import PointPairHead, TextRoIHeads
+
+    return TextRoIHeads(
+        heads.box_roi_pool,
+        heads.box_head,
+        heads.box_predictor,
+        cfg.box_fg_iou_thresh,
+        cfg.box_bg_iou_thresh,
+        cfg.box_batch_size_per_image,
+        cfg.box_positive_fraction,
+        heads.box_coder.weights,
+        cfg.box_score_thresh,
+        cfg.box_nms_thresh,
+        cfg.box_detections_per_img,
+        pair_head=PointPairHead(width, cfg.pair_hidden, cfg.max_pairs),
+        pair_loss_weight=cfg.pair_loss_weight,
+    )
