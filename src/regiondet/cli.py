@@ -83,7 +83,7 @@ def cmd_detect(a: argparse.Namespace) -> None:
     from regiondet.inference.draw import draw_prediction
     from regiondet.inference.predictor import Detector
 
-    det = Detector.load(a.model, score=a.score)
+    det = Detector.load(a.model or ("text" if a.task == "text" else DEFAULT_MODEL), score=a.score)
     files = _expand_images(a.paths)
     out = Path(a.out) if a.out else None
     if out:
@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("detect", help="detect objects in images or folders")
     d.add_argument("paths", nargs="+")
-    d.add_argument("--model", default=DEFAULT_MODEL)
+    d.add_argument("--model", help="checkpoint file or shipped model name (default: the task's shipped model)")
+    d.add_argument("--task", choices=["box", "text"], default="box", help="which shipped model to use")
     d.add_argument("--score", type=float)
     d.add_argument("--out", help="folder for annotated images")
     d.set_defaults(func=cmd_detect)

@@ -17,7 +17,7 @@ from regiondet.errors import UserError
 from regiondet.models.faster_rcnn import build_model
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
-MODELS = {"default": "camera_phone.pt", "camera_phone": "camera_phone.pt"}
+MODELS = {"default": "camera_phone.pt", "camera_phone": "camera_phone.pt", "text": "text.pt"}
 
 
 @dataclass
@@ -48,7 +48,7 @@ def resolve_model_path(path_or_name: str | Path) -> Path:
     if name in MODELS:
         path = ZOO / MODELS[name]
         if not path.is_file():
-            raise UserError(f"shipped model '{name}' is missing from this installation", path)
+            raise UserError(f"shipped model '{name}' is not in this version of regiondet (no {path.name})", path)
         return path
     return Path(name)
 
