@@ -74,18 +74,33 @@ def evaluate(
         "negatives_with_detection_rate": None,
         "negatives": 0,
     }
+    neg_preds = []
     if negatives:
         neg_preds, neg_seconds = _predict_all(detector, negatives, "negatives", progress)
         fired = sum(1 for p in neg_preds if (p["scores"] >= score).any())
         result["negatives"] = len(negatives)
         result["negatives_with_detection_rate"] = fired / len(negatives)
         seconds += neg_seconds
+    result["rates_by_score"] = rates_by_score(preds, with_objects, neg_preds)
     ms = np.array(seconds) * 1000
     result["latency_ms_median"] = float(np.median(ms))
     result["latency_ms_p90"] = float(np.percentile(ms, 90))
     if plot_path is not None:
         plot_pr_curves(aps, Path(plot_path))
     return result
+
+
+def rates_by_score(preds: list[dict], with_objects: list[int], neg_preds: list[dict]) -> dict[str, dict]:
+    """The two rates at a ladder of scores, to choose a deployment threshold from one run."""
+    out = {}
+    for t in (0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
+        missed = sum(1 for i in with_objects if not (preds[i]["scores"] >= t).any())
+        fired = sum(1 for p in neg_preds if (p["scores"] >= t).any())
+        out[f"{t:g}"] = {
+            "no_detection_rate": missed / len(with_objects) if with_objects else None,
+            "negatives_with_detection_rate": fired / len(neg_preds) if neg_preds else None,
+        }
+    return out
 
 
 def plot_pr_curves(aps: dict[str, APResult], path: Path) -> None:
