@@ -31,6 +31,8 @@ COLUMNS = [
     "val_precision",
     "val_recall",
 ]
+# Columns only the text task fills (and, conversely, the box task's val figures stay blank for text).
+TEXT_ONLY = {"loss_points", "loss_stop", "val_hmean", "val_precision", "val_recall"}
 PLOTS = [
     ("loss_objectness", "RPN objectness loss"),
     ("loss_rpn_box_reg", "RPN box loss"),
