@@ -112,3 +112,11 @@ def test_config_typo_is_named(tmp_path, capsys):
     cfg.write_text("model:\n  backbone: mobilenet_v2_fpn\n  clases: [camera]\n")
     assert main(["train", str(cfg)]) == 2
     assert "unknown key(s) ['clases']" in capsys.readouterr().err
+
+
+def test_malformed_yaml_is_one_line_with_its_line(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  backbone: vgg16\n  classes: [camera\n")
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "c.yaml:" in err and "malformed YAML" in err and "\n" not in err

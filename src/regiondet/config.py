@@ -154,11 +154,7 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file; relative data paths stay relative to the working directory."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError("config file not found", path)
-    try:
-        d = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"malformed YAML ({e})", path) from None
+    from regiondet.io import read_yaml
+
+    d = read_yaml(Path(path), "config file")
     return config_from_dict(apply_overrides(d, overrides or []), str(path))

@@ -25,6 +25,26 @@ def _atomic(path: Path, write) -> None:
         raise
 
 
+def read_yaml(path: Path, what: str = "YAML file") -> dict:
+    """A YAML mapping from a file; missing, malformed or non-mapping files are one-line UserErrors."""
+    import yaml
+
+    from regiondet.errors import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found", path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise UserError(f"malformed YAML ({getattr(e, 'problem', None) or e.__class__.__name__})", path,
+                        mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise UserError("expected a YAML mapping (key: value lines)", path)
+    return data
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     _atomic(path, lambda f: f.write(text.encode("utf-8")))
 

@@ -14,11 +14,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from regiondet.config import config_from_dict
 from regiondet.errors import UserError
-from regiondet.io import atomic_write_text
+from regiondet.io import atomic_write_text, read_yaml
 
 
 @dataclass
@@ -38,12 +36,7 @@ def _merge(base: dict, patch: dict) -> dict:
 def load_grid(path: Path) -> tuple[dict, list[Cell]]:
     """(grid settings, cells) from a grid YAML; every cell's config is validated up front."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError("grid file not found", path)
-    try:
-        g = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"malformed YAML ({e})", path) from None
+    g = read_yaml(path, "grid file")
     for key in ("base", "axes", "out", "evaluate"):
         if key not in g:
             raise UserError(f"grid file needs '{key}'", path)

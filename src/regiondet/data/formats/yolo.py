@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from regiondet.data.images import image_size, list_images
 from regiondet.data.report import LoadReport
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
+from regiondet.io import read_yaml
 
 SPLIT_ALIASES = {"valid": "val", "validation": "val"}
 
@@ -37,12 +37,7 @@ def _label_path(image: Path) -> Path:
 def read_yolo(path: str, split: str | None, report: LoadReport) -> list[Sample]:
     """Read one split (default train) of a YOLO dataset; a missing label file is a negative."""
     yaml_path = Path(path)
-    if not yaml_path.is_file():
-        raise UserError("data.yaml not found", yaml_path)
-    try:
-        cfg = yaml.safe_load(yaml_path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"malformed YAML ({e.__class__.__name__})", yaml_path) from None
+    cfg = read_yaml(yaml_path, "data.yaml")
     names = _names(cfg, yaml_path)
     split = split or "train"
     key = SPLIT_ALIASES.get(split, split)
