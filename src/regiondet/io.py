@@ -38,8 +38,11 @@ def read_yaml(path: Path, what: str = "YAML file") -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise UserError(f"malformed YAML ({getattr(e, 'problem', None) or e.__class__.__name__})", path,
-                        mark.line + 1 if mark else None) from None
+        raise UserError(
+            f"malformed YAML ({getattr(e, 'problem', None) or e.__class__.__name__})",
+            path,
+            mark.line + 1 if mark else None,
+        ) from None
     if not isinstance(data, dict):
         raise UserError("expected a YAML mapping (key: value lines)", path)
     return data

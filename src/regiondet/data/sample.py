@@ -36,6 +36,12 @@ class Sample:
         if len(self.labels) != len(self.boxes) or len(self.ignore) != len(self.boxes):
             raise ValueError(f"{self.path}: boxes, labels and ignore flags differ in length")
 
+    def outlines(self) -> list[np.ndarray]:
+        """Polygons when the source has them, else each box as a 4-point outline."""
+        if self.polygons is not None:
+            return self.polygons
+        return [np.array([[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]]], np.float32) for b in self.boxes]
+
     @property
     def is_negative(self) -> bool:
         """True when the image has no object at all (a background / distractor image)."""

@@ -63,8 +63,7 @@ class TextDataset(Dataset):
     def pairs_of(self, i: int) -> list[np.ndarray]:
         if i not in self._pairs:
             s = self.samples[i]
-            polys = s.polygons or [np.array([[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]]]) for b in s.boxes]
-            self._pairs[i] = [polygon_pairs(p, self.max_pairs) for p in polys]
+            self._pairs[i] = [polygon_pairs(p, self.max_pairs) for p in s.outlines()]
         return self._pairs[i]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

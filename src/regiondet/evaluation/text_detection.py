@@ -11,12 +11,6 @@ from regiondet.evaluation.text import match_image, text_metrics
 from regiondet.inference.predictor import Detector
 
 
-def gt_polygons(s: Sample) -> list[np.ndarray]:
-    if s.polygons is not None:
-        return s.polygons
-    return [np.array([[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]]]) for b in s.boxes]
-
-
 def evaluate_text(detector: Detector, samples: list[Sample], score: float | None = None, progress: bool = True) -> dict:
     """precision, recall, hmean (ICDAR 2015 rules) and latency_ms_median / p90 over samples."""
     matches, seconds = [], []
@@ -25,7 +19,7 @@ def evaluate_text(detector: Detector, samples: list[Sample], score: float | None
         pred = detector.predict(pixels, score=score)
         scale = np.array([s.width / pixels.shape[1], s.height / pixels.shape[0]], np.float32)
         polys = [p * scale for p in pred.polygons or []]
-        matches.append(match_image(gt_polygons(s), s.ignore, polys))
+        matches.append(match_image(s.outlines(), s.ignore, polys))
         seconds.append(pred.seconds)
     ms = np.array(seconds) * 1000
     return {

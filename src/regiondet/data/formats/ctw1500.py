@@ -19,7 +19,7 @@ from regiondet.data.report import LoadReport
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
 
-from .icdar2015 import polygon_sample
+from .icdar2015 import first_dir, polygon_sample
 
 IMAGE_DIRS = ("images", "text_image", "train_images", "test_images", "imgs")
 LABEL_DIRS = ("gt", "text_label_curve", "ctw1500_train_labels", "labels", "ctw1500_test_labels")
@@ -65,8 +65,7 @@ def _parse_xml(path: Path) -> list[tuple[np.ndarray, str]]:
 def read_ctw1500(path: str, extra: str | None, report: LoadReport) -> list[Sample]:
     """A folder with an image folder and a label folder (names of the official releases)."""
     root = Path(path)
-    img_dir = next((root / d for d in IMAGE_DIRS if (root / d).is_dir()), None)
-    gt_dir = next((root / d for d in LABEL_DIRS if (root / d).is_dir()), None)
+    img_dir, gt_dir = first_dir(root, IMAGE_DIRS), first_dir(root, LABEL_DIRS)
     if img_dir is None or gt_dir is None:
         raise UserError(f"expected an image folder {IMAGE_DIRS} and a label folder {LABEL_DIRS}", root)
     samples = []

@@ -19,7 +19,8 @@ def _natural_key(p: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
 
-def _first_dir(root: Path, names: tuple[str, ...]) -> Path | None:
+def first_dir(root: Path, names: tuple[str, ...]) -> Path | None:
+    """The first of these sub-folders of root that exists (datasets ship under several names)."""
     return next((root / d for d in names if (root / d).is_dir()), None)
 
 
@@ -29,8 +30,8 @@ def read_icdar2015(path: str, extra: str | None, report: LoadReport) -> list[Sam
     `###` transcriptions become ignore (do-not-care) regions. UTF-8 BOM and CRLF are fine.
     """
     root = Path(path)
-    img_dir = _first_dir(root, ("images", "imgs", "ch4_training_images"))
-    gt_dir = _first_dir(root, ("gt", "gts", "ch4_training_localization_transcription_gt"))
+    img_dir = first_dir(root, ("images", "imgs", "ch4_training_images"))
+    gt_dir = first_dir(root, ("gt", "gts", "ch4_training_localization_transcription_gt"))
     if img_dir is None or gt_dir is None:
         raise UserError("expected images/ and gt/ folders", root)
     samples = []

@@ -13,7 +13,7 @@ from regiondet.data.report import LoadReport
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
 
-from .icdar2015 import polygon_sample
+from .icdar2015 import first_dir, polygon_sample
 
 _LEGACY = re.compile(
     r"x:\s*\[\[(?P<x>[^\]]*)\]\],\s*y:\s*\[\[(?P<y>[^\]]*)\]\].*?transcriptions:\s*\[u?['\"](?P<t>.*?)['\"]\]",
@@ -56,8 +56,8 @@ def parse_totaltext(text: str, path: Path) -> list[tuple[np.ndarray, str]]:
 def read_totaltext(path: str, extra: str | None, report: LoadReport) -> list[Sample]:
     """DIR/images (or Images/Train) and DIR/gt with poly_gt_<image>.txt, gt_<image>.txt or <image>.txt."""
     root = Path(path)
-    img_dir = next((root / d for d in ("images", "Images", "Train", "Test") if (root / d).is_dir()), None)
-    gt_dir = next((root / d for d in ("gt", "Groundtruth", "Txts") if (root / d).is_dir()), None)
+    img_dir = first_dir(root, ("images", "Images", "Train", "Test"))
+    gt_dir = first_dir(root, ("gt", "Groundtruth", "Txts"))
     if img_dir is None or gt_dir is None:
         raise UserError("expected images/ and gt/ folders", root)
     samples = []
