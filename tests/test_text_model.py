@@ -142,3 +142,27 @@ def test_text_training_evaluate_detect(tmp_path, capsys):
     if pred.polygons:
         poly = pred.polygons[0]
         assert np.all(poly[:, 0] > -50) and np.all(poly[:, 0] < 1330)  # in the 1280 px frame
+
+
+def test_text_rpn_ignores_anchors_on_do_not_care_regions():
+    model = build_model(text_config())
+    anchors = torch.tensor(
+        [[10.0, 10, 100, 40], [200, 200, 300, 230], [400, 10, 450, 40], [205, 200, 300, 230]]
+    )  # on the word, on the '###', far from both, mostly on the '###'
+    target = {"boxes": torch.tensor([[10.0, 10, 100, 40], [200, 200, 300, 230]]), "labels": torch.tensor([1, -1])}
+    labels, matched = model.rpn.assign_targets_to_anchors([anchors], [target])
+    assert labels[0].tolist() == [1.0, -1.0, 0.0, -1.0]
+    torch.testing.assert_close(matched[0][0], target["boxes"][0])  # never matched to the '###' box
+    only_dont_care = {"boxes": target["boxes"][1:], "labels": torch.tensor([-1])}
+    labels, _ = model.rpn.assign_targets_to_anchors([anchors], [only_dont_care])
+    assert labels[0].tolist() == [0.0, -1.0, 0.0, -1.0]
+
+
+def test_test_size_differs_from_training_size():
+    model = build_model(text_config(test_min_size=256, test_max_size=400))
+    image = [torch.rand(3, 120, 150)]
+    model.train()
+    assert model.transform(image)[0].image_sizes == [(128, 160)]
+    model.eval()
+    assert model.transform(image)[0].image_sizes == [(256, 320)]
+    assert build_model(text_config()).eval().transform(image)[0].image_sizes == [(128, 160)]

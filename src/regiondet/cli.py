@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from regiondet.errors import UserError
+from regiondet.evaluation.text_peers import PEERS
 
 DEFAULT_MODEL = "default"
 
@@ -198,6 +199,28 @@ def cmd_synth(a: argparse.Namespace) -> None:
     print(f"{a.out}: {n} images; read them with totaltext:{a.out}")
 
 
+def cmd_benchmark_text(a: argparse.Namespace) -> None:
+    from regiondet.data.spec import load_spec
+    from regiondet.evaluation.text_benchmark import format_table, run_text_benchmark
+    from regiondet.io import atomic_write_text
+
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    samples = [s for spec in a.data for s in load_spec(spec)]
+    if not samples:
+        raise UserError(f"no images in {', '.join(a.data)}")
+    model = None if a.model.lower() == "none" else a.model
+    rows = run_text_benchmark(model, a.peers, samples, a.score, a.threads, progress=not a.quiet)
+    table = format_table(rows)
+    print(table)
+    if a.json:
+        atomic_write_text(Path(a.json), json.dumps({"data": a.data, "rows": rows}, indent=2) + "\n")
+    if a.markdown:
+        atomic_write_text(Path(a.markdown), table + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="regiondet", description=__doc__)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -245,6 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("runs", help="the grid's out folder")
     r.add_argument("--out", default="docs/experiments.md")
     r.set_defaults(func=cmd_report)
+
+    b = sub.add_parser("benchmark", help="compare with other detectors").add_subparsers(dest="bench", required=True)
+    bt = b.add_parser("text", help="regiondet's text model and offline peers: P, R, H-mean, ms/image")
+    bt.add_argument("--data", action="append", required=True, metavar="SPEC", help="labelled text images")
+    bt.add_argument("--model", default="text", help="regiondet text model (file or shipped name; 'none' to skip)")
+    bt.add_argument("--peers", nargs="*", default=list(PEERS), help=f"any of {', '.join(PEERS)}")
+    bt.add_argument("--score", type=float, help="regiondet score threshold (default: the model's)")
+    bt.add_argument("--threads", type=int, help="CPU threads for every method")
+    bt.add_argument("--json", help="write all figures here")
+    bt.add_argument("--markdown", help="write the table here")
+    bt.set_defaults(func=cmd_benchmark_text)
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("stats", help="images, boxes per class, box sizes, negatives")

@@ -30,6 +30,8 @@ class ModelConfig:
     fpn_strides: list[int] = field(default_factory=lambda: [16, 32])  # mobilenet FPN inputs (+ a pooled level)
     min_size: int = 416  # shorter image side after resizing (thesis: 300, Model 5: 600)
     max_size: int = 416  # cap on the longer side
+    test_min_size: int | None = None  # sizes at inference, if not the training ones (text: crops
+    test_max_size: int | None = None  # train at crop scale, whole images test larger)
     anchor_sizes: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
     rpn_pre_nms_top_n_train: int = 2000

@@ -11,6 +11,8 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from regiondet.config import ModelConfig
 from regiondet.models.backbones import build_trunk
+from regiondet.models.rpn_ignore import IgnoreAwareRPN
+from regiondet.models.sizes import TestSizeTransform
 
 
 class BandMatcher(Matcher):
@@ -74,6 +76,11 @@ def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
     )
     if cfg.task == "text":
         model.roi_heads = _text_heads(model.roi_heads, cfg, trunk.head_width)
+        model.rpn = IgnoreAwareRPN.from_rpn(model.rpn)
+    if cfg.test_min_size or cfg.test_max_size:
+        model.transform = TestSizeTransform.from_transform(
+            model.transform, cfg.test_min_size or cfg.min_size, cfg.test_max_size or cfg.max_size
+        )
     if cfg.box_bg_iou_floor > 0:
         model.roi_heads.proposal_matcher = BandMatcher(
             cfg.box_fg_iou_thresh, cfg.box_bg_iou_thresh, cfg.box_bg_iou_floor

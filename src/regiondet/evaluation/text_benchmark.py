@@ -1,0 +1,46 @@
+"""regiondet's text model next to the offline peers: same images, same evaluator, one table."""
+
+from __future__ import annotations
+
+from regiondet.data.sample import Sample
+from regiondet.errors import UserError
+from regiondet.evaluation.text_detection import evaluate_polygons, evaluate_text
+from regiondet.evaluation.text_peers import load_peer
+from regiondet.inference.predictor import Detector
+
+
+def run_text_benchmark(
+    model: str | None,
+    peers: list[str],
+    samples: list[Sample],
+    score: float | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """One result row per method (regiondet model first, then each peer, in the order given)."""
+    if not samples:
+        raise UserError("no images to benchmark on")
+    rows = []
+    if model:
+        det = Detector.load(model, score)
+        if det.config.model.task != "text":
+            raise UserError(f"{model}: a box model; the text benchmark needs a text model (model.task: text)")
+        rows.append({"method": f"regiondet ({model})", **evaluate_text(det, samples, score, progress)})
+    for name in peers:
+        detect = load_peer(name, threads)
+        rows.append({"method": name, **evaluate_polygons(detect, samples, progress, desc=name)})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table: method, images, P, R, H-mean, ms/image (median and p90)."""
+    lines = [
+        "| method | images | precision | recall | H-mean | ms/image (median) | ms/image (p90) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['images']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['hmean']:.3f} "
+            f"| {r['latency_ms_median']:.0f} | {r['latency_ms_p90']:.0f} |"
+        )
+    return "\n".join(lines)
