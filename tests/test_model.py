@@ -115,3 +115,28 @@ def test_se_vgg16_takes_the_craft_trunk_offline():
     assert torch.equal(feats[38].running_var, craft["module.basenet.slice4.38.running_var"])
     assert not feats[0].weight.requires_grad and feats[40].weight.requires_grad  # early stages frozen
     assert len(model.backbone.se) == 5 and model.backbone(torch.rand(1, 3, 64, 96)).shape == (1, 512, 4, 6)
+
+
+def test_difficult_objects_are_ignored_not_dropped_in_box_training():
+    """MSRA-TD500's difficult lines reach the detector as label -1: no anchor or RoI learns them either way."""
+    from conftest import MSRA
+    from regiondet.data.dataset import DetectionDataset
+    from regiondet.data.spec import load_spec
+
+    samples = [s for s in load_spec(f"msra-td500:{MSRA}") if s.ignore.any()][:2]
+    ds = DetectionDataset(samples, ["text"])
+    images, tgts = zip(*(ds[i] for i in range(len(ds))), strict=True)
+    for s, t in zip(samples, tgts, strict=True):
+        assert (t["labels"] == -1).sum() == s.ignore.sum() and len(t["labels"]) == len(s.boxes)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone="mobilenet_v3_fpn", classes=["text"], **SMALL)).train()
+    small = [torch.nn.functional.interpolate(x[None], size=(128, 160))[0] for x in images]
+    scaled = []
+    for x, t in zip(images, tgts, strict=True):
+        f = torch.tensor([160 / x.shape[2], 128 / x.shape[1]] * 2)
+        scaled.append({"boxes": t["boxes"] * f, "labels": t["labels"]})
+    losses = model(small, scaled)
+    assert all(torch.isfinite(v) for v in losses.values())
+    anchors = [scaled[0]["boxes"]]  # an anchor on each line: care lines positive, difficult ones ignored
+    labels, _ = model.rpn.assign_targets_to_anchors(anchors, scaled[:1])
+    assert labels[0].tolist() == [-1.0 if lab == -1 else 1.0 for lab in scaled[0]["labels"].tolist()]

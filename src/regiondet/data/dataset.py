@@ -56,7 +56,8 @@ def as_negative(sample: Sample) -> Sample:
 class DetectionDataset(Dataset):
     """Yields (image float tensor CxHxW in [0, 1], target dict) for torchvision detectors.
 
-    Ignore (difficult / do-not-care) objects are left out of training targets.
+    Ignore (difficult / do-not-care) objects stay in the targets with label -1: the RPN
+    (IgnoreAwareRPN) and the RoI sampler neither learn them as objects nor as background.
     """
 
     def __init__(self, samples: list[Sample], classes: list[str], augment: Callable | None = None):
@@ -71,12 +72,11 @@ class DetectionDataset(Dataset):
         s = self.samples[i]
         pixels = load_rgb(s.path)
         image = tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1))
-        keep = ~s.ignore
         h, w = image.shape[-2:]
         scale = np.array([w / s.width, h / s.height] * 2, np.float32)  # header size may differ
-        boxes = tv_tensors.BoundingBoxes(torch.from_numpy(s.boxes[keep] * scale), format="XYXY", canvas_size=(h, w))
+        boxes = tv_tensors.BoundingBoxes(torch.from_numpy(s.boxes * scale), format="XYXY", canvas_size=(h, w))
         labels = torch.tensor(
-            [self.index[n.lower()] for n, k in zip(s.labels, keep, strict=True) if k], dtype=torch.int64
+            [-1 if ig else self.index[n.lower()] for n, ig in zip(s.labels, s.ignore, strict=True)], dtype=torch.int64
         )
         target = {"boxes": boxes, "labels": labels}
         if self.augment is not None:

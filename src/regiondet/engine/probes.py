@@ -38,8 +38,9 @@ class TrainProbes:
         if not module.training or targets is None:
             return
         for boxes, t in zip(output[0], targets, strict=True):
-            if len(t["boxes"]):
-                hit = (box_iou(boxes.detach(), t["boxes"]) >= 0.5).any(dim=1)
+            care = t["boxes"][t["labels"] >= 1] if "labels" in t else t["boxes"]
+            if len(care):
+                hit = (box_iou(boxes.detach(), care) >= 0.5).any(dim=1)
                 self.overlaps.append(float(hit.sum()))
 
     def _on_predictor(self, module, args, output) -> None:

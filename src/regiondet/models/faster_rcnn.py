@@ -76,7 +76,7 @@ def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
     )
     if cfg.task == "text":
         model.roi_heads = _text_heads(model.roi_heads, cfg, trunk.head_width)
-        model.rpn = IgnoreAwareRPN.from_rpn(model.rpn)
+    model.rpn = IgnoreAwareRPN.from_rpn(model.rpn)  # difficult / do-not-care rows (label -1)
     if cfg.test_min_size or cfg.test_max_size:
         model.transform = TestSizeTransform.from_transform(
             model.transform, cfg.test_min_size or cfg.min_size, cfg.test_max_size or cfg.max_size
