@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -20,6 +21,19 @@ def test_voc_camera_counts():
     assert (train["images"], train["boxes_per_class"]) == (2100, {"Camera": 2727})
     valid = dataset_stats(load_spec(f"voc:{CAMERA_VALID}"))
     assert (valid["images"], valid["boxes_per_class"]) == (200, {"Camera": 243})
+
+
+def test_voc_images_without_xml_are_negatives(tmp_path, capsys):
+    xmls = sorted(CAMERA_VALID.glob("*.xml"))[:2]
+    for x in xmls:
+        shutil.copy(x, tmp_path)
+        shutil.copy(x.with_suffix(".jpg"), tmp_path)
+    shutil.copy(ICDAR / "images" / "img_1.jpg", tmp_path / "street.jpg")
+    samples = load_spec(f"voc:{tmp_path}")
+    assert len(samples) == 3 and all(len(s.boxes) > 0 for s in samples[:2])
+    street = samples[2]
+    assert street.path.name == "street.jpg" and len(street.boxes) == 0 and (street.width, street.height) == (1280, 720)
+    assert "1 images without an XML read as negatives" in capsys.readouterr().err
 
 
 def test_yolo_phone_counts_and_boxes():

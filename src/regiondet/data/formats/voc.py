@@ -18,7 +18,8 @@ def read_voc(path: str, split: str | None, report: LoadReport) -> list[Sample]:
 
     `path` is either a folder holding .xml files (images beside them or named by
     <filename>), or a VOC root (Annotations/, JPEGImages/) with `split` naming
-    ImageSets/Main/<split>.txt.
+    ImageSets/Main/<split>.txt. Without a split list, images that have no XML are
+    object-free images (LabelImg writes no file for them) and are read as negatives.
     """
     root = Path(path)
     if not root.is_dir():
@@ -40,7 +41,23 @@ def read_voc(path: str, split: str | None, report: LoadReport) -> list[Sample]:
         xmls = sorted(root.glob("*.xml"))
     if not xmls:
         raise UserError("no .xml annotation files found", ann_dir)
-    return [parse_voc_xml(x, img_dir, report) for x in xmls]
+    samples = [parse_voc_xml(x, img_dir, report) for x in xmls]
+    if not split:
+        samples += _unannotated(img_dir, {s.path.resolve() for s in samples}, report)
+    return samples
+
+
+def _unannotated(img_dir: Path, annotated: set[Path], report: LoadReport) -> list[Sample]:
+    """Images of the folder that no XML names: samples without objects."""
+    out = []
+    if not img_dir.is_dir():
+        return out
+    for image in sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        if image.resolve() not in annotated:
+            width, height = image_size(image)
+            out.append(Sample(image, width, height, np.zeros((0, 4), np.float32), []))
+    report.add("images without an XML read as negatives", str(out[0].path) if out else "", len(out))
+    return out
 
 
 def _find_image(xml_path: Path, filename: str | None, img_dir: Path) -> Path:
