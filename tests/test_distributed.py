@@ -35,3 +35,28 @@ def test_torchrun_two_processes(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["steps"] == 4
     ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["epoch"] == 2 and not any(k.startswith("module.") for k in ckpt["model"])
+
+
+def _flags_worker(rank: int, port: int, out) -> None:
+    import torch.distributed as dist
+
+    from regiondet.engine.distributed import DistInfo, any_rank
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    # Ctrl-C seen by rank 1 only; the periodic save due on rank 0 only
+    out.put((rank, any_rank([rank == 1, rank == 0, False], DistInfo(rank, 2))))
+    dist.destroy_process_group()
+
+
+def test_stop_and_save_decisions_agree_across_ranks():
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_flags_worker, args=(r, 29547, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(60)
+    assert results == {0: [True, True, False], 1: [True, True, False]}

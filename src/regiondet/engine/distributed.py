@@ -49,6 +49,19 @@ def all_mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
     return {k: float(v) / info.world for k, v in zip(keys, t, strict=True)}
 
 
+def any_rank(flags: list[bool], info: DistInfo) -> list[bool]:
+    """Each flag true if it is true on any process, so all ranks take the same branch.
+
+    Ctrl-C reaches the ranks at different moments; a rank that stopped alone would leave the
+    others waiting in the next gradient all-reduce forever.
+    """
+    if not info.enabled:
+        return flags
+    t = torch.tensor([float(f) for f in flags], device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

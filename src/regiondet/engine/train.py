@@ -24,7 +24,7 @@ from regiondet.data.spec import load_spec
 from regiondet.data.text_dataset import TextDataset
 from regiondet.data.transforms import train_augment
 from regiondet.engine.checkpoint import load_model_state, read_checkpoint, save_checkpoint
-from regiondet.engine.distributed import DistInfo, all_mean, barrier, init_distributed, shutdown
+from regiondet.engine.distributed import DistInfo, all_mean, any_rank, barrier, init_distributed, shutdown
 from regiondet.engine.history import write_history
 from regiondet.engine.probes import TrainProbes
 from regiondet.errors import UserError
@@ -265,10 +265,12 @@ class Trainer:
             self.acc["n"] += 1
             self.acc["seconds"] = time.time() - started
             bar.set_postfix(loss=f"{self.acc['loss_total'] / self.acc['n']:.3f}")
-            if stop.set or time.time() - last_save > 600:
+            stopping, save_due = any_rank([stop.set, time.time() - last_save > 600], self.info)
+            stop.set = stop.set or stopping
+            if stopping or save_due:
                 self.checkpoint()
                 last_save = time.time()
-            if stop.set:
+            if stopping:
                 break
         bar.close()
 
