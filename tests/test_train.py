@@ -101,3 +101,21 @@ def test_corrupt_image_mid_training_is_one_line_and_saves(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("regiondet: error: ") and bad.name in err and "Traceback" not in err
     assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 0
+
+
+def test_fine_tune_from_a_model_with_other_classes(tmp_path, capsys, trained_run):
+    """train.init copies every fitting tensor; the class layers of a 2-class model start new."""
+    cfg = tiny_config(tmp_path / "ft", epochs=1, steps_per_epoch=1, lr=0.0, init=str(trained_run / "best.pt"))
+    cfg["model"]["classes"] = ["camera", "phone"]
+    cfg["data"]["val"] = []
+    assert main(["--quiet", "train", str(write_config(tmp_path / "ft.yaml", cfg))]) == 0
+    err = capsys.readouterr().err
+    assert f"init from {trained_run / 'best.pt'}" in err and "new: roi_heads.box_predictor.bbox_pred.bias" in err
+    start = read_checkpoint(trained_run / "best.pt")["model"]
+    tuned = read_checkpoint(tmp_path / "ft" / "last.pt")["model"]
+    for key in ("roi_heads.box_head.fc6.weight", "rpn.head.conv.0.0.weight"):
+        torch.testing.assert_close(tuned[key], start[key])  # lr 0: the copied weights are untouched
+    assert tuned["roi_heads.box_predictor.cls_score.weight"].shape[0] == 3
+    cfg["train"].update(out=str(tmp_path / "bad"), init=str(tmp_path / "ft.yaml"))
+    assert main(["--quiet", "train", str(write_config(tmp_path / "bad.yaml", cfg))]) == 2
+    assert "ft.yaml" in capsys.readouterr().err

@@ -92,6 +92,7 @@ class TrainConfig:
     rot90: float = 0.0  # probability of a random 90/180/270-degree turn
     eval_every: int = 1
     eval_score: float = 0.5  # score for the no-detection / negatives figures (text: for P/R/H-mean)
+    init: str | None = None  # fine-tune from a regiondet checkpoint or shipped model name (fitting tensors)
     crop: int | None = None  # text: train on random square crops of this side
     scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # text: random rescale before cropping
 

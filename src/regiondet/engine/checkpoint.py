@@ -52,3 +52,17 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: Pat
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
         raise UserError(f"weights do not fit the model in its config ({first})", path) from None
+
+
+def load_matching(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> tuple[int, list[str]]:
+    """Fine-tuning start: copy every tensor whose name and shape fit; returns (loaded, skipped names).
+
+    A model trained for other classes still gives its backbone, RPN and box head; only the
+    class-specific layers stay new.
+    """
+    own = model.state_dict()
+    fits = {k: v.to(own[k].dtype) for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fits:
+        raise UserError("no weight of this checkpoint fits the model (another backbone?)", path)
+    model.load_state_dict(fits, strict=False)
+    return len(fits), sorted(k for k in own if k not in fits)

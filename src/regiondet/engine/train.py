@@ -23,7 +23,7 @@ from regiondet.data.sample import Sample
 from regiondet.data.spec import load_spec
 from regiondet.data.text_dataset import TextDataset
 from regiondet.data.transforms import train_augment
-from regiondet.engine.checkpoint import load_model_state, read_checkpoint, save_checkpoint
+from regiondet.engine.checkpoint import load_matching, load_model_state, read_checkpoint, save_checkpoint
 from regiondet.engine.distributed import DistInfo, all_mean, any_rank, barrier, init_distributed, shutdown
 from regiondet.engine.history import write_history
 from regiondet.engine.probes import TrainProbes
@@ -153,6 +153,8 @@ class Trainer:
         self.model = build_model(cfg.model, load_weights=state is None).to(info.device)
         if state is not None:
             load_model_state(self.model, state["model"], self.last)
+        elif cfg.train.init:
+            self._init_from(cfg.train.init)
         if info.main:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -178,6 +180,15 @@ class Trainer:
             self.rows, self.best = state["history"], state["best"]
             self.acc.update(state.get("partial", {}))
             torch.set_rng_state(state["torch_rng"])
+
+    def _init_from(self, name: str) -> None:
+        from regiondet.inference.predictor import resolve_model_path
+
+        path = resolve_model_path(name)
+        loaded, skipped = load_matching(self.model, read_checkpoint(path)["model"], path)
+        if self.info.main:
+            more = f"; new: {', '.join(skipped[:4])}{' ...' if len(skipped) > 4 else ''}" if skipped else ""
+            print(f"regiondet: init from {path}: {loaded} tensors{more}", file=sys.stderr)
 
     def checkpoint(self) -> None:
         """last.pt: everything needed to continue from the current step (rank 0 writes)."""
