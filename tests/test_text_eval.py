@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -45,3 +47,22 @@ def test_totals_are_summed_over_images_and_curved_polygons_work():
     assert (a.matched, b.matched) == (1, 0)
     r = text_metrics([a, b])
     assert (r["precision"], r["recall"]) == (0.5, 0.5)
+
+
+def test_score_ladder_from_one_pass_matches_filtering(monkeypatch):
+    import regiondet.evaluation.text_detection as td
+    from regiondet.data.sample import Sample
+
+    square = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], np.float32)
+    far = square + 50
+    sample = Sample(Path(__file__), 100, 100, np.array([[0, 0, 10, 10]], np.float32), ["text"])
+    polys, scores = [square, far], np.array([0.9, 0.4])
+
+    def detect(_pixels):
+        return polys, scores
+
+    monkeypatch.setattr(td, "load_rgb", lambda _p: np.zeros((100, 100, 3), np.uint8))  # pixels unused
+    res = td.evaluate_polygons(detect, [sample], progress=False, score=0.5, ladder=(0.3, 0.95))
+    assert (res["precision"], res["recall"]) == (1.0, 1.0)  # the 0.4 false alarm is below 0.5
+    assert res["by_score"]["0.3"]["precision"] == 0.5 and res["by_score"]["0.95"]["recall"] == 0.0
+    assert td.evaluate_polygons(lambda _p: polys, [sample], progress=False)["precision"] == 0.5  # peers: no scores
