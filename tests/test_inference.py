@@ -104,3 +104,27 @@ def test_export_half_precision(trained_run, tmp_path):
     full, half = (d.predict(path) for d in dets)
     assert len(half.scores) > 0
     np.testing.assert_allclose(half.scores[:3], full.scores[:3], atol=0.02)
+
+
+def test_loaded_detector_has_norms_folded_and_same_outputs(trained_run):
+    import torch
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    from regiondet.engine.checkpoint import load_model_state, read_checkpoint
+    from regiondet.models.faster_rcnn import build_model
+
+    det = Detector.load(trained_run / "best.pt", score=0.0)
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in det.model.modules())
+    ckpt = read_checkpoint(trained_run / "best.pt")
+    plain = build_model(det.config.model, load_weights=False)
+    load_model_state(plain, ckpt["model"], trained_run / "best.pt")
+    plain.eval()
+    x = torch.from_numpy(np.asarray(Image.open(sorted(CAMERA_VALID.glob("*.jpg"))[0]).convert("RGB").copy()))
+    x = x.permute(2, 0, 1).float() / 255
+    with torch.no_grad():
+        feats_plain, feats_folded = plain.backbone(x[None]), det.model.backbone(x[None])
+        for k in feats_plain:
+            torch.testing.assert_close(feats_folded[k], feats_plain[k], rtol=1e-4, atol=1e-4)
+        a, b = plain([x])[0], det.model([x])[0]
+    n = min(len(a["scores"]), len(b["scores"]), 5)
+    torch.testing.assert_close(b["scores"][:n], a["scores"][:n], rtol=1e-3, atol=1e-3)

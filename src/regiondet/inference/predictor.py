@@ -15,6 +15,7 @@ from regiondet.data.images import load_upright
 from regiondet.engine.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.errors import UserError
 from regiondet.models.faster_rcnn import build_model
+from regiondet.models.fold_bn import fold_batch_norms
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
 MODELS = {"default": "camera_phone.pt", "camera_phone": "camera_phone.pt", "text": "text.pt"}
@@ -85,6 +86,7 @@ class Detector:
         cfg = config_of(ckpt, path)
         model = build_model(cfg.model, load_weights=False)
         load_model_state(model, ckpt["model"], path)
+        fold_batch_norms(model)  # inference only: norms merged into their convolutions
         default = float(ckpt.get("default_score", cfg.train.eval_score))
         return cls(model, cfg, default if score is None else score, device)
 
