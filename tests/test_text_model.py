@@ -36,7 +36,7 @@ def test_pair_counts_and_losses():
 
 
 def text_config(**kw) -> ModelConfig:
-    return ModelConfig(
+    settings = dict(
         backbone="mobilenet_v3_fpn",
         classes=["text"],
         task="text",
@@ -46,8 +46,8 @@ def text_config(**kw) -> ModelConfig:
         max_pairs=4,
         aspect_ratios=[0.2, 0.5, 1.0],
         box_batch_size_per_image=16,
-        **kw,
     )
+    return ModelConfig(**{**settings, **kw})
 
 
 def test_text_heads_train_and_predict_polygons():
@@ -166,3 +166,13 @@ def test_test_size_differs_from_training_size():
     model.eval()
     assert model.transform(image)[0].image_sizes == [(256, 320)]
     assert build_model(text_config()).eval().transform(image)[0].image_sizes == [(128, 160)]
+
+
+def test_a_list_of_sizes_jitters_training_and_tests_at_the_last():
+    model = build_model(text_config(min_size=[96, 128], max_size=200))
+    image = [torch.rand(3, 100, 150)]
+    model.train()
+    torch.manual_seed(0)
+    seen = {model.transform(image)[0].image_sizes[0] for _ in range(20)}
+    assert seen == {(96, 144), (128, 192)}
+    assert model.eval().transform(image)[0].image_sizes == [(128, 192)]

@@ -28,7 +28,9 @@ class ModelConfig:
     weights: str = "none"
     trainable_layers: int = 3  # trailing backbone stages that train; the rest stay frozen
     fpn_strides: list[int] = field(default_factory=lambda: [16, 32])  # mobilenet FPN inputs (+ a pooled level)
-    min_size: int = 416  # shorter image side after resizing (thesis: 300, Model 5: 600)
+    # shorter image side after resizing (thesis: 300, Model 5: 600); a list trains at a random one
+    # of them per image (scale jitter) and tests at the last, unless test_min_size says otherwise
+    min_size: int | list[int] = 416
     max_size: int = 416  # cap on the longer side
     test_min_size: int | None = None  # sizes at inference, if not the training ones (text: crops
     test_max_size: int | None = None  # train at crop scale, whole images test larger)

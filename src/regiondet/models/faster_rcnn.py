@@ -51,7 +51,7 @@ def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
     model = FasterRCNN(
         trunk.body,
         num_classes=None,
-        min_size=cfg.min_size,
+        min_size=tuple(cfg.min_size) if isinstance(cfg.min_size, list) else cfg.min_size,
         max_size=cfg.max_size,
         rpn_anchor_generator=anchor_generator(cfg, trunk.num_feature_maps),
         rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train,
@@ -79,7 +79,7 @@ def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
     model.rpn = IgnoreAwareRPN.from_rpn(model.rpn)  # difficult / do-not-care rows (label -1)
     if cfg.test_min_size or cfg.test_max_size:
         model.transform = TestSizeTransform.from_transform(
-            model.transform, cfg.test_min_size or cfg.min_size, cfg.test_max_size or cfg.max_size
+            model.transform, cfg.test_min_size or model.transform.min_size[-1], cfg.test_max_size or cfg.max_size
         )
     if cfg.box_bg_iou_floor > 0:
         model.roi_heads.proposal_matcher = BandMatcher(
