@@ -212,13 +212,15 @@ def cmd_benchmark_text(a: argparse.Namespace) -> None:
     if not samples:
         raise UserError(f"no images in {', '.join(a.data)}")
     model = None if a.model.lower() == "none" else a.model
-    rows = run_text_benchmark(model, a.peers, samples, a.score, a.threads, progress=not a.quiet)
-    table = format_table(rows)
-    print(table)
-    if a.json:
-        atomic_write_text(Path(a.json), json.dumps({"data": a.data, "rows": rows}, indent=2) + "\n")
-    if a.markdown:
-        atomic_write_text(Path(a.markdown), table + "\n")
+
+    def save(rows: list[dict]) -> None:  # after every method: a failure later keeps these
+        if a.json:
+            atomic_write_text(Path(a.json), json.dumps({"data": a.data, "rows": rows}, indent=2) + "\n")
+        if a.markdown:
+            atomic_write_text(Path(a.markdown), format_table(rows) + "\n")
+
+    rows = run_text_benchmark(model, a.peers, samples, a.score, a.threads, progress=not a.quiet, on_row=save)
+    print(format_table(rows))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
 from regiondet.evaluation.text_detection import evaluate_polygons, evaluate_text
@@ -16,19 +18,29 @@ def run_text_benchmark(
     score: float | None = None,
     threads: int | None = None,
     progress: bool = True,
+    on_row: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
-    """One result row per method (regiondet model first, then each peer, in the order given)."""
+    """One result row per method (regiondet model first, then each peer, in the order given).
+
+    on_row gets the rows so far after each method, so a long run keeps what it measured.
+    """
     if not samples:
         raise UserError("no images to benchmark on")
-    rows = []
+    rows: list[dict] = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        if on_row:
+            on_row(rows)
+
     if model:
         det = Detector.load(model, score)
         if det.config.model.task != "text":
             raise UserError(f"{model}: a box model; the text benchmark needs a text model (model.task: text)")
-        rows.append({"method": f"regiondet ({model})", **evaluate_text(det, samples, score, progress)})
+        add({"method": f"regiondet ({model})", **evaluate_text(det, samples, score, progress)})
     for name in peers:
         detect = load_peer(name, threads)
-        rows.append({"method": name, **evaluate_polygons(detect, samples, progress, desc=name)})
+        add({"method": name, **evaluate_polygons(detect, samples, progress, desc=name)})
     return rows
 
 

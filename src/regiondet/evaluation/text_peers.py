@@ -28,7 +28,7 @@ def _rapidocr(threads: int | None, words: bool):
         from rapidocr import RapidOCR
     except ImportError as e:
         raise UserError(f"peer 'rapidocr' is not installed ({INSTALL})") from e
-    params = {"Global.use_cls": False, "Global.use_rec": words, "Global.log_level": "warning"}
+    params = {"Global.use_cls": False, "Global.use_rec": words, "Global.log_level": "error"}
     if words:
         params["Global.return_word_box"] = True
     if threads:
@@ -54,7 +54,7 @@ def rapidocr_words_peer(threads: int | None = None) -> PeerFn:
     def detect(pixels: np.ndarray) -> list[np.ndarray]:
         out = engine(np.ascontiguousarray(pixels[..., ::-1]), use_cls=False)
         lines = getattr(out, "word_results", None) or ()
-        return [np.asarray(box, np.float32) for line in lines for _text, _score, box in line]
+        return [np.asarray(w[2], np.float32) for line in lines for w in line if len(w) == 3]  # () when unread
 
     return detect
 
