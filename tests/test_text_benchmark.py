@@ -55,3 +55,11 @@ def test_benchmark_command_writes_table_and_json(tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["data"] == [HOLDOUT] and res["rows"][0]["method"] == "rapidocr"
     assert md.read_text().strip() == printed.strip()
+
+
+def test_rapidocr_word_results_of_every_shape():
+    from regiondet.evaluation.text_peers import _word_boxes
+
+    box = [[0, 0], [4, 0], [4, 2], [0, 2]]
+    lines = ((("LIFT", 0.9, box), ("LOBBY", 0.8, box)), (), ("2", 0.99, box))
+    assert len(_word_boxes(lines)) == 3

@@ -53,10 +53,19 @@ def rapidocr_words_peer(threads: int | None = None) -> PeerFn:
 
     def detect(pixels: np.ndarray) -> list[np.ndarray]:
         out = engine(np.ascontiguousarray(pixels[..., ::-1]), use_cls=False)
-        lines = getattr(out, "word_results", None) or ()
-        return [np.asarray(w[2], np.float32) for line in lines for w in line if len(w) == 3]  # () when unread
+        return [np.asarray(box, np.float32) for box in _word_boxes(getattr(out, "word_results", None) or ())]
 
     return detect
+
+
+def _word_boxes(lines) -> list:
+    """Boxes from RapidOCR's word_results: per line a tuple of (text, score, box) words, or a
+    single such triple, or () when the line could not be read."""
+    boxes = []
+    for line in lines:
+        words = [line] if len(line) == 3 and isinstance(line[0], str) else line
+        boxes += [w[2] for w in words if isinstance(w, tuple | list) and len(w) == 3]
+    return boxes
 
 
 def easyocr_peer(threads: int | None = None) -> PeerFn:
