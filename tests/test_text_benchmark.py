@@ -61,5 +61,6 @@ def test_rapidocr_word_results_of_every_shape():
     from regiondet.evaluation.text_peers import _word_boxes
 
     box = [[0, 0], [4, 0], [4, 2], [0, 2]]
-    lines = ((("LIFT", 0.9, box), ("LOBBY", 0.8, box)), (), ("2", 0.99, box))
-    assert len(_word_boxes(lines)) == 3
+    lines = ((("LIFT", 0.9, box), ("LOBBY", 0.8, box)), (), ("2", 0.99, box), (("x", 0.5, [3.0, 4.0]),))
+    boxes = _word_boxes(lines)
+    assert len(boxes) == 3 and all(b.shape == (4, 2) for b in boxes)  # a lone point is no outline

@@ -53,7 +53,7 @@ def rapidocr_words_peer(threads: int | None = None) -> PeerFn:
 
     def detect(pixels: np.ndarray) -> list[np.ndarray]:
         out = engine(np.ascontiguousarray(pixels[..., ::-1]), use_cls=False)
-        return [np.asarray(box, np.float32) for box in _word_boxes(getattr(out, "word_results", None) or ())]
+        return _word_boxes(getattr(out, "word_results", None) or ())
 
     return detect
 
@@ -64,7 +64,11 @@ def _word_boxes(lines) -> list:
     boxes = []
     for line in lines:
         words = [line] if len(line) == 3 and isinstance(line[0], str) else line
-        boxes += [w[2] for w in words if isinstance(w, tuple | list) and len(w) == 3]
+        for w in words:
+            if isinstance(w, tuple | list) and len(w) == 3:
+                pts = np.asarray(w[2], np.float32)
+                if pts.size >= 6 and pts.size % 2 == 0:  # at least a triangle of (x, y) points
+                    boxes.append(pts.reshape(-1, 2))
     return boxes
 
 
