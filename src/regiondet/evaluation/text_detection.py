@@ -48,11 +48,10 @@ def evaluate_polygons(
         found.append((s, polys, np.ones(len(polys)) if scores is None else np.asarray(scores, float)))
 
     def metrics(threshold: float | None) -> dict:
+        t = -np.inf if threshold is None else threshold
         return text_metrics(
             [
-                match_image(s.outlines(), s.ignore, [p for p, c in zip(polys, sc, strict=True) if c >= threshold])
-                if threshold is not None
-                else match_image(s.outlines(), s.ignore, polys)
+                match_image(s.outlines(), s.ignore, [p for p, c in zip(polys, sc, strict=True) if c >= t])
                 for s, polys, sc in found
             ]
         )
