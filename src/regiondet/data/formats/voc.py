@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regiondet.data.images import IMAGE_SUFFIXES, image_size
+from regiondet.data.images import IMAGE_SUFFIXES, image_size, list_images
 from regiondet.data.report import LoadReport
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
@@ -52,7 +52,7 @@ def _unannotated(img_dir: Path, annotated: set[Path], report: LoadReport) -> lis
     out = []
     if not img_dir.is_dir():
         return out
-    for image in sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+    for image in list_images(img_dir):
         if image.resolve() not in annotated:
             width, height = image_size(image)
             out.append(Sample(image, width, height, np.zeros((0, 4), np.float32), []))
