@@ -117,6 +117,27 @@ def test_se_vgg16_takes_the_craft_trunk_offline():
     assert len(model.backbone.se) == 5 and model.backbone(torch.rand(1, 3, 64, 96)).shape == (1, 512, 4, 6)
 
 
+def test_vgg16_box_backbone_takes_the_craft_trunk_as_its_pretrained_features():
+    """The grid's pretrained VGG16: the VGG16-BN variant, CRAFT's tensors, frozen statistics, stride 16."""
+    import easyocr_en_models
+    from torchvision.ops import FrozenBatchNorm2d
+
+    cfg = ModelConfig(backbone="vgg16", weights="craft", trainable_layers=3, **SMALL)
+    model = build_model(cfg)
+    craft = torch.load(f"{easyocr_en_models.model_dir()}/craft_mlt_25k.pth", map_location="cpu", weights_only=True)
+    feats = model.backbone
+    assert torch.equal(feats[37].weight, craft["module.basenet.slice4.37.weight"])
+    assert isinstance(feats[38], FrozenBatchNorm2d) and torch.equal(
+        feats[38].running_mean, craft["module.basenet.slice4.38.running_mean"]
+    )
+    assert not feats[0].weight.requires_grad and feats[40].weight.requires_grad
+    assert feats(torch.rand(1, 3, 64, 96)).shape == (1, 512, 4, 6)
+    rebuilt = build_model(cfg, load_weights=False)  # what a checkpoint is loaded into
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    plain = build_model(ModelConfig(backbone="vgg16", weights="none", **SMALL))
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)) for m in plain.modules())
+
+
 def test_difficult_objects_are_ignored_not_dropped_in_box_training():
     """MSRA-TD500's difficult lines reach the detector as label -1: no anchor or RoI learns them either way."""
     from conftest import MSRA

@@ -22,7 +22,7 @@ BACKBONES = ("vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn", "se
 class ModelConfig:
     backbone: str = "mobilenet_v2_fpn"
     classes: list[str] = field(default_factory=lambda: ["camera"])
-    # none | deepsort (offline ImageNet MobileNetV2) | craft (offline VGG16-BN text trunk, se_vgg16)
+    # none | deepsort (offline ImageNet MobileNetV2) | craft (offline VGG16-BN text trunk: vgg16, se_vgg16)
     # | imagenet (torchvision download/cache)
     # | torchvision:<WeightsEnum.NAME> | a local .pt/.pth file (backbone or regiondet checkpoint)
     weights: str = "none"

@@ -21,6 +21,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from regiondet.config import ModelConfig
 from regiondet.errors import UserError
+from regiondet.models.se_vgg import load_craft_trunk, vgg16_features
 from regiondet.models.weights import (
     IMAGENET,
     deepsort_weights_path,
@@ -48,8 +49,8 @@ def _source_state(cfg: ModelConfig) -> tuple[dict[str, torch.Tensor] | None, str
     if w in ("none", "", None):
         return None, "none"
     if w == "craft":
-        if cfg.backbone != "se_vgg16":
-            raise UserError("weights 'craft' hold a VGG16-BN trunk: use backbone se_vgg16")
+        if cfg.backbone not in ("se_vgg16", "vgg16"):
+            raise UserError("weights 'craft' hold a VGG16-BN trunk: use backbone vgg16 or se_vgg16")
         return {}, "craft"
     if w == "deepsort":
         if cfg.backbone != "mobilenet_v2_fpn":
@@ -77,10 +78,18 @@ def _freeze(modules: list[nn.Module], trainable: int) -> None:
 
 
 def vgg16_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> Trunk:
-    """Thesis Model 1: VGG16 conv1_1..conv5_3 (stride 16) and an fc6/fc7 head."""
-    features = torchvision.models.vgg16().features[:30]
+    """Thesis Model 1: VGG16 conv1_1..conv5_3 (stride 16) and an fc6/fc7 head.
+
+    With weights 'craft' it is the VGG16-BN variant holding CRAFT's text-trained trunk, the
+    only pretrained VGG16 that loads offline here; its batch norms stay frozen.
+    """
+    craft = cfg.weights == "craft"
+    features = vgg16_features(batch_norm=craft, frozen_bn=craft)
     if state is not None:
-        load_by_position(features, _strip(state, "features."), source)
+        if craft:
+            load_craft_trunk(features)
+        else:
+            load_by_position(features, _strip(state, "features."), source)
     pools = [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
     bounds = [0, *[p + 1 for p in pools], len(features)]
     stages = [features[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
@@ -164,11 +173,11 @@ def mobilenet_fpn_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: 
 
 def se_vgg16_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> Trunk:
     """ATRR's SE-VGG16 (VGG16-BN + SE blocks, stride 16) with an fc6/fc7 head."""
-    from regiondet.models.se_vgg import SEVGG16, load_craft_trunk
+    from regiondet.models.se_vgg import SEVGG16
 
     body = SEVGG16(batch_norm=True, frozen_bn=frozen_bn)
     if cfg.weights == "craft" and state is not None:
-        load_craft_trunk(body)
+        load_craft_trunk(body.features)
     elif state is not None:
         body.features.load_state_dict(
             {k: v for k, v in _strip(state, "features.").items() if k in body.features.state_dict()}, strict=False

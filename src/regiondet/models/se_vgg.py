@@ -17,6 +17,19 @@ from torchvision.ops import FrozenBatchNorm2d
 from regiondet.errors import UserError
 
 
+def vgg16_features(batch_norm: bool = True, frozen_bn: bool = False) -> nn.Sequential:
+    """torchvision's VGG16(-BN) conv stack without pool5 (stride 16), layer indices kept.
+
+    Frozen batch norm keeps pretrained statistics fixed: batches of a few crops would only add noise.
+    """
+    features = (torchvision.models.vgg16_bn() if batch_norm else torchvision.models.vgg16()).features[:-1]
+    if batch_norm and frozen_bn:
+        for i, m in enumerate(features):
+            if isinstance(m, nn.BatchNorm2d):
+                features[i] = FrozenBatchNorm2d(m.num_features)
+    return features
+
+
 class SEBlock(nn.Module):
     """Channel attention: global average pool, bottleneck MLP, sigmoid gate (Hu et al. 2018)."""
 
@@ -40,11 +53,7 @@ class SEVGG16(nn.Module):
 
     def __init__(self, batch_norm: bool = True, se_ratio: int = 16, frozen_bn: bool = False):
         super().__init__()
-        self.features = (torchvision.models.vgg16_bn() if batch_norm else torchvision.models.vgg16()).features[:-1]
-        if frozen_bn:  # pretrained statistics stay fixed: batches of a few crops would only add noise
-            for i, m in enumerate(self.features):
-                if isinstance(m, nn.BatchNorm2d):
-                    self.features[i] = FrozenBatchNorm2d(m.num_features)
+        self.features = vgg16_features(batch_norm, frozen_bn)
         self.stage_ends = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
         self.stage_ends.append(len(self.features) - 1)
         widths = [64, 128, 256, 512, 512]
@@ -79,15 +88,16 @@ def craft_trunk_path() -> Path:
     return path
 
 
-def load_craft_trunk(model: SEVGG16) -> int:
-    """Copy CRAFT's basenet (VGG16-BN conv1_1..conv5_2, trained on text) into model; returns tensors copied.
+def load_craft_trunk(features: nn.Module) -> int:
+    """Copy CRAFT's basenet (VGG16-BN conv1_1..conv5_2, trained on text) into a torchvision
+    vgg16_bn feature stack; returns the number of tensors copied.
 
     CRAFT keeps torchvision's layer indices inside its slices ('basenet.slice4.38.weight' is
     features.38.weight), so tensors map by name; conv5_3 stays freshly initialised.
     """
     path = craft_trunk_path()
     state = torch.load(path, map_location="cpu", weights_only=True)
-    own = model.features.state_dict()
+    own = features.state_dict()
     picked = {}
     for key, value in state.items():
         parts = key.split(".")
@@ -98,5 +108,5 @@ def load_craft_trunk(model: SEVGG16) -> int:
             picked[name] = value
     if len(picked) < 72:  # 12 convs (weight, bias) + 12 batch norms (4 tensors)
         raise UserError(f"only {len(picked)} trunk tensors matched; not the CRAFT VGG16-BN file?", path)
-    model.features.load_state_dict(picked, strict=False)
+    features.load_state_dict(picked, strict=False)
     return len(picked)
