@@ -46,3 +46,57 @@ def test_grid_and_report(tmp_path, capsys):
     assert sorted(rows) == ["| 16", "| 4"] and not lines[start + 4]
     assert "## Findings" in text and "**rois.**" in text
     assert (tmp_path / "docs" / "experiments" / "curves.png").is_file()
+
+
+def test_grid_cells_pick_a_fractional_design_and_bad_cells_name_the_file(tmp_path, capsys):
+    base = tiny_config(tmp_path / "unused", epochs=1, steps_per_epoch=2)
+    grid = {
+        "out": str(tmp_path / "grid"),
+        "evaluate": {"data": [f"voc:{CAMERA_VALID}?limit=3"]},
+        "base": base,
+        "axes": {
+            "rois": {4: {"model": {"box_batch_size_per_image": 4}}, 16: {"model": {"box_batch_size_per_image": 16}}},
+            "size": {"96": {"model": {"min_size": 96}}, "128": {"model": {"min_size": 128}}},
+        },
+    }
+    path = tmp_path / "grid.yaml"
+
+    def listed(cells):
+        path.write_text(yaml.safe_dump({**grid, "cells": cells}, sort_keys=False))
+        code = main(["grid", str(path), "--list"])
+        out, err = capsys.readouterr()
+        return code, out.split()[1::2], err
+
+    code, names, _ = listed([{"rois": 4, "size": 128}, {"rois": "16", "size": "96"}])
+    assert code == 0 and names == ["rois-4_size-128", "rois-16_size-96"]
+    for bad, words in (
+        ([{"rois": 8, "size": 96}], "rois '8' is not one of"),
+        ([{"rois": 4}], "one value for each axis"),
+        ([{"rois": 4, "size": 96}, {"rois": 4, "size": 96}], "twice"),
+        ([], "no cell"),
+    ):
+        code, _, err = listed(bad)
+        assert code != 0 and words in err and str(path) in err and "Traceback" not in err
+
+
+def test_findings_compare_only_cells_that_differ_in_one_axis():
+    """In a fractional grid, a mean over the other axes would mix settings; matched cells do not."""
+    from regiondet.experiments.report import findings, matched_groups
+
+    def cell(backbone, rois, m):
+        return {
+            "cell": f"{backbone}-{rois}",
+            "axes": {"backbone": backbone, "rois": rois},
+            "map50": m,
+            "no_detection_rate": 0.1,
+            "negatives_with_detection_rate": 0.0,
+            "latency_ms_median": 100.0,
+        }
+
+    cells = [cell("vgg", "4", 0.5), cell("vgg", "50", 0.7), cell("mnv2", "50", 0.6), cell("mnv2", "256", 0.2)]
+    by_backbone = matched_groups(cells, "backbone")
+    assert [(rest, [c["cell"] for c in g]) for rest, g in by_backbone] == [({"rois": "50"}, ["vgg-50", "mnv2-50"])]
+    by_rois = matched_groups(cells, "rois")
+    assert [[c["cell"] for c in g] for _, g in by_rois] == [["mnv2-50", "mnv2-256"], ["vgg-50", "vgg-4"]]
+    text = " ".join(findings(cells))
+    assert "at rois 50: `vgg` 0.700" in text and "`mnv2` 0.600" in text and "at backbone mnv2: `50` 0.600" in text

@@ -1,7 +1,8 @@
 """A grid of training runs (the thesis's chapter 5 at CPU scale): every cell the same budget.
 
 A grid file holds a base config, named axes whose values are partial configs, and the
-evaluation sets. Each cell trains into <out>/<cell>/, then writes eval.json and a few
+evaluation sets; optionally `cells`, the axis combinations to run (a fractional design) when
+the full product would cost too much. Each cell trains into <out>/<cell>/, then writes eval.json and a few
 drawn detections; finished cells are skipped, interrupted ones resumed, so a grid can
 run across sessions.
 """
@@ -33,6 +34,27 @@ def _merge(base: dict, patch: dict) -> dict:
     return out
 
 
+def _combos(g: dict, path: Path) -> list[list[tuple[str, dict]]]:
+    """Every combination of axis values, or only the listed `cells` (a fractional design)."""
+    axes: dict[str, dict] = g["axes"]
+    if "cells" not in g:
+        return [list(c) for c in itertools.product(*[list(v.items()) for v in axes.values()])]
+    combos = []
+    for i, cell in enumerate(g["cells"] or []):
+        if not isinstance(cell, dict) or set(map(str, cell)) != set(axes):
+            raise UserError(f"cells[{i}] must give one value for each axis {list(axes)}", path)
+        combo = []
+        for axis, values in axes.items():
+            value = str(cell[axis])
+            if value not in map(str, values):
+                raise UserError(f"cells[{i}]: {axis} '{value}' is not one of {list(values)}", path)
+            combo.append((value, {str(k): v for k, v in values.items()}[value]))
+        combos.append(combo)
+    if not combos:
+        raise UserError("'cells' lists no cell", path)
+    return combos
+
+
 def load_grid(path: Path) -> tuple[dict, list[Cell]]:
     """(grid settings, cells) from a grid YAML; every cell's config is validated up front."""
     path = Path(path)
@@ -42,7 +64,7 @@ def load_grid(path: Path) -> tuple[dict, list[Cell]]:
             raise UserError(f"grid file needs '{key}'", path)
     axes: dict[str, dict] = g["axes"]
     cells = []
-    for combo in itertools.product(*[list(v.items()) for v in axes.values()]):
+    for combo in _combos(g, path):
         cfg = g["base"]
         chosen = {}
         for axis, (value, patch) in zip(axes, combo, strict=True):
@@ -52,6 +74,8 @@ def load_grid(path: Path) -> tuple[dict, list[Cell]]:
         cfg = _merge(cfg, {"train": {"out": str(Path(g["out"]) / name)}})
         config_from_dict(cfg, f"{path} cell {name}")
         cells.append(Cell(name, chosen, cfg))
+    if len({c.name for c in cells}) < len(cells):
+        raise UserError("'cells' lists a cell twice", path)
     return g, cells
 
 

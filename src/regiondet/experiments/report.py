@@ -39,15 +39,20 @@ def load_cells(root: Path) -> list[dict]:
     return cells
 
 
-def _axis_effect(cells: list[dict], axis: str) -> dict[str, float]:
-    values: dict[str, list[float]] = {}
+def matched_groups(cells: list[dict], axis: str) -> list[tuple[dict[str, str], list[dict]]]:
+    """Cells that differ only in `axis`, grouped by their other axis values (groups of 2 or more).
+
+    A fractional grid confounds means over the other axes; matched cells do not.
+    """
+    groups: dict[tuple, list[dict]] = {}
     for c in cells:
-        values.setdefault(c["axes"].get(axis, "?"), []).append(c["map50"])
-    return {k: float(np.mean(v)) for k, v in values.items()}
+        rest = tuple(sorted((a, v) for a, v in c["axes"].items() if a != axis))
+        groups.setdefault(rest, []).append(c)
+    return [(dict(k), sorted(v, key=lambda c: -c["map50"])) for k, v in sorted(groups.items()) if len(v) > 1]
 
 
 def findings(cells: list[dict]) -> list[str]:
-    """One paragraph per axis: mean mAP50 per value, set beside what the thesis saw."""
+    """One paragraph per axis: matched cells' mAP50, set beside what the thesis saw."""
     out = []
     best = max(cells, key=lambda c: c["map50"])
     out.append(
@@ -65,11 +70,20 @@ def findings(cells: list[dict]) -> list[str]:
     }
     axes = sorted({a for c in cells for a in c["axes"]})
     for axis in axes:
-        eff = _axis_effect(cells, axis)
-        if len(eff) < 2:
+        groups = matched_groups(cells, axis)
+        if not groups:
             continue
-        parts = ", ".join(f"`{k}` {v:.3f}" for k, v in sorted(eff.items(), key=lambda kv: -kv[1]))
-        out.append(f"**{axis}.** Mean validation mAP50 over the other axes: {parts}. {notes.get(axis, '')}")
+        parts = []
+        for rest, group in groups:
+            where = ", ".join(f"{a} {v}" for a, v in rest.items())
+            vals = ", ".join(
+                f"`{c['axes'][axis]}` {c['map50']:.3f} ({_pct(c['no_detection_rate'])} without a box)" for c in group
+            )
+            parts.append(f"at {where}: {vals}" if rest else vals)
+        out.append(
+            f"**{axis}.** Validation mAP50 of cells that differ only in {axis}; {'; '.join(parts)}. "
+            f"{notes.get(axis, '')}"
+        )
     return out
 
 
