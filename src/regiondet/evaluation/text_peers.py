@@ -94,9 +94,7 @@ def easyocr_peer(threads: int | None = None) -> PeerFn:
 
     def detect(pixels: np.ndarray) -> list[np.ndarray]:
         horizontal, free = reader.detect(np.ascontiguousarray(pixels), width_ths=0.0, add_margin=0.0)
-        polys = [
-            np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32) for x1, x2, y1, y2 in horizontal[0]
-        ]
+        polys = [np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32) for x1, x2, y1, y2 in horizontal[0]]
         return polys + [np.asarray(p, np.float32) for p in free[0]]
 
     return detect
