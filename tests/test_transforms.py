@@ -42,3 +42,18 @@ def test_quarter_turn_swaps_canvas():
         shapes.add(tuple(img.shape[-2:]))
         assert tuple(tgt["boxes"].canvas_size) == tuple(img.shape[-2:])
     assert shapes == {(100, 60), (60, 100)}
+
+
+def test_colour_distortion_changes_pixels_not_boxes():
+    torch.manual_seed(0)
+    img, tgt = scene()
+    img = tv_tensors.Image(torch.randint(0, 256, (3, 60, 100), dtype=torch.uint8))
+    changed = 0
+    for _ in range(8):
+        out, out_tgt = train_augment(0, 0, 0, photometric=1.0)(img, tgt)
+        assert out.dtype == torch.uint8 and out.shape == img.shape
+        assert torch.equal(out_tgt["boxes"], tgt["boxes"]) and out_tgt["labels"].tolist() == [1]
+        changed += not torch.equal(out, img)
+    assert changed == 8
+    same, _ = train_augment(0, 0, 0, photometric=0.0)(img, tgt)
+    assert torch.equal(same, img)

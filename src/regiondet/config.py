@@ -92,6 +92,7 @@ class TrainConfig:
     hflip: float = 0.5
     vflip: float = 0.0
     rot90: float = 0.0  # probability of a random 90/180/270-degree turn
+    photometric: float = 0.0  # probability of each colour distortion (brightness, contrast, ...)
     eval_every: int = 1
     eval_score: float = 0.5  # score for the no-detection / negatives figures (text: for P/R/H-mean)
     init: str | None = None  # fine-tune from a regiondet checkpoint or shipped model name (fitting tensors)

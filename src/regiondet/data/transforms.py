@@ -24,9 +24,13 @@ class RandomRot90(_RandomApplyTransform):
         return self._call_kernel(F.rotate, inpt, angle=params["angle"], expand=True)
 
 
-def train_augment(hflip: float, vflip: float, rot90: float) -> v2.Compose:
-    """Flips and quarter turns, each applied with its own probability."""
+def train_augment(hflip: float, vflip: float, rot90: float, photometric: float = 0.0) -> v2.Compose:
+    """Flips and quarter turns, each applied with its own probability, and colour distortion
+    (SSD's brightness, contrast, saturation, hue and channel order, each with probability
+    `photometric`) so a model trained on photos also holds up on webcam frames."""
     steps: list[v2.Transform] = []
+    if photometric > 0:
+        steps.append(v2.RandomPhotometricDistort(p=photometric))
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(hflip))
     if vflip > 0:

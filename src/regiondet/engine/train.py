@@ -165,7 +165,7 @@ class Trainer:
             crop, scales = cfg.train.crop, tuple(cfg.train.scale_range)
             self.dataset = TextDataset(train_set, cfg.model.max_pairs, crop, scales)
         else:
-            augment = train_augment(cfg.train.hflip, cfg.train.vflip, cfg.train.rot90)
+            augment = train_augment(cfg.train.hflip, cfg.train.vflip, cfg.train.rot90, cfg.train.photometric)
             self.dataset = DetectionDataset(train_set, cfg.model.classes, augment)
         self.sampler = DistributedSampler(self.dataset, info.world, info.rank, shuffle=True, seed=cfg.train.seed)
         self.per_epoch = cfg.train.steps_per_epoch or math.ceil(len(self.sampler) / cfg.train.batch_size)
