@@ -128,3 +128,43 @@ def test_loaded_detector_has_norms_folded_and_same_outputs(trained_run):
         a, b = plain([x])[0], det.model([x])[0]
     n = min(len(a["scores"]), len(b["scores"]), 5)
     torch.testing.assert_close(b["scores"][:n], a["scores"][:n], rtol=1e-3, atol=1e-3)
+
+
+def test_speed_benchmark_times_both_variants_and_every_stage(trained_run, tmp_path, capsys):
+    assert any(
+        "FrozenBatchNorm2d" in type(m).__name__
+        for m in Detector.load(trained_run / "best.pt", fold=False).model.modules()
+    )
+    images = sorted(CAMERA_VALID.glob("*.jpg"))[:2]
+    out = tmp_path / "speed.json"
+    code = main(
+        [
+            "--quiet",
+            "benchmark",
+            "speed",
+            "--model",
+            str(trained_run / "best.pt"),
+            "--images",
+            *map(str, images),
+            "--size",
+            "128",
+            "--runs",
+            "3",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    res = json.loads(out.read_text())
+    assert res["images"] == 2 and res["size"] == 128 and res["threads"] == 1
+    for variant in ("folded", "unfolded"):
+        stages = res[variant]["stages_ms_median"]
+        assert {"transform", "backbone.body", "backbone.fpn", "rpn", "roi_heads"} <= set(stages)
+        assert 0 < sum(stages.values()) <= res[variant]["ms_p90"] * 1.5
+    assert res["speedup_from_folding"] > 0
+    printed = capsys.readouterr().out
+    assert "| folded |" in printed and "| backbone.body |" in printed
+    assert main(["benchmark", "speed", "--images", str(tmp_path / "missing")]) != 0
+    assert "no such file or folder" in capsys.readouterr().err

@@ -223,6 +223,22 @@ def cmd_benchmark_text(a: argparse.Namespace) -> None:
     print(format_table(rows))
 
 
+def cmd_benchmark_speed(a: argparse.Namespace) -> None:
+    import torch
+
+    from regiondet.evaluation.speed import format_speed, load_images, speed_benchmark
+    from regiondet.io import atomic_write_text
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    paths = _expand_images(a.images)
+    res = speed_benchmark(a.model, load_images(paths, a.size or None), a.runs)
+    res.update(model=a.model, size=a.size, images=len(paths))
+    if a.json:
+        atomic_write_text(Path(a.json), json.dumps(res, indent=2) + "\n")
+    print(format_speed(res))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="regiondet", description=__doc__)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -271,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="docs/experiments.md")
     r.set_defaults(func=cmd_report)
 
-    b = sub.add_parser("benchmark", help="compare with other detectors").add_subparsers(dest="bench", required=True)
+    b = sub.add_parser("benchmark", help="speed, and comparisons with other detectors").add_subparsers(
+        dest="bench", required=True
+    )
     bt = b.add_parser("text", help="regiondet's text model and offline peers: P, R, H-mean, ms/image")
     bt.add_argument("--data", action="append", required=True, metavar="SPEC", help="labelled text images")
     bt.add_argument("--model", default="text", help="regiondet text model (file or shipped name; 'none' to skip)")
@@ -281,6 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--json", help="write all figures here")
     bt.add_argument("--markdown", help="write the table here")
     bt.set_defaults(func=cmd_benchmark_text)
+
+    bs = b.add_parser("speed", help="latency of a model, folded and not, and of each stage")
+    bs.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")
+    bs.add_argument("--images", nargs="+", default=["samples"], help="image files or folders")
+    bs.add_argument("--size", type=int, default=416, help="resize every image to size x size (0: keep)")
+    bs.add_argument("--runs", type=int, default=30)
+    bs.add_argument("--threads", type=int, help="torch CPU threads")
+    bs.add_argument("--json", help="write the figures here")
+    bs.set_defaults(func=cmd_benchmark_speed)
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("stats", help="images, boxes per class, box sizes, negatives")

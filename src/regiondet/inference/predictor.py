@@ -80,13 +80,17 @@ class Detector:
         self.device = device
 
     @classmethod
-    def load(cls, path_or_name: str | Path = "default", score: float | None = None, device: str = "cpu") -> Detector:
+    def load(
+        cls, path_or_name: str | Path = "default", score: float | None = None, device: str = "cpu", fold: bool = True
+    ) -> Detector:
+        """A model by file or shipped name; fold=False keeps the batch norms (only to measure their cost)."""
         path = resolve_model_path(path_or_name)
         ckpt = read_checkpoint(path)
         cfg = config_of(ckpt, path)
         model = build_model(cfg.model, load_weights=False)
         load_model_state(model, ckpt["model"], path)
-        fold_batch_norms(model)  # inference only: norms merged into their convolutions
+        if fold:
+            fold_batch_norms(model)  # inference only: norms merged into their convolutions
         default = float(ckpt.get("default_score", cfg.train.eval_score))
         return cls(model, cfg, default if score is None else score, device)
 
