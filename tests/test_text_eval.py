@@ -66,3 +66,17 @@ def test_score_ladder_from_one_pass_matches_filtering(monkeypatch):
     assert (res["precision"], res["recall"]) == (1.0, 1.0)  # the 0.4 false alarm is below 0.5
     assert res["by_score"]["0.3"]["precision"] == 0.5 and res["by_score"]["0.95"]["recall"] == 0.0
     assert td.evaluate_polygons(lambda _p: polys, [sample], progress=False)["precision"] == 0.5  # peers: no scores
+
+
+def test_stricter_iou_tells_a_tight_outline_from_a_loose_one(monkeypatch):
+    """Both outlines pass at 0.5; only the tight one still matches at 0.8, and the mean IoU says why."""
+    import regiondet.evaluation.text_detection as td
+    from regiondet.data.sample import Sample
+
+    sample = Sample(Path(__file__), 200, 200, np.array([[0, 0, 100, 20], [0, 50, 100, 70]], np.float32), ["t", "t"])
+    tight, loose = rect(0, 0, 95, 20), rect(0, 50, 100, 84)  # IoU 0.95 and 20/34 = 0.59
+    monkeypatch.setattr(td, "load_rgb", lambda _p: np.zeros((200, 200, 3), np.uint8))
+    res = td.evaluate_polygons(lambda _p: [tight, loose], [sample], progress=False)
+    assert res["hmean"] == 1.0 and res["mean_iou"] == pytest.approx((0.95 + 20 / 34) / 2)
+    assert res["by_iou"]["0.5"]["recall"] == 1.0 and res["by_iou"]["0.6"]["recall"] == 0.5
+    assert res["by_iou"]["0.8"]["precision"] == 0.5

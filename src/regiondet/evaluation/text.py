@@ -28,6 +28,7 @@ class ImageMatch:
     matched: int
     gt_care: int
     det_care: int
+    iou_sum: float = 0.0  # over the matches: how tightly the outlines fit, beyond passing the threshold
 
 
 def match_image(
@@ -45,7 +46,7 @@ def match_image(
             det_ignore[j] = covered / d.area > 0.5
     gt_used = np.zeros(len(gts), bool)
     det_used = np.zeros(len(dets), bool)
-    matched = 0
+    matched, iou_sum = 0, 0.0
     for i, g in enumerate(gts):
         if gt_ignore[i]:
             continue
@@ -53,18 +54,29 @@ def match_image(
             if det_used[j] or det_ignore[j] or gt_used[i]:
                 continue
             union = g.union(d).area
-            if union > 0 and g.intersection(d).area / union > iou_threshold:
+            iou = g.intersection(d).area / union if union > 0 else 0.0
+            if iou > iou_threshold:
                 gt_used[i] = det_used[j] = True
                 matched += 1
-    return ImageMatch(matched, int((~gt_ignore).sum()), int((~det_ignore).sum()))
+                iou_sum += iou
+    return ImageMatch(matched, int((~gt_ignore).sum()), int((~det_ignore).sum()), iou_sum)
 
 
 def text_metrics(matches: list[ImageMatch]) -> dict[str, float]:
-    """precision, recall, hmean (and the counts) over a set of images."""
+    """precision, recall, hmean, the matches' mean IoU, and the counts over a set of images."""
     m = sum(x.matched for x in matches)
     n_gt = sum(x.gt_care for x in matches)
     n_det = sum(x.det_care for x in matches)
     recall = m / n_gt if n_gt else 0.0
     precision = m / n_det if n_det else 0.0
     hmean = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "hmean": hmean, "matched": m, "gt_care": n_gt, "det_care": n_det}
+    mean_iou = sum(x.iou_sum for x in matches) / m if m else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "hmean": hmean,
+        "mean_iou": mean_iou,
+        "matched": m,
+        "gt_care": n_gt,
+        "det_care": n_det,
+    }

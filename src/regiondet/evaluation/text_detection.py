@@ -22,6 +22,7 @@ from regiondet.inference.predictor import Detector
 
 PolygonFn = Callable[[np.ndarray], "list[np.ndarray] | tuple[list[np.ndarray], np.ndarray]"]
 LADDER = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+IOU_LADDER = (0.5, 0.6, 0.7, 0.8)  # stricter matches tell a tight outline from a loose one
 
 
 def evaluate_polygons(
@@ -31,10 +32,12 @@ def evaluate_polygons(
     desc: str = "evaluate",
     score: float | None = None,
     ladder: tuple[float, ...] = (),
+    iou_ladder: tuple[float, ...] = IOU_LADDER,
 ) -> dict:
     """precision, recall, hmean (ICDAR 2015 rules) and latency_ms_median / p90 of detect over samples.
 
-    When detect also returns scores, `score` filters them and `ladder` adds "by_score".
+    When detect also returns scores, `score` filters them and `ladder` adds "by_score";
+    `iou_ladder` adds "by_iou", the same at stricter match thresholds.
     """
     found, seconds = [], []
     for s in tqdm(samples, desc=desc, disable=not progress, leave=False):
@@ -47,11 +50,11 @@ def evaluate_polygons(
         polys = [np.asarray(p, np.float32) * scale for p in polys]
         found.append((s, polys, np.ones(len(polys)) if scores is None else np.asarray(scores, float)))
 
-    def metrics(threshold: float | None) -> dict:
+    def metrics(threshold: float | None, iou: float = 0.5) -> dict:
         t = -np.inf if threshold is None else threshold
         return text_metrics(
             [
-                match_image(s.outlines(), s.ignore, [p for p, c in zip(polys, sc, strict=True) if c >= t])
+                match_image(s.outlines(), s.ignore, [p for p, c in zip(polys, sc, strict=True) if c >= t], iou)
                 for s, polys, sc in found
             ]
         )
@@ -66,6 +69,9 @@ def evaluate_polygons(
     if ladder:
         rows = {f"{t:g}": metrics(t) for t in ladder}
         res["by_score"] = {t: {k: m[k] for k in ("precision", "recall", "hmean")} for t, m in rows.items()}
+    if iou_ladder:
+        rows = {f"{t:g}": metrics(score, t) for t in iou_ladder}
+        res["by_iou"] = {t: {k: m[k] for k in ("precision", "recall", "hmean")} for t, m in rows.items()}
     return res
 
 
