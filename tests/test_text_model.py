@@ -169,10 +169,16 @@ def test_test_size_differs_from_training_size():
 
 
 def test_a_list_of_sizes_jitters_training_and_tests_at_the_last():
-    model = build_model(text_config(min_size=[96, 128], max_size=200))
-    image = [torch.rand(3, 100, 150)]
+    """The cap on the longer side scales with the picked size, so wide images are jittered too."""
+    model = build_model(text_config(min_size=[64, 96, 128], max_size=160))
     model.train()
     torch.manual_seed(0)
-    seen = {model.transform(image)[0].image_sizes[0] for _ in range(20)}
-    assert seen == {(96, 144), (128, 192)}
-    assert model.eval().transform(image)[0].image_sizes == [(128, 192)]
+    wide = [torch.rand(3, 100, 200)]  # capped by max_size at every size: torchvision would not jitter it
+    seen = {model.transform(wide)[0].image_sizes[0] for _ in range(30)}
+    assert seen == {(40, 80), (60, 120), (80, 160)}
+    square = [torch.rand(3, 100, 100)]
+    assert {model.transform(square)[0].image_sizes[0] for _ in range(30)} == {(64, 64), (96, 96), (128, 128)}
+    model.eval()
+    assert model.transform(wide)[0].image_sizes == [(80, 160)] and model.transform(square)[0].image_sizes == [
+        (128, 128)
+    ]

@@ -31,7 +31,7 @@ class ModelConfig:
     # shorter image side after resizing (thesis: 300, Model 5: 600); a list trains at a random one
     # of them per image (scale jitter) and tests at the last, unless test_min_size says otherwise
     min_size: int | list[int] = 416
-    max_size: int = 416  # cap on the longer side
+    max_size: int = 416  # cap on the longer side (with a min_size list: at the largest, scaled with the pick)
     test_min_size: int | None = None  # sizes at inference, if not the training ones (text: crops
     test_max_size: int | None = None  # train at crop scale, whole images test larger)
     anchor_sizes: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])

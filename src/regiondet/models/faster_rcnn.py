@@ -12,7 +12,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from regiondet.config import ModelConfig
 from regiondet.models.backbones import build_trunk
 from regiondet.models.rpn_ignore import IgnoreAwareRPN
-from regiondet.models.sizes import TestSizeTransform
+from regiondet.models.sizes import SizeTransform
 
 
 class BandMatcher(Matcher):
@@ -77,8 +77,8 @@ def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
     if cfg.task == "text":
         model.roi_heads = _text_heads(model.roi_heads, cfg, trunk.head_width)
     model.rpn = IgnoreAwareRPN.from_rpn(model.rpn)  # difficult / do-not-care rows (label -1)
-    if cfg.test_min_size or cfg.test_max_size:
-        model.transform = TestSizeTransform.from_transform(
+    if cfg.test_min_size or cfg.test_max_size or isinstance(cfg.min_size, list):
+        model.transform = SizeTransform.from_transform(
             model.transform, cfg.test_min_size or model.transform.min_size[-1], cfg.test_max_size or cfg.max_size
         )
     if cfg.box_bg_iou_floor > 0:

@@ -1,33 +1,45 @@
-"""Separate training and test image sizes for torchvision's detection transform.
+"""Image sizes for torchvision's detection transform: scale jitter, and test sizes of their own.
 
-Text detectors train on crops at their own scale and test on whole images at a larger
-one (small words need the pixels); torchvision's transform has one size for both.
+torchvision resizes every image so its shorter side is min_size unless its longer side would
+pass max_size. With a list of min sizes it picks one per training image but keeps one
+max_size, so wide images, capped by max_size, get no jitter at all; here the cap scales with
+the picked size, so every image is jittered. Text detectors also train on crops at their own
+scale and test on whole images at a larger one (small words need the pixels).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 
-class TestSizeTransform(GeneralizedRCNNTransform):
-    """GeneralizedRCNNTransform that resizes to (test_min_size, test_max_size) in eval mode."""
+class SizeTransform(GeneralizedRCNNTransform):
+    """GeneralizedRCNNTransform with proportional scale jitter in training and its own test sizes.
+
+    Training: a random min_size s per image, and the cap max_size * s / max(min_size), so
+    max_size is the cap at the largest size. Eval: (test_min_size, test_max_size).
+    """
 
     test_min_size: int
     test_max_size: int
 
     @classmethod
-    def from_transform(cls, t: GeneralizedRCNNTransform, test_min: int, test_max: int) -> TestSizeTransform:
+    def from_transform(cls, t: GeneralizedRCNNTransform, test_min: int, test_max: int) -> SizeTransform:
         new = cls.__new__(cls)
         new.__dict__.update(t.__dict__)
         new.test_min_size, new.test_max_size = int(test_min), int(test_max)
         return new
 
     def resize(self, image: Tensor, target: dict[str, Tensor] | None = None):
-        if self.training:
+        if self.training and len(self.min_size) == 1:
             return super().resize(image, target)
         sizes = self.min_size, self.max_size
-        self.min_size, self.max_size = (self.test_min_size,), self.test_max_size
+        if self.training:
+            s = self.min_size[int(torch.randint(len(self.min_size), ()).item())]
+            self.min_size, self.max_size = (s,), round(self.max_size * s / max(self.min_size))
+        else:
+            self.min_size, self.max_size = (self.test_min_size,), self.test_max_size
         try:
             return super().resize(image, target)
         finally:
