@@ -80,3 +80,17 @@ def test_stricter_iou_tells_a_tight_outline_from_a_loose_one(monkeypatch):
     assert res["hmean"] == 1.0 and res["mean_iou"] == pytest.approx((0.95 + 20 / 34) / 2)
     assert res["by_iou"]["0.5"]["recall"] == 1.0 and res["by_iou"]["0.6"]["recall"] == 0.5
     assert res["by_iou"]["0.8"]["precision"] == 0.5
+
+
+def test_recall_by_height_shows_where_the_misses_are():
+    from regiondet.evaluation.text import recall_by_height, text_height
+
+    tilted = np.array([[0, 0], [70.71, 70.71], [63.64, 77.78], [-7.07, 7.07]])  # 100 x 10 at 45 degrees
+    assert text_height(rect(0, 0, 100, 20)) == pytest.approx(20) and text_height(tilted) == pytest.approx(10, abs=0.01)
+    gt = [rect(0, 0, 60, 6), rect(0, 20, 100, 32), rect(0, 50, 100, 90), rect(0, 100, 50, 112)]
+    m = match_image(gt, [False, False, False, True], [rect(0, 20, 100, 32), rect(0, 50, 100, 90)])
+    assert m.care_found.tolist() == [False, True, True]  # the do-not-care word is not counted
+    heights = [np.array([text_height(g) for g in gt[:3]])]
+    r = recall_by_height([m], heights)
+    assert r["<8"] == {"words": 1, "recall": 0.0} and r["8-16"] == {"words": 1, "recall": 1.0}
+    assert r["16-32"] == {"words": 0, "recall": None} and r[">=32"] == {"words": 1, "recall": 1.0}

@@ -29,6 +29,7 @@ class ImageMatch:
     gt_care: int
     det_care: int
     iou_sum: float = 0.0  # over the matches: how tightly the outlines fit, beyond passing the threshold
+    care_found: np.ndarray | None = None  # per care ground truth, in order: matched or not
 
 
 def match_image(
@@ -59,7 +60,31 @@ def match_image(
                 gt_used[i] = det_used[j] = True
                 matched += 1
                 iou_sum += iou
-    return ImageMatch(matched, int((~gt_ignore).sum()), int((~det_ignore).sum()), iou_sum)
+    return ImageMatch(matched, int((~gt_ignore).sum()), int((~det_ignore).sum()), iou_sum, gt_used[~gt_ignore])
+
+
+def text_height(points: np.ndarray) -> float:
+    """Short side of the minimum rotated rectangle: a straight word's height at any angle
+    (a curved word's also counts its bend)."""
+    rect = _poly(points).minimum_rotated_rectangle
+    if rect.geom_type != "Polygon":
+        return 0.0
+    return float(np.linalg.norm(np.diff(np.asarray(rect.exterior.coords), axis=0), axis=1).min())
+
+
+def recall_by_height(
+    matches: list[ImageMatch], heights: list[np.ndarray], edges: tuple[float, ...] = (8, 16, 32)
+) -> dict[str, dict]:
+    """Recall of care words by height band (px in the source image): where the misses are."""
+    found = np.concatenate([m.care_found for m in matches]) if matches else np.zeros(0, bool)
+    h = np.concatenate(heights) if heights else np.zeros(0)
+    bounds = [0.0, *edges, np.inf]
+    out = {}
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        band = (h >= lo) & (h < hi)
+        name = f"<{hi:g}" if lo == 0 else f">={lo:g}" if hi == np.inf else f"{lo:g}-{hi:g}"
+        out[name] = {"words": int(band.sum()), "recall": float(found[band].mean()) if band.any() else None}
+    return out
 
 
 def text_metrics(matches: list[ImageMatch]) -> dict[str, float]:

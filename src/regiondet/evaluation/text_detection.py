@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
-from regiondet.evaluation.text import match_image, text_metrics
+from regiondet.evaluation.text import match_image, recall_by_height, text_height, text_metrics
 from regiondet.inference.predictor import Detector
 
 PolygonFn = Callable[[np.ndarray], "list[np.ndarray] | tuple[list[np.ndarray], np.ndarray]"]
@@ -50,19 +50,25 @@ def evaluate_polygons(
         polys = [np.asarray(p, np.float32) * scale for p in polys]
         found.append((s, polys, np.ones(len(polys)) if scores is None else np.asarray(scores, float)))
 
-    def metrics(threshold: float | None, iou: float = 0.5) -> dict:
+    def matches(threshold: float | None, iou: float = 0.5) -> list:
         t = -np.inf if threshold is None else threshold
-        return text_metrics(
-            [
-                match_image(s.outlines(), s.ignore, [p for p, c in zip(polys, sc, strict=True) if c >= t], iou)
-                for s, polys, sc in found
-            ]
-        )
+        return [
+            match_image(s.outlines(), s.ignore, [p for p, c in zip(polys, sc, strict=True) if c >= t], iou)
+            for s, polys, sc in found
+        ]
+
+    def metrics(threshold: float | None, iou: float = 0.5) -> dict:
+        return text_metrics(matches(threshold, iou))
 
     ms = np.array(seconds) * 1000 if seconds else np.zeros(1)
+    at_score = matches(score)
+    heights = [
+        np.array([text_height(p) for p, ig in zip(s.outlines(), s.ignore, strict=True) if not ig]) for s, _, _ in found
+    ]
     res = {
         "images": len(samples),
-        **metrics(score),
+        **text_metrics(at_score),
+        "recall_by_height": recall_by_height(at_score, heights),
         "latency_ms_median": float(np.median(ms)),
         "latency_ms_p90": float(np.percentile(ms, 90)),
     }
