@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,6 +120,10 @@ def test_synthetic_curved_text_reads_back_and_bends(tmp_path):
     assert main(argv) == 0
     samples = load_spec(f"totaltext:{tmp_path / 'syn'}")
     assert len(samples) == 4 and all((s.width, s.height) == (400, 400) for s in samples)
+    sources = (tmp_path / "syn" / "sources.csv").read_text().split()
+    assert sources[0] == "image,background" and len(sources) == 5
+    photos = [Path(line.split(",")[1]).resolve() for line in sources[1:]]  # each image's photo, for credit
+    assert all(p.is_file() and Path(ICDAR).resolve() in p.parents for p in photos)
     words = [(s, i) for s in samples for i, t in enumerate(s.texts) if t != "###"]
     assert len(words) >= 8
     kept_pairs = []

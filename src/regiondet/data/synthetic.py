@@ -199,12 +199,14 @@ def synth_image(
 
 
 def write_synthetic_set(backgrounds: list[Sample], out: Path, count: int, seed: int = 0, crop: int = 640) -> int:
-    """Write count images to out/images and their polygons to out/gt (Total-Text plain format)."""
+    """Write count images to out/images, their polygons to out/gt (Total-Text plain format) and
+    out/sources.csv: the background photo of each image, for its credit and licence."""
     if not backgrounds:
         raise UserError("no background images")
     rng = np.random.default_rng(seed)
     (Path(out) / "images").mkdir(parents=True, exist_ok=True)
     (Path(out) / "gt").mkdir(parents=True, exist_ok=True)
+    sources = ["image,background"]
     for k in tqdm(range(count), desc="synthesise"):
         bg = backgrounds[int(rng.integers(0, len(backgrounds)))]
         image, polys, texts = synth_image(bg, rng, crop)
@@ -212,4 +214,6 @@ def write_synthetic_set(backgrounds: list[Sample], out: Path, count: int, seed: 
         image.save(Path(out) / "images" / f"{name}.jpg", quality=92)
         lines = [",".join(f"{v:.1f}" for v in p.reshape(-1)) + f",{t}" for p, t in zip(polys, texts, strict=True)]
         atomic_write_text(Path(out) / "gt" / f"{name}.txt", "\n".join(lines) + "\n")
+        sources.append(f"{name}.jpg,{bg.path}")
+    atomic_write_text(Path(out) / "sources.csv", "\n".join(sources) + "\n")
     return count
