@@ -46,6 +46,11 @@ def test_grid_and_report(tmp_path, capsys):
     assert sorted(rows) == ["| 16", "| 4"] and not lines[start + 4]
     assert "## Findings" in text and "**rois.**" in text
     assert (tmp_path / "docs" / "experiments" / "curves.png").is_file()
+    shown = sorted(x.name for x in (tmp_path / "docs" / "experiments").glob("*.jpg"))
+    assert len(shown) == 2 and all("_val_" in x for x in shown)  # negatives (ICDAR) are never redistributed
+    (tmp_path / "docs" / "experiments" / "stale_val_x.jpg").write_bytes(b"")
+    assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 0
+    assert not (tmp_path / "docs" / "experiments" / "stale_val_x.jpg").exists()
 
 
 def test_grid_cells_pick_a_fractional_design_and_bad_cells_name_the_file(tmp_path, capsys):

@@ -155,12 +155,24 @@ def write_report(root: Path, out: Path, title: str = "Experiments: the thesis's 
     plot_curves(cells, media / "curves.png")
     lines += ["## Training curves", "", f"![curves]({media.name}/curves.png)", ""]
     lines += ["## Sample detections and failure cases", ""]
+    for old in media.glob("*.jpg"):  # pictures of cells no longer among the best
+        old.unlink()
+    photos = set()
     for c in sorted(cells, key=lambda c: -c["map50"])[:3]:
         lines += [f"### {c['cell']}", ""]
-        for img in sorted((c["dir"] / "samples").glob("*.jpg")):
+        for img in sorted((c["dir"] / "samples").glob("val_*.jpg")):
             dest = media / f"{c['cell']}_{img.name}"
             shutil.copy(img, dest)
             lines.append(f"![{img.stem}]({media.name}/{dest.name})")
+            photos.add(img.stem.removeprefix("val_"))
         lines.append("")
+    lines += [
+        "Only validation photos are shown (Open Images, CC BY 2.0: images "
+        + ", ".join(f"`{p}`" for p in sorted(photos))
+        + "; authors in Open Images' `validation-images-with-rotation.csv`). The false alarms on the "
+        "camera-free ICDAR scenes are drawn in each cell's `samples/` folder, not here: ICDAR's terms "
+        "forbid redistributing its images.",
+        "",
+    ]
     atomic_write_text(out, "\n".join(lines) + "\n")
     return len(cells)
