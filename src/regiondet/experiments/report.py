@@ -155,8 +155,8 @@ def write_report(root: Path, out: Path, title: str = "Experiments: the thesis's 
     plot_curves(cells, media / "curves.png")
     lines += ["## Training curves", "", f"![curves]({media.name}/curves.png)", ""]
     lines += ["## Sample detections and failure cases", ""]
-    for old in media.glob("*.jpg"):  # pictures of cells no longer among the best
-        old.unlink()
+    for stale in media.glob("*.jpg"):  # pictures of cells no longer among the best
+        stale.unlink()
     photos = set()
     for c in sorted(cells, key=lambda c: -c["map50"])[:3]:
         lines += [f"### {c['cell']}", ""]
