@@ -106,7 +106,7 @@ def test_export_half_precision(trained_run, tmp_path):
     np.testing.assert_allclose(half.scores[:3], full.scores[:3], atol=0.02)
 
 
-def test_loaded_detector_has_norms_folded_and_same_outputs(trained_run):
+def test_loaded_detector_is_folded_and_channels_last_with_the_same_outputs(trained_run):
     import torch
     from torchvision.ops.misc import FrozenBatchNorm2d
 
@@ -115,6 +115,8 @@ def test_loaded_detector_has_norms_folded_and_same_outputs(trained_run):
 
     det = Detector.load(trained_run / "best.pt", score=0.0)
     assert not any(isinstance(m, FrozenBatchNorm2d) for m in det.model.modules())
+    convs = [m for m in det.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
     ckpt = read_checkpoint(trained_run / "best.pt")
     plain = build_model(det.config.model, load_weights=False)
     load_model_state(plain, ckpt["model"], trained_run / "best.pt")
@@ -159,12 +161,13 @@ def test_speed_benchmark_times_both_variants_and_every_stage(trained_run, tmp_pa
     assert code == 0
     res = json.loads(out.read_text())
     assert res["images"] == 2 and res["size"] == 128 and res["threads"] == 1
-    for variant in ("folded", "unfolded"):
-        stages = res[variant]["stages_ms_median"]
+    assert list(res["variants"]) == ["as loaded", "no channels-last", "plain (no folding, no channels-last)"]
+    for variant in res["variants"].values():
+        stages = variant["stages_ms_median"]
         assert {"transform", "backbone.body", "backbone.fpn", "rpn", "roi_heads"} <= set(stages)
-        assert 0 < sum(stages.values()) <= res[variant]["ms_p90"] * 1.5
-    assert res["speedup_from_folding"] > 0
+        assert 0 < sum(stages.values()) <= variant["ms_p90"] * 1.5
+    assert res["speedup"] > 0
     printed = capsys.readouterr().out
-    assert "| folded |" in printed and "| backbone.body |" in printed
+    assert "| as loaded |" in printed and "| backbone.body |" in printed
     assert main(["benchmark", "speed", "--images", str(tmp_path / "missing")]) != 0
     assert "no such file or folder" in capsys.readouterr().err
