@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--markdown", help="write the table here")
     bt.set_defaults(func=cmd_benchmark_text)
 
-    bs = b.add_parser("speed", help="latency of a model, folded and not, and of each stage")
+    bs = b.add_parser("speed", help="latency of a model with and without each inference speed-up, per stage")
     bs.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")
     bs.add_argument("--images", nargs="+", default=["samples"], help="image files or folders")
     bs.add_argument("--size", type=int, default=416, help="resize every image to size x size (0: keep)")
