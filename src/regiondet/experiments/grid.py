@@ -45,10 +45,11 @@ def _combos(g: dict, path: Path) -> list[list[tuple[str, dict]]]:
             raise UserError(f"cells[{i}] must give one value for each axis {list(axes)}", path)
         combo = []
         for axis, values in axes.items():
+            named = {str(k): v for k, v in values.items()}
             value = str(cell[axis])
-            if value not in map(str, values):
-                raise UserError(f"cells[{i}]: {axis} '{value}' is not one of {list(values)}", path)
-            combo.append((value, {str(k): v for k, v in values.items()}[value]))
+            if value not in named:
+                raise UserError(f"cells[{i}]: {axis} '{value}' is not one of {list(named)}", path)
+            combo.append((value, named[value]))
         combos.append(combo)
     if not combos:
         raise UserError("'cells' lists no cell", path)
