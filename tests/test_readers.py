@@ -106,6 +106,21 @@ def test_holdout_and_rest_partition_the_images():
     assert not {s.path for s in rest} & {s.path for s in hold}
 
 
+def test_repeat_weights_a_source_in_a_training_mix():
+    msra = "msra-td500:" + str(MSRA)
+    full = load_spec(msra)
+    third = load_spec(msra + "?repeat=0.3&seed=1")
+    assert len(third) == round(0.3 * len(full)) and len({s.path for s in third}) == len(third)
+    assert {s.path for s in third} < {s.path for s in full}
+    assert [s.path for s in load_spec(msra + "?repeat=0.3&seed=1")] == [s.path for s in third]
+    assert {s.path for s in load_spec(msra + "?repeat=0.3&seed=2")} != {s.path for s in third}
+    twice = load_spec(msra + "?repeat=2.5")
+    assert len(twice) == 2 * len(full) + round(0.5 * len(full))
+    assert parse_spec(msra + "?repeat=0.3").text.endswith("repeat=0.3")
+    with pytest.raises(UserError, match="repeat must be above 0"):
+        parse_spec(msra + "?repeat=0")
+
+
 def test_coco_file_is_valid_json(tmp_path):
     samples = load_spec(f"icdar2015:{ICDAR}?limit=2")
     write_coco(samples, ["text"], tmp_path / "t.json")

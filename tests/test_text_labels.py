@@ -7,10 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shapely import contains_xy
+from shapely.geometry import Polygon
 
 from conftest import ICDAR
+from regiondet.data.images import load_rgb
 from regiondet.data.point_pairs import pairs_to_polygon, polygon_to_pairs, reduce_pairs
 from regiondet.data.spec import load_spec
+from regiondet.data.text_dataset import TextDataset, rotate_sample
 from regiondet.errors import UserError
 
 
@@ -136,3 +140,31 @@ def test_synthetic_curved_text_reads_back_and_bends(tmp_path):
     pixels = load_rgb(s.path)
     x1, y1, x2, y2 = s.boxes[i].astype(int)
     assert pixels[y1:y2, x1:x2].std() > 10  # something was drawn there
+
+
+def test_rotation_turns_words_with_the_image():
+    """A real ICDAR scene turned 30 degrees: each word's outline still covers the same pixels,
+    its top edge turns by the same angle, and the pairs keep their reading order."""
+    sample = load_spec(f"icdar2015:{ICDAR}?limit=1")[0]
+    data = TextDataset([sample], max_pairs=7)
+    pixels = load_rgb(sample.path)
+    pairs = [p for p, ig in zip(data.pairs_of(0), sample.ignore, strict=True) if not ig]
+    assert pairs
+    turned, moved = rotate_sample(pixels, pairs, 30.0)
+    h, w = pixels.shape[:2]
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    assert abs(turned.shape[0] - (w * s + h * c)) < 2 and abs(turned.shape[1] - (w * c + h * s)) < 2
+
+    def mean_inside(img, p):
+        poly = Polygon(np.concatenate([p[:, 0], p[::-1, 1]])).buffer(-1)
+        x0, y0, x1, y1 = (int(v) for v in poly.bounds)
+        ys, xs = np.mgrid[y0:y1, x0:x1]
+        inside = contains_xy(poly, xs + 0.5, ys + 0.5)
+        return img[ys[inside], xs[inside]].mean(0)
+
+    for before, after in zip(pairs, moved, strict=True):
+        np.testing.assert_allclose(mean_inside(turned, after), mean_inside(pixels, before), atol=8)
+        top0, top1 = before[-1, 0] - before[0, 0], after[-1, 0] - after[0, 0]
+        angle = np.degrees(np.arctan2(-top1[1], top1[0]) - np.arctan2(-top0[1], top0[0]))
+        assert abs((angle + 180) % 360 - 180 - 30) < 0.5
+    assert rotate_sample(pixels, [], -10.0)[1] == []

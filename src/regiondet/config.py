@@ -98,6 +98,7 @@ class TrainConfig:
     init: str | None = None  # fine-tune from a regiondet checkpoint or shipped model name (fitting tensors)
     crop: int | None = None  # text: train on random square crops of this side
     scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # text: random rescale before cropping
+    rotate: float = 0.0  # text: random rotation within +-this many degrees before cropping
 
 
 @dataclass
@@ -144,6 +145,8 @@ def config_from_dict(d: dict, source: str = "config") -> Config:
         raise UserError("train.optimizer must be sgd or adam", source)
     if not cfg.model.classes:
         raise UserError("model.classes is empty", source)
+    if not 0 <= cfg.train.rotate <= 180:
+        raise UserError("train.rotate is a maximum angle in degrees, from 0 to 180", source)
     return cfg
 
 

@@ -14,6 +14,9 @@ A SPEC without a format is guessed: *.yaml -> yolo, *.json -> coco, *.txt -> txt
 with .xml files -> voc. Options after '?':
   part=holdout|rest, fraction=0.1, seed=0   seeded split by photo group (copies stay together)
   limit=N                                   first N images after any split (for quick runs)
+  repeat=R                                  weight in a training mix: R=2 lists every image twice,
+                                            R=0.5 keeps a seeded half (e.g. line-level labels
+                                            in a word-level mix)
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
+
+import numpy as np
 
 from regiondet.data.formats.coco import read_coco
 from regiondet.data.formats.ctw1500 import read_ctw1500
@@ -49,7 +54,7 @@ READERS: dict[str, Reader] = {
     "ctw1500": read_ctw1500,
     "totaltext": read_totaltext,
 }
-OPTIONS = {"part", "fraction", "seed", "limit"}
+OPTIONS = {"part", "fraction", "seed", "limit", "repeat"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class Spec:
     fraction: float = 0.1
     seed: int = 0
     limit: int | None = None
+    repeat: float = 1.0
 
     def __str__(self) -> str:
         return self.text
@@ -73,6 +79,8 @@ class Spec:
             opts += [f"part={self.part}", f"fraction={self.fraction}", f"seed={self.seed}"]
         if self.limit:
             opts.append(f"limit={self.limit}")
+        if self.repeat != 1.0:
+            opts.append(f"repeat={self.repeat:g}")
         return s + ("?" + "&".join(opts) if opts else "")
 
 
@@ -115,11 +123,14 @@ def parse_spec(text: str) -> Spec:
             fraction=float(opts.get("fraction", 0.1)),
             seed=int(opts.get("seed", 0)),
             limit=int(opts["limit"]) if "limit" in opts else None,
+            repeat=float(opts.get("repeat", 1.0)),
         )
     except ValueError:
         raise UserError(f"bad option value in SPEC '{text}'") from None
     if spec.part not in (None, "holdout", "rest"):
         raise UserError(f"part must be 'holdout' or 'rest' in SPEC '{text}'")
+    if not spec.repeat > 0:
+        raise UserError(f"repeat must be above 0 in SPEC '{text}'")
     return spec
 
 
@@ -135,8 +146,17 @@ def load_spec(spec: str | Spec, report: LoadReport | None = None) -> list[Sample
         samples = holdout if spec.part == "holdout" else rest
     if spec.limit:
         samples = samples[: spec.limit]
+    if spec.repeat != 1.0:
+        samples = _repeat(samples, spec.repeat, spec.seed)
     if not samples:
         raise UserError(f"SPEC '{spec.text}' selects no images")
     if own:
         report.print(spec.text)
     return samples
+
+
+def _repeat(samples: list[Sample], factor: float, seed: int) -> list[Sample]:
+    """The whole list int(factor) times, then a seeded share for the fraction left over."""
+    whole, share = divmod(factor, 1.0)
+    picked = np.random.default_rng(seed).permutation(len(samples))[: round(share * len(samples))]
+    return samples * int(whole) + [samples[i] for i in sorted(picked)]

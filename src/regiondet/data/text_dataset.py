@@ -3,16 +3,20 @@
 Each care polygon becomes adaptive point pairs (reduce_pairs), at most max_pairs (evenly
 thinned, ends kept). Do-not-care regions become ground-truth rows with label -1, which the
 RoI sampler leaves out. Training crops a window (text detectors train on crops), after a
-random rescale; a word the crop cuts becomes do-not-care.
+random rescale and an optional random rotation; a word the crop cuts becomes do-not-care.
+Rotation turns the point pairs with the image and keeps their order, so a pair stays
+(top, bottom) in the word's own reading direction, as the labels define it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from shapely.geometry import Polygon, box
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 
 from regiondet.data.images import load_rgb
 from regiondet.data.point_pairs import polygon_to_pairs, reduce_pairs
@@ -38,6 +42,25 @@ def polygon_pairs(poly: np.ndarray, max_pairs: int, min_overlap: float = 0.93) -
     return pairs
 
 
+def rotate_sample(pixels: np.ndarray, pairs: list[np.ndarray], degrees: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Turn an HxWx3 image and its point pairs by `degrees` (counter-clockwise), canvas
+    enlarged so no text is cut; the new corners are black."""
+    h, w = pixels.shape[:2]
+    image = TF.rotate(
+        tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1)),
+        degrees,
+        interpolation=TF.InterpolationMode.BILINEAR,
+        expand=True,
+    )
+    if pairs:
+        flat = np.concatenate([p.reshape(-1, 2) for p in pairs])
+        turned = TF.rotate(tv_tensors.KeyPoints(torch.from_numpy(flat), canvas_size=(h, w)), degrees, expand=True)
+        turned = turned.numpy().astype(np.float32)
+        sizes = np.cumsum([p.size // 2 for p in pairs])[:-1]
+        pairs = [t.reshape(p.shape) for t, p in zip(np.split(turned, sizes), pairs, strict=True)]
+    return image.permute(1, 2, 0).numpy(), pairs
+
+
 class TextDataset(Dataset):
     """Yields (image float CxHxW, target) with boxes, labels (1 text, -1 do not care),
     keypoints (G, 2 * max_pairs, 2) and num_pairs (G,)."""
@@ -48,12 +71,14 @@ class TextDataset(Dataset):
         max_pairs: int,
         crop: int | None = None,
         scale_range: tuple[float, float] = (1.0, 1.0),
+        rotate: float = 0.0,
         seed: int = 0,
     ):
         self.samples = samples
         self.max_pairs = max_pairs
         self.crop = crop
         self.scale_range = scale_range
+        self.rotate = rotate
         self.seed = seed
         self._pairs: dict[int, list[np.ndarray]] = {}
 
@@ -77,6 +102,8 @@ class TextDataset(Dataset):
             h, w = pixels.shape[:2]
             pixels = np.asarray(Image.fromarray(pixels).resize((round(w * scale), round(h * scale)), Image.BILINEAR))
             pairs = [p * np.array([sx * scale, sy * scale], np.float32) for p in pairs]
+        if self.rotate:
+            pixels, pairs = rotate_sample(pixels, pairs, float(torch.empty(()).uniform_(-self.rotate, self.rotate)))
         if self.crop:
             pixels, pairs, ignore = self._random_crop(pixels, pairs, ignore)
         return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255), self.target(pairs, ignore)

@@ -163,7 +163,7 @@ class Trainer:
         self.optimizer = _optimizer(cfg, self.model)
         if cfg.model.task == "text":
             crop, scales = cfg.train.crop, tuple(cfg.train.scale_range)
-            self.dataset = TextDataset(train_set, cfg.model.max_pairs, crop, scales)
+            self.dataset = TextDataset(train_set, cfg.model.max_pairs, crop, scales, cfg.train.rotate)
         else:
             augment = train_augment(cfg.train.hflip, cfg.train.vflip, cfg.train.rot90, cfg.train.photometric)
             self.dataset = DetectionDataset(train_set, cfg.model.classes, augment)
