@@ -106,6 +106,26 @@ def test_export_half_precision(trained_run, tmp_path):
     np.testing.assert_allclose(half.scores[:3], full.scores[:3], atol=0.02)
 
 
+def test_inference_settings_change_at_load_and_export_but_weights_shapes_do_not(trained_run, tmp_path, capsys):
+    from regiondet.engine.checkpoint import read_checkpoint
+
+    fewer = ["model.rpn_post_nms_top_n_test=7", "model.box_detections_per_img=3"]
+    det = Detector.load(trained_run / "best.pt", score=0.0, overrides=fewer)
+    assert det.model.rpn.post_nms_top_n() == 7 and det.model.roi_heads.detections_per_img == 3
+    det.model.roi_heads.score_thresh = 0.0
+    assert 0 < len(det.predict(sorted(CAMERA_VALID.glob("*.jpg"))[0]).scores) <= 3
+    out = tmp_path / "fast.pt"
+    assert main(["export", str(trained_run / "best.pt"), str(out), "--set", fewer[0]]) == 0
+    assert read_checkpoint(out)["config"]["model"]["rpn_post_nms_top_n_test"] == 7
+    assert Detector.load(out).model.rpn.post_nms_top_n() == 7
+    capsys.readouterr()
+    for bad in ("model.representation_size=64", "train.lr=1", "model.rpn_post_nms_top_n_test"):
+        assert main(["export", str(trained_run / "best.pt"), str(tmp_path / "x.pt"), "--set", bad]) != 0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and ("inference settings" in err or "key=value" in err), err
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_loaded_detector_is_folded_and_channels_last_with_the_same_outputs(trained_run):
     import torch
     from torchvision.ops.misc import FrozenBatchNorm2d

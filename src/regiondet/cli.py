@@ -41,7 +41,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from regiondet.inference.predictor import Detector
     from regiondet.io import atomic_write_text
 
-    det = Detector.load(a.model)
+    det = Detector.load(a.model, overrides=a.set)
     if a.threads:
         import torch
 
@@ -84,7 +84,7 @@ def cmd_detect(a: argparse.Namespace) -> None:
     from regiondet.inference.draw import draw_prediction
     from regiondet.inference.predictor import Detector
 
-    det = Detector.load(a.model or ("text" if a.task == "text" else DEFAULT_MODEL), score=a.score)
+    det = Detector.load(a.model or ("text" if a.task == "text" else DEFAULT_MODEL), score=a.score, overrides=a.set)
     files = _expand_images(a.paths)
     out = Path(a.out) if a.out else None
     if out:
@@ -106,13 +106,14 @@ def cmd_detect(a: argparse.Namespace) -> None:
 
 
 def cmd_export(a: argparse.Namespace) -> None:
-    from regiondet.engine.checkpoint import config_of, read_checkpoint, save_checkpoint
+    from regiondet.config import inference_overrides
+    from regiondet.engine.checkpoint import config_of, load_model_state, read_checkpoint, save_checkpoint
     from regiondet.models.faster_rcnn import build_model
 
     ckpt = read_checkpoint(Path(a.checkpoint))
-    cfg = config_of(ckpt, Path(a.checkpoint))
+    cfg = inference_overrides(config_of(ckpt, Path(a.checkpoint)), a.set, a.checkpoint)
     model = build_model(cfg.model, load_weights=False)
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt["model"], Path(a.checkpoint))
     score = a.score if a.score is not None else cfg.train.eval_score
     extra = {"metrics": ckpt.get("metrics", {}), "default_score": score}
     save_checkpoint(Path(a.out), model, cfg, half=not a.fp32, **extra)
@@ -232,11 +233,14 @@ def cmd_benchmark_speed(a: argparse.Namespace) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     paths = _expand_images(a.images)
-    res = speed_benchmark(a.model, load_images(paths, a.size or None), a.runs)
-    res.update(model=a.model, size=a.size, images=len(paths))
+    res = speed_benchmark(a.model, load_images(paths, a.size or None), a.runs, a.set)
+    res.update(model=a.model, size=a.size, images=len(paths), overrides=a.set)
     if a.json:
         atomic_write_text(Path(a.json), json.dumps(res, indent=2) + "\n")
     print(format_speed(res))
+
+
+INFER_SET_HELP = "change an inference setting of the model, e.g. model.rpn_post_nms_top_n_test=100"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", help="PR-curve PNG path")
     e.add_argument("--class-map", action="append", metavar="SRC=DST", help="map a data class to a model class")
     e.add_argument("--threads", type=int, help="torch CPU threads")
+    e.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     e.set_defaults(func=cmd_evaluate)
 
     d = sub.add_parser("detect", help="detect objects in images or folders")
@@ -268,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--task", choices=["box", "text"], default="box", help="which shipped model to use")
     d.add_argument("--score", type=float)
     d.add_argument("--out", help="folder for annotated images")
+    d.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     d.set_defaults(func=cmd_detect)
 
     x = sub.add_parser("export", help="a compact inference checkpoint (fp16) from a training checkpoint")
@@ -275,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("out")
     x.add_argument("--score", type=float, help="default score threshold stored in the model")
     x.add_argument("--fp32", action="store_true")
+    x.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     x.set_defaults(func=cmd_export)
 
     g = sub.add_parser("grid", help="train and evaluate every cell of an experiment grid (resumable)")
@@ -307,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--runs", type=int, default=30)
     bs.add_argument("--threads", type=int, help="torch CPU threads")
     bs.add_argument("--json", help="write the figures here")
+    bs.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     bs.set_defaults(func=cmd_benchmark_speed)
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)

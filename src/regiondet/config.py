@@ -161,6 +161,32 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
     return d
 
 
+INFERENCE_KEYS = (  # model settings that change how a trained model reads images, not its weights
+    "rpn_pre_nms_top_n_test",
+    "rpn_post_nms_top_n_test",
+    "rpn_nms_thresh",
+    "box_score_thresh",
+    "box_nms_thresh",
+    "box_detections_per_img",
+    "test_min_size",
+    "test_max_size",
+    "polygon_nms_thresh",
+)
+
+
+def inference_overrides(cfg: Config, overrides: list[str], source: str) -> Config:
+    """A trained model's config with `model.key=value` inference settings changed, e.g. fewer
+    test proposals for speed; keys that would change the weights' shapes are refused."""
+    if not overrides:
+        return cfg
+    for item in overrides:
+        key = item.partition("=")[0]
+        if key not in {f"model.{k}" for k in INFERENCE_KEYS}:
+            known = ", ".join(f"model.{k}" for k in INFERENCE_KEYS)
+            raise UserError(f"--set {key}: a trained model takes only inference settings ({known})")
+    return config_from_dict(apply_overrides(cfg.to_dict(), overrides), source)
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file; relative data paths stay relative to the working directory."""
     from regiondet.io import read_yaml

@@ -87,12 +87,17 @@ VARIANTS = {  # name -> Detector.load flags; the first is the model as shipped
 }
 
 
-def speed_benchmark(model: str | Path, images: list[torch.Tensor], runs: int) -> dict:
+def speed_benchmark(
+    model: str | Path, images: list[torch.Tensor], runs: int, overrides: list[str] | None = None
+) -> dict:
     """The model as loaded (batch norms folded, channels-last) against the same weights without
     each speed-up."""
     from regiondet.inference.predictor import Detector
 
-    variants = {name: time_model(Detector.load(model, **flags).model, images, runs) for name, flags in VARIANTS.items()}
+    variants = {
+        name: time_model(Detector.load(model, overrides=overrides, **flags).model, images, runs)
+        for name, flags in VARIANTS.items()
+    }
     first, last = (variants[n]["ms_median"] for n in (next(iter(VARIANTS)), list(VARIANTS)[-1]))
     return {"variants": variants, "speedup": last / first, "threads": torch.get_num_threads(), "runs": runs}
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from regiondet.config import Config
+from regiondet.config import Config, inference_overrides
 from regiondet.data.images import load_upright
 from regiondet.engine.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.errors import UserError
@@ -87,13 +87,15 @@ class Detector:
         device: str = "cpu",
         fold: bool = True,
         channels_last: bool = True,
+        overrides: list[str] | None = None,
     ) -> Detector:
         """A model by file or shipped name, made fast for inference: batch norms folded into their
         convolutions, and weights in channels-last layout (MobileNetV2's body runs about 2x faster
-        on a CPU). The flags turn either off, to measure what it gives."""
+        on a CPU). The flags turn either off, to measure what it gives. `overrides`
+        (`model.key=value`) change inference settings such as the test proposal count."""
         path = resolve_model_path(path_or_name)
         ckpt = read_checkpoint(path)
-        cfg = config_of(ckpt, path)
+        cfg = inference_overrides(config_of(ckpt, path), overrides or [], str(path))
         model = build_model(cfg.model, load_weights=False)
         load_model_state(model, ckpt["model"], path)
         if fold:
