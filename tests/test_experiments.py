@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 
@@ -33,7 +34,13 @@ def test_grid_and_report(tmp_path, capsys):
     for cell in ("rois-4", "rois-16"):
         res = json.loads((tmp_path / "grid" / cell / "eval.json").read_text())
         assert res["axes"] == {"rois": cell.split("-")[1]} and res["steps"] == 2 and res["train_seconds"] > 0
-        assert len(list((tmp_path / "grid" / cell / "samples").glob("*.jpg"))) == 2
+        drawn = sorted(x.name.split("_")[0] for x in (tmp_path / "grid" / cell / "samples").glob("*.jpg"))
+        first = sorted(CAMERA_VALID.glob("*.xml"))[0].stem[:16]
+        labelled = [f for f in res["failures"] if f["objects"]]
+        assert all(f["missed"] + f["false_alarms"] > 0 for f in res["failures"])
+        assert [f["missed"] for f in labelled] == sorted((f["missed"] for f in labelled), reverse=True)
+        worst = min(2, len([f for f in labelled if not Path(f["file"]).stem.startswith(first)]))
+        assert drawn == ["fail"] * worst + ["negative", "val"]
     capsys.readouterr()
     assert main(["grid", str(path), "--list"]) == 0
     assert capsys.readouterr().out.split() == ["done", "rois-4", "done", "rois-16"]
@@ -47,7 +54,9 @@ def test_grid_and_report(tmp_path, capsys):
     assert "## Findings" in text and "**rois.**" in text
     assert (tmp_path / "docs" / "experiments" / "curves.png").is_file()
     shown = sorted(x.name for x in (tmp_path / "docs" / "experiments").glob("*.jpg"))
-    assert len(shown) == 2 and all("_val_" in x for x in shown)  # negatives (ICDAR) are never redistributed
+    assert all("_val_" in x or "_fail_" in x for x in shown)  # negatives (ICDAR) are never redistributed
+    assert sum("_val_" in x for x in shown) == 2
+    assert ("Worst failures (`" in text) == any("_fail_" in x for x in shown)
     (tmp_path / "docs" / "experiments" / "stale_val_x.jpg").write_bytes(b"")
     assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 0
     assert not (tmp_path / "docs" / "experiments" / "stale_val_x.jpg").exists()

@@ -46,7 +46,10 @@ def test_evaluate_json_keys(trained_run, tmp_path, capsys):
     assert 0 <= res["map50"] <= 1 and 0 <= res["no_detection_rate"] <= 1
     assert res["images"] == 8 and res["negatives"] == 3 and res["latency_ms_median"] > 0
     assert out.with_suffix(".pr.png").is_file()
-    assert json.loads(capsys.readouterr().out)["map50"] == res["map50"]
+    fired = [f for f in res["failures"] if f["objects"] == 0]
+    assert len(fired) == round(res["negatives_with_detection_rate"] * 3) and all(f["false_alarms"] for f in fired)
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["map50"] == res["map50"] and "failures" not in json.loads(printed.out)
 
 
 def test_evaluate_unknown_class_needs_a_map(trained_run, capsys):

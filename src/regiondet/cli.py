@@ -57,10 +57,13 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         plot = Path(a.plot) if a.plot else (Path(a.json).with_suffix(".pr.png") if a.json else None)
         res = evaluate(det, samples, negatives, a.score, a.voc07, plot, progress=not a.quiet)
     res["model"], res["data"], res["negatives_data"] = str(a.model), a.data, a.negatives or []
-    text = json.dumps(res, indent=2)
     if a.json:
-        atomic_write_text(Path(a.json), text + "\n")
-    print(text)
+        atomic_write_text(Path(a.json), json.dumps(res, indent=2) + "\n")
+    failed = res.pop("failures", [])
+    print(json.dumps(res, indent=2))
+    if failed:
+        where = f"listed in {a.json}" if a.json else "list them with --json"
+        print(f"regiondet: {len(failed)} images with a missed object or a false alarm ({where})", file=sys.stderr)
 
 
 def _expand_images(paths: list[str]) -> list[Path]:

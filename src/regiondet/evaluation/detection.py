@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from regiondet.data.images import load_rgb
@@ -82,6 +84,7 @@ def evaluate(
         result["negatives_with_detection_rate"] = fired / len(negatives)
         seconds += neg_seconds
     result["rates_by_score"] = rates_by_score(preds, with_objects, neg_preds)
+    result["failures"] = failures(samples + (negatives or []), preds + neg_preds, classes, score)
     ms = np.array(seconds) * 1000
     result["latency_ms_median"] = float(np.median(ms))
     result["latency_ms_p90"] = float(np.percentile(ms, 90))
@@ -101,6 +104,43 @@ def rates_by_score(preds: list[dict], with_objects: list[int], neg_preds: list[d
             "negatives_with_detection_rate": fired / len(neg_preds) if neg_preds else None,
         }
     return out
+
+
+def image_outcome(sample: Sample, pred: dict, classes: list[str], score: float, iou: float = 0.5) -> tuple[int, int]:
+    """(objects missed, false alarms) on one image at `score`: a detection finds an object of
+    its class at IoU >= iou, one object each, best score first; detections on ignored objects
+    count as neither."""
+    keep = pred["scores"] >= score
+    boxes, labels = pred["boxes"][keep], pred["labels"][keep]
+    names = [c.lower() for c in classes]
+    gt_ids = np.array([names.index(lab.lower()) + 1 if lab.lower() in names else 0 for lab in sample.labels])
+    care = ~sample.ignore
+    if len(boxes) == 0:
+        return int(care.sum()), 0
+    overlap = box_iou(torch.as_tensor(boxes), torch.as_tensor(sample.boxes)).numpy()
+    overlap = np.where(labels[:, None] == gt_ids[None, :], overlap, 0.0)
+    found = np.zeros(len(sample.boxes), bool)
+    false = 0
+    for d in np.argsort(-pred["scores"][keep]):
+        free = np.where(found & care, -1.0, overlap[d])
+        g = int(np.argmax(free)) if len(free) else -1
+        if g < 0 or free[g] < iou:
+            false += 1
+        elif care[g]:
+            found[g] = True
+    return int((care & ~found).sum()), false
+
+
+def failures(samples: list[Sample], preds: list[dict], classes: list[str], score: float) -> list[dict]:
+    """Images with a missed object or a false alarm at `score`, worst first: where to look."""
+    rows = []
+    for s, p in zip(samples, preds, strict=True):
+        missed, false = image_outcome(s, p, classes, score)
+        if missed or false:
+            rows.append(
+                {"file": str(s.path), "objects": int((~s.ignore).sum()), "missed": missed, "false_alarms": false}
+            )
+    return sorted(rows, key=lambda r: (-r["missed"], -r["false_alarms"], r["file"]))
 
 
 def plot_pr_curves(aps: dict[str, APResult], path: Path) -> None:

@@ -130,17 +130,29 @@ def evaluate_cell(out: Path, cell: Cell, ev: dict, progress: bool) -> dict:
         steps=rows[-1]["steps"] if rows else 0,
     )
     atomic_write_text(out / "eval.json", json.dumps(res, indent=2) + "\n")
-    draw_samples(det, samples[: ev.get("draw", 4)], negatives[: ev.get("draw", 4)], out / "samples")
+    draw, worst = ev.get("draw", 4), ev.get("draw_failures", 2)
+    by_path = {str(s.path): s for s in samples + negatives}
+    failed = [by_path[f["file"]] for f in res["failures"] if f["file"] in by_path]
+    shown = samples[:draw]
+    groups = {
+        "val": shown,
+        "fail": [s for s in failed if not s.is_negative and s not in shown][:worst],
+        "negative": [s for s in failed if s.is_negative][:draw] or negatives[:draw],
+    }
+    draw_samples(det, groups, out / "samples")
     return res
 
 
-def draw_samples(det, samples, negatives, folder: Path) -> None:
-    """Detections on a few labelled images and on negatives (where false alarms show)."""
+def draw_samples(det, groups: dict, folder: Path) -> None:
+    """Detections on the first labelled images (the same in every cell), on the worst failures
+    (most objects missed, then most false alarms) and on negatives that fired."""
     from regiondet.data.images import load_upright
     from regiondet.inference.draw import draw_prediction
 
     folder.mkdir(parents=True, exist_ok=True)
-    for kind, group in (("val", samples), ("negative", negatives)):
+    for stale in folder.glob("*.jpg"):
+        stale.unlink()
+    for kind, group in groups.items():
         for s in group:
             image = load_upright(s.path)
             image.thumbnail((416, 416))

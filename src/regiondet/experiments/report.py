@@ -51,6 +51,19 @@ def matched_groups(cells: list[dict], axis: str) -> list[tuple[dict[str, str], l
     return [(dict(k), sorted(v, key=lambda c: -c["map50"])) for k, v in sorted(groups.items()) if len(v) > 1]
 
 
+def _failure_counts(cell: dict, shown: list[Path]) -> str:
+    """What went wrong on each drawn failure, from the cell's eval.json."""
+    rows = {Path(f["file"]).stem[:16]: f for f in cell.get("failures", [])}
+    parts = []
+    for img in shown:
+        f = rows.get(img.stem.removeprefix("fail_"))
+        if f:
+            parts.append(
+                f"`{img.stem.removeprefix('fail_')}` {f['missed']} of {f['objects']} missed, {f['false_alarms']} false"
+            )
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def findings(cells: list[dict]) -> list[str]:
     """One paragraph per axis: matched cells' mAP50, set beside what the thesis saw."""
     out = []
@@ -160,12 +173,17 @@ def write_report(root: Path, out: Path, title: str = "Experiments: the thesis's 
     photos = set()
     for c in sorted(cells, key=lambda c: -c["map50"])[:3]:
         lines += [f"### {c['cell']}", ""]
-        for img in sorted((c["dir"] / "samples").glob("val_*.jpg")):
-            dest = media / f"{c['cell']}_{img.name}"
-            shutil.copy(img, dest)
-            lines.append(f"![{img.stem}]({media.name}/{dest.name})")
-            photos.add(img.stem.removeprefix("val_"))
-        lines.append("")
+        for kind, caption in (("val", "First validation photos"), ("fail", "Worst failures")):
+            shown = sorted((c["dir"] / "samples").glob(f"{kind}_*.jpg"))
+            if not shown:
+                continue
+            lines += [f"{caption}{_failure_counts(c, shown) if kind == 'fail' else ''}:", ""]
+            for img in shown:
+                dest = media / f"{c['cell']}_{img.name}"
+                shutil.copy(img, dest)
+                lines.append(f"![{img.stem}]({media.name}/{dest.name})")
+                photos.add(img.stem.removeprefix(f"{kind}_"))
+            lines.append("")
     lines += [
         "Only validation photos are shown (Open Images, CC BY 2.0: images "
         + ", ".join(f"`{p}`" for p in sorted(photos))
