@@ -67,45 +67,70 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 
 def _expand_images(paths: list[str]) -> list[Path]:
-    from regiondet.data.images import list_images
-
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += list_images(p)
-        elif p.exists():
-            files.append(p)
-        else:
-            raise UserError("no such file or folder", p)
+    """Image files named or inside the named folders (not their sub-folders)."""
+    files = [f for f, _ in _expand_inputs(paths, videos=False)]
     if not files:
         raise UserError(f"no images found in {', '.join(paths)}")
     return files
+
+
+def _expand_inputs(paths: list[str], videos: bool = True, recursive: bool = False) -> list[tuple[str | Path, Path]]:
+    """(input, output name) pairs: images, and with `videos` video files and stream URLs; a
+    folder gives the images (and videos) in it, with `recursive` also in its sub-folders,
+    their output names keeping the sub-folder so equal file names do not collide."""
+    from regiondet.data.images import IMAGE_SUFFIXES
+    from regiondet.inference.video import STREAM_PREFIXES, VIDEO_SUFFIXES
+
+    wanted = IMAGE_SUFFIXES | (VIDEO_SUFFIXES if videos else set())
+    items: list[tuple[str | Path, Path]] = []
+    for text in paths:
+        p = Path(text)
+        if videos and text.startswith(STREAM_PREFIXES):
+            items.append((text, Path(Path(text.rstrip("/")).stem or "stream")))
+        elif p.is_dir():
+            found = p.rglob("*") if recursive else p.iterdir()
+            inside = sorted(f for f in found if f.is_file() and f.suffix.lower() in wanted)
+            items += [(f, f.relative_to(p).with_suffix("")) for f in inside]
+        elif p.exists():
+            items.append((p, Path(p.stem)))
+        else:
+            raise UserError("no such file or folder", p)
+    return items
 
 
 def cmd_detect(a: argparse.Namespace) -> None:
     from regiondet.data.images import load_upright
     from regiondet.inference.draw import draw_prediction
     from regiondet.inference.predictor import Detector
+    from regiondet.inference.video import detect_video, is_video
 
+    if a.stride < 1:
+        raise UserError("--stride must be at least 1")
     det = Detector.load(a.model or ("text" if a.task == "text" else DEFAULT_MODEL), score=a.score, overrides=a.set)
-    files = _expand_images(a.paths)
+    items = _expand_inputs(a.paths, recursive=a.recursive)
+    if not items:
+        raise UserError(f"no images or videos found in {', '.join(a.paths)}")
     out = Path(a.out) if a.out else None
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
     failed = 0
-    for f in files:
+    for f, name in items:
+        target = out / name.parent if out else None
+        if target:
+            target.mkdir(parents=True, exist_ok=True)
         try:
-            image = load_upright(f)
+            if is_video(f):
+                detect_video(det, f, target, a.stride, emit=lambda line: print(line, flush=True))
+                continue
+            image = load_upright(Path(f))
         except UserError as e:  # one bad file in a folder must not stop the others
             print(f"regiondet: skipped: {e}", file=sys.stderr)
             failed += 1
             continue
         pred = det.predict(image)
         print(json.dumps({"file": str(f), **pred.to_json(), "ms": round(pred.seconds * 1000, 1)}), flush=True)
-        if out:
-            draw_prediction(image, pred, det.classes).save(out / f"{f.stem}.jpg", quality=90)
-    if failed == len(files):
-        raise UserError("no image could be read")
+        if target:
+            draw_prediction(image, pred, det.classes).save(target / f"{name.name}.jpg", quality=90)
+    if failed == len(items):
+        raise UserError("no image or video could be read")
 
 
 def cmd_export(a: argparse.Namespace) -> None:
@@ -270,12 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     e.set_defaults(func=cmd_evaluate)
 
-    d = sub.add_parser("detect", help="detect objects in images or folders")
-    d.add_argument("paths", nargs="+")
+    d = sub.add_parser("detect", help="detect objects in images, videos, streams or folders")
+    d.add_argument("paths", nargs="+", help="image or video files, folders, or rtsp:// / http:// streams")
     d.add_argument("--model", help="checkpoint file or shipped model name (default: the task's shipped model)")
     d.add_argument("--task", choices=["box", "text"], default="box", help="which shipped model to use")
     d.add_argument("--score", type=float)
-    d.add_argument("--out", help="folder for annotated images")
+    d.add_argument("--out", help="folder for annotated images (and .mp4 videos)")
+    d.add_argument("--stride", type=int, default=1, help="videos: detect on every Nth frame")
+    d.add_argument("--recursive", "-r", action="store_true", help="also look in sub-folders")
     d.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     d.set_defaults(func=cmd_detect)
 

@@ -1,0 +1,87 @@
+"""detect on videos made from real webcam frames, sub-folders, and bad video files."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from conftest import CAMERA_VALID, DATA
+from regiondet.cli import main
+
+FRAMES = DATA / "phone-webcam" / "valid" / "images"
+
+
+def webcam_video(path: Path, count: int = 6, fps: float = 5.0) -> list[np.ndarray]:
+    """An .mp4 of real webcam frames in recording order; returns the RGB frames written."""
+    files = sorted(FRAMES.glob("*.jpg"), key=lambda f: int(re.search(r"frame_(\d+)", f.name).group(1)))[:count]
+    frames = [np.asarray(Image.open(f).convert("RGB").resize((320, 320))) for f in files]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (320, 320))
+    for f in frames:
+        writer.write(np.ascontiguousarray(f[:, :, ::-1]))
+    writer.release()
+    return frames
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_video_every_second_frame_gives_lines_and_a_drawn_video(trained_run, tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    webcam_video(video, count=7)
+    out = tmp_path / "out"
+    model = str(trained_run / "best.pt")
+    assert main(["detect", str(video), "--model", model, "--stride", "2", "--score", "0", "--out", str(out)]) == 0
+    lines = json_lines(capsys.readouterr().out)
+    assert [x["frame"] for x in lines] == [0, 2, 4, 6]
+    np.testing.assert_allclose([x["time_s"] for x in lines], [0, 0.4, 0.8, 1.2], atol=1e-3)
+    assert all(x["file"] == str(video) and len(x["boxes"]) == len(x["scores"]) for x in lines)
+    drawn = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert int(drawn.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and drawn.get(cv2.CAP_PROP_FPS) == 2.5
+    ok, first = drawn.read()
+    drawn.release()
+    assert ok and first.shape == (320, 320, 3)
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]  # no temporary file left
+
+
+def test_video_frames_match_detection_on_the_decoded_frames(trained_run, tmp_path, capsys):
+    from regiondet import Detector
+    from regiondet.inference.video import read_frames
+
+    video = tmp_path / "clip.mp4"
+    webcam_video(video, count=3)
+    det = Detector.load(trained_run / "best.pt", score=0.0)
+    decoded = [frame for _, _, frame in read_frames(video)]
+    assert len(decoded) == 3
+    assert main(["detect", str(video), "--model", str(trained_run / "best.pt"), "--score", "0"]) == 0
+    for line, frame in zip(json_lines(capsys.readouterr().out), decoded, strict=True):
+        np.testing.assert_allclose(line["scores"], det.predict(frame).scores.round(4), atol=1e-3)
+
+
+def test_corrupt_video_is_skipped_and_sub_folders_need_recursive(trained_run, tmp_path, capsys):
+    model = str(trained_run / "best.pt")
+    bad = tmp_path / "in" / "broken.mp4"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    assert main(["detect", str(bad), "--model", model]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "broken.mp4" in err[0] and "skipped" in err[0] and "could be read" in err[1]
+    photos = sorted(CAMERA_VALID.glob("*.jpg"))[:2]
+    for sub, photo in zip(("a", "b"), photos, strict=True):  # the same file name in two sub-folders
+        (tmp_path / "in" / sub).mkdir()
+        shutil.copy(photo, tmp_path / "in" / sub / "photo.jpg")
+    out = tmp_path / "out"
+    assert main(["detect", str(tmp_path / "in"), "--model", model, "--out", str(out)]) != 0
+    capsys.readouterr()
+    assert main(["detect", str(tmp_path / "in"), "-r", "--model", model, "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert len(json_lines(printed.out)) == 2 and "broken.mp4" in printed.err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg")) == ["a/photo.jpg", "b/photo.jpg"]
+    assert main(["detect", str(bad), "--model", model, "--stride", "0"]) != 0
+    assert "--stride" in capsys.readouterr().err
