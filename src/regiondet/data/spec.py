@@ -140,12 +140,12 @@ def load_spec(spec: str | Spec, report: LoadReport | None = None) -> list[Sample
     own = report is None
     report = report or LoadReport()
     samples = READERS[spec.format](spec.path, spec.extra, report)
-    samples = [clean_boxes(s, report) for s in samples]
     if spec.part:
         rest, holdout = split_by_group(samples, spec.fraction, spec.seed)
         samples = holdout if spec.part == "holdout" else rest
     if spec.limit:
         samples = samples[: spec.limit]
+    samples = [clean_boxes(s, report) for s in samples]  # after selecting: the counts are of what is used
     if spec.repeat != 1.0:
         samples = _repeat(samples, spec.repeat, spec.seed)
     if not samples:
