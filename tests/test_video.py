@@ -85,3 +85,31 @@ def test_corrupt_video_is_skipped_and_sub_folders_need_recursive(trained_run, tm
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg")) == ["a/photo.jpg", "b/photo.jpg"]
     assert main(["detect", str(bad), "--model", model, "--stride", "0"]) != 0
     assert "--stride" in capsys.readouterr().err
+
+
+def test_alert_needs_k_of_the_last_n_frames(trained_run, tmp_path, capsys):
+    from regiondet.inference.video import Alert
+
+    alarm = Alert(2, 3)
+    assert [alarm.update(f) for f in (True, False, True, True, False, False, True)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+    video = tmp_path / "clip.mp4"
+    webcam_video(video, count=4)
+    model = str(trained_run / "best.pt")
+    every_box = ["--score", "0", "--set", "model.box_score_thresh=0"]  # an untrained model still finds something
+    assert main(["detect", str(video), "--model", model, *every_box, "--alert", "2/3"]) == 0
+    printed = capsys.readouterr()
+    lines = json_lines(printed.out)
+    assert all(x["scores"] for x in lines)
+    assert [x["alert"] for x in lines] == [False, True, True, True]
+    assert printed.err.count("alert at frame 1 (0.2 s)") == 1
+    for bad in ("3", "4/3", "0/2", "a/b"):
+        assert main(["detect", str(video), "--model", model, "--alert", bad]) != 0
+        assert "--alert" in capsys.readouterr().err

@@ -102,10 +102,11 @@ def cmd_detect(a: argparse.Namespace) -> None:
     from regiondet.data.images import load_upright
     from regiondet.inference.draw import draw_prediction
     from regiondet.inference.predictor import Detector
-    from regiondet.inference.video import detect_video, is_video
+    from regiondet.inference.video import detect_video, is_video, parse_alert
 
     if a.stride < 1:
         raise UserError("--stride must be at least 1")
+    alert = parse_alert(a.alert) if a.alert else None
     det = Detector.load(a.model or ("text" if a.task == "text" else DEFAULT_MODEL), score=a.score, overrides=a.set)
     items = _expand_inputs(a.paths, recursive=a.recursive)
     if not items:
@@ -118,7 +119,7 @@ def cmd_detect(a: argparse.Namespace) -> None:
             target.mkdir(parents=True, exist_ok=True)
         try:
             if is_video(f):
-                detect_video(det, f, target, a.stride, emit=lambda line: print(line, flush=True))
+                detect_video(det, f, target, a.stride, lambda line: print(line, flush=True), alert)
                 continue
             image = load_upright(Path(f))
         except UserError as e:  # one bad file in a folder must not stop the others
@@ -303,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="folder for annotated images (and .mp4 videos)")
     d.add_argument("--stride", type=int, default=1, help="videos: detect on every Nth frame")
     d.add_argument("--recursive", "-r", action="store_true", help="also look in sub-folders")
+    d.add_argument("--alert", metavar="K/N", help="videos: alert while K of the last N frames have a detection")
     d.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     d.set_defaults(func=cmd_detect)
 

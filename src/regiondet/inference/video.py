@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -100,16 +101,42 @@ class VideoWriter:
             self.writer = None
 
 
+class Alert:
+    """On when at least k of the last n processed frames had a detection: one frame is noise,
+    a lens held towards the wearer stays in view."""
+
+    def __init__(self, k: int, n: int):
+        self.k, self.seen = k, deque(maxlen=n)
+
+    def update(self, found: bool) -> bool:
+        self.seen.append(found)
+        return sum(self.seen) >= self.k
+
+
+def parse_alert(text: str) -> tuple[int, int]:
+    k, sep, n = text.partition("/")
+    if not (sep and k.isdigit() and n.isdigit()):
+        raise UserError(f"--alert takes K/N, e.g. 3/5 (got '{text}')")
+    if not 1 <= int(k) <= int(n):
+        raise UserError(f"--alert K/N needs 1 <= K <= N (got '{text}')")
+    return int(k), int(n)
+
+
 def detect_video(
     detector,
     source: str | Path,
     out: Path | None,
     stride: int = 1,
     emit: Callable[[str], None] = print,
+    alert: tuple[int, int] | None = None,
 ) -> int:
     """Run the detector on every `stride`-th frame: one JSON line each, and with `out` the
-    drawn frames as out/<name>.mp4 at the video's rate divided by stride. Returns frames done."""
+    drawn frames as out/<name>.mp4 at the video's rate divided by stride. With `alert` (k, n)
+    each line says whether k of the last n frames had a detection, and stderr notes each
+    start of an alert. Returns frames done."""
     from regiondet.inference.draw import draw_prediction
+
+    alarm, was_on = (Alert(*alert) if alert else None), False
 
     writer = None
     if out is not None:
@@ -120,6 +147,11 @@ def detect_video(
         for index, seconds, frame in read_frames(source, stride):
             pred = detector.predict(frame)
             line = {"file": str(source), "frame": index, "time_s": round(seconds, 3), **pred.to_json()}
+            if alarm is not None:
+                line["alert"] = on = alarm.update(len(pred.scores) > 0)
+                if on and not was_on:
+                    print(f"regiondet: alert at frame {index} ({seconds:.1f} s) of {source}", file=sys.stderr)
+                was_on = on
             emit(json.dumps({**line, "ms": round(pred.seconds * 1000, 1)}))
             if writer is not None:
                 writer.write(draw_prediction(Image.fromarray(frame), pred, detector.classes))
