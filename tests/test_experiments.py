@@ -61,6 +61,15 @@ def test_grid_and_report(tmp_path, capsys):
     assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 0
     assert not (tmp_path / "docs" / "experiments" / "stale_val_x.jpg").exists()
 
+    cell = tmp_path / "grid" / "rois-4"
+    trained = (cell / "last.pt").stat().st_mtime_ns
+    grid["evaluate"].update(draw=2, draw_failures=0)
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    assert main(["--quiet", "grid", str(path), "--reevaluate", "--only", "rois-4"]) == 0
+    assert sorted(x.name.split("_")[0] for x in (cell / "samples").glob("*.jpg")) == ["negative", "val", "val"]
+    assert (cell / "last.pt").stat().st_mtime_ns == trained  # nothing trained again
+    assert len(list((tmp_path / "grid" / "rois-16" / "samples").glob("val_*.jpg"))) == 1
+
 
 def test_grid_cells_pick_a_fractional_design_and_bad_cells_name_the_file(tmp_path, capsys):
     base = tiny_config(tmp_path / "unused", epochs=1, steps_per_epoch=2)

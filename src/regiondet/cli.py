@@ -209,7 +209,7 @@ def cmd_grid(a: argparse.Namespace) -> None:
             state = "done" if (out / "eval.json").is_file() else "started" if (out / "last.pt").is_file() else "todo"
             print(f"{state:8s} {c.name}")
         return
-    for out in run_grid(Path(a.grid), a.only, progress=not a.quiet):
+    for out in run_grid(Path(a.grid), a.only, progress=not a.quiet, reevaluate=a.reevaluate):
         print(out)
 
 
@@ -320,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("grid")
     g.add_argument("--only", nargs="+", help="cells whose name contains one of these")
     g.add_argument("--list", action="store_true", help="show cells and their state, run nothing")
+    g.add_argument("--reevaluate", action="store_true", help="evaluate the finished cells again, train nothing")
     g.set_defaults(func=cmd_grid)
     r = sub.add_parser("report", help="write the Markdown report of a grid's finished cells")
     r.add_argument("runs", help="the grid's out folder")

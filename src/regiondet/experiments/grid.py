@@ -80,8 +80,10 @@ def load_grid(path: Path) -> tuple[dict, list[Cell]]:
     return g, cells
 
 
-def run_grid(path: Path, only: list[str] | None = None, progress: bool = True) -> list[Path]:
-    """Train and evaluate every unfinished cell (or those whose name contains one of `only`)."""
+def run_grid(path: Path, only: list[str] | None = None, progress: bool = True, reevaluate: bool = False) -> list[Path]:
+    """Train and evaluate every unfinished cell (or those whose name contains one of `only`).
+    With `reevaluate`, only evaluate the trained cells again (after the `evaluate` section
+    changed), training nothing."""
     from regiondet.config import config_from_dict as build
     from regiondet.engine.train import train
 
@@ -91,6 +93,11 @@ def run_grid(path: Path, only: list[str] | None = None, progress: bool = True) -
         if only and not any(o in cell.name for o in only):
             continue
         out = Path(cell.config["train"]["out"])
+        if reevaluate:
+            if (out / "eval.json").is_file():
+                evaluate_cell(out, cell, g["evaluate"], progress)
+                done.append(out)
+            continue
         if (out / "eval.json").is_file():
             done.append(out)
             continue
