@@ -41,11 +41,11 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from regiondet.inference.predictor import Detector
     from regiondet.io import atomic_write_text
 
-    det = Detector.load(a.model, overrides=a.set)
-    if a.threads:
+    if a.threads:  # before loading: an ONNX Runtime session takes its thread count at creation
         import torch
 
         torch.set_num_threads(a.threads)
+    det = Detector.load(a.model, overrides=a.set)
     mapper = ClassMapper(det.classes, {**det.config.data.class_map, **_class_map(a.class_map)})
     samples = [s for spec in a.data for s in mapper.apply_all(load_spec(spec))]
     if det.config.model.task == "text":
@@ -137,16 +137,24 @@ def cmd_detect(a: argparse.Namespace) -> None:
 def cmd_export(a: argparse.Namespace) -> None:
     from regiondet.config import inference_overrides
     from regiondet.engine.checkpoint import config_of, load_model_state, read_checkpoint, save_checkpoint
+    from regiondet.inference.predictor import resolve_model_path
     from regiondet.models.faster_rcnn import build_model
 
-    ckpt = read_checkpoint(Path(a.checkpoint))
-    cfg = inference_overrides(config_of(ckpt, Path(a.checkpoint)), a.set, a.checkpoint)
+    source = resolve_model_path(a.checkpoint)
+    ckpt = read_checkpoint(source)
+    cfg = inference_overrides(config_of(ckpt, source), a.set, str(source))
     model = build_model(cfg.model, load_weights=False)
-    load_model_state(model, ckpt["model"], Path(a.checkpoint))
-    score = a.score if a.score is not None else cfg.train.eval_score
-    extra = {"metrics": ckpt.get("metrics", {}), "default_score": score}
-    save_checkpoint(Path(a.out), model, cfg, half=not a.fp32, **extra)
-    print(f"{a.out}: {Path(a.out).stat().st_size / 1e6:.1f} MB")
+    load_model_state(model, ckpt["model"], source)
+    score = a.score if a.score is not None else float(ckpt.get("default_score", cfg.train.eval_score))
+    out = Path(a.out)
+    if out.suffix.lower() == ".onnx":
+        from regiondet.inference.onnx_model import export_onnx
+
+        export_onnx(model.float(), cfg, score, out)
+    else:
+        extra = {"metrics": ckpt.get("metrics", {}), "default_score": score}
+        save_checkpoint(out, model, cfg, half=not a.fp32, **extra)
+    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
 
 
 def cmd_stats(a: argparse.Namespace) -> None:
@@ -308,9 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     d.set_defaults(func=cmd_detect)
 
-    x = sub.add_parser("export", help="a compact inference checkpoint (fp16) from a training checkpoint")
-    x.add_argument("checkpoint")
-    x.add_argument("out")
+    x = sub.add_parser("export", help="a compact inference checkpoint (fp16), or an .onnx file for ONNX Runtime")
+    x.add_argument("checkpoint", help="a training checkpoint, or a shipped model name (default, text)")
+    x.add_argument("out", help="model.pt (fp16 checkpoint) or model.onnx")
     x.add_argument("--score", type=float, help="default score threshold stored in the model")
     x.add_argument("--fp32", action="store_true")
     x.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)

@@ -99,7 +99,30 @@ def speed_benchmark(
         for name, flags in VARIANTS.items()
     }
     first, last = (variants[n]["ms_median"] for n in (next(iter(VARIANTS)), list(VARIANTS)[-1]))
+    onnx = _time_onnx(model, images, runs, overrides)
+    if onnx:
+        variants["ONNX Runtime (regiondet export model.onnx)"] = onnx
     return {"variants": variants, "speedup": last / first, "threads": torch.get_num_threads(), "runs": runs}
+
+
+def _time_onnx(model: str | Path, images: list[torch.Tensor], runs: int, overrides: list[str] | None) -> dict | None:
+    """The same weights exported to ONNX and run by ONNX Runtime; None when onnx/onnxruntime
+    are not installed or the model cannot be exported (text models)."""
+    import importlib.util
+    import tempfile
+
+    from regiondet.inference.onnx_model import export_onnx
+    from regiondet.inference.predictor import Detector
+
+    if Path(str(model)).suffix == ".onnx" or not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
+        return None
+    det = Detector.load(model, overrides=overrides, fold=False, channels_last=False)
+    if det.config.model.task != "box":
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx(det.model, det.config, det.score, path)
+        return time_model(Detector.load(path).model, images, runs)
 
 
 def format_speed(res: dict) -> str:

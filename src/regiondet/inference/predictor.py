@@ -94,6 +94,8 @@ class Detector:
         on a CPU). The flags turn either off, to measure what it gives. `overrides`
         (`model.key=value`) change inference settings such as the test proposal count."""
         path = resolve_model_path(path_or_name)
+        if path.suffix.lower() == ".onnx":
+            return cls._load_onnx(path, score, device, overrides)
         ckpt = read_checkpoint(path)
         cfg = inference_overrides(config_of(ckpt, path), overrides or [], str(path))
         model = build_model(cfg.model, load_weights=False)
@@ -104,6 +106,18 @@ class Detector:
             model = model.to(memory_format=torch.channels_last)
         default = float(ckpt.get("default_score", cfg.train.eval_score))
         return cls(model, cfg, default if score is None else score, device)
+
+    @classmethod
+    def _load_onnx(cls, path: Path, score: float | None, device: str, overrides: list[str] | None) -> Detector:
+        """An exported .onnx file run by ONNX Runtime; its settings were fixed at export."""
+        from regiondet.inference.onnx_model import OnnxModel
+
+        if overrides:
+            raise UserError("an ONNX model's settings are fixed: export it again with --set", path)
+        if not path.is_file():
+            raise UserError("model file not found", path)
+        model = OnnxModel(path)
+        return cls(model, model.config, model.default_score if score is None else score, device)
 
     @torch.inference_mode()
     def predict(self, image, score: float | None = None) -> Prediction:

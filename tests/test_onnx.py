@@ -1,0 +1,57 @@
+"""ONNX export of a tiny trained detector: same detections in ONNX Runtime, any image size."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from conftest import CAMERA_VALID, ICDAR
+from regiondet import Detector
+from regiondet.cli import main
+
+
+def test_onnx_export_gives_the_same_detections_at_any_size(trained_run, tmp_path, capsys):
+    onnx_path = tmp_path / "tiny.onnx"
+    every_box = ["--set", "model.box_score_thresh=0"]  # an under-trained model scores low
+    assert main(["export", str(trained_run / "best.pt"), str(onnx_path), "--score", "0.3", *every_box]) == 0
+    assert not list(tmp_path.glob(".*part"))
+    onnx_det = Detector.load(onnx_path)
+    torch_det = Detector.load(trained_run / "best.pt", overrides=["model.box_score_thresh=0"])
+    assert onnx_det.classes == torch_det.classes and onnx_det.score == 0.3
+    # the trace used a 224 x 224 image; a wide ICDAR scene and a camera photo must work too
+    for path in (sorted(ICDAR.glob("images/*.jpg"))[0], sorted(CAMERA_VALID.glob("*.jpg"))[1]):
+        a, b = torch_det.predict(path, score=0.0), onnx_det.predict(path, score=0.0)
+        assert len(a.scores) > 0 and len(a.scores) == len(b.scores)
+        np.testing.assert_allclose(b.scores, a.scores, atol=1e-3)
+        np.testing.assert_allclose(b.boxes, a.boxes, atol=0.5)
+        assert b.boxes[:, 2].max() > 224 or b.boxes[:, 3].max() > 224 or max(a.boxes.shape) == 0
+    capsys.readouterr()
+    argv = ["--quiet", "evaluate", "--data", f"voc:{CAMERA_VALID}?limit=5", "--score", "0.05", "--threads", "1"]
+    assert main([*argv, "--model", str(onnx_path)]) == 0
+    from_onnx = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--model", str(trained_run / "best.pt"), *every_box]) == 0
+    from_torch = json.loads(capsys.readouterr().out)
+    assert abs(from_onnx["map50"] - from_torch["map50"]) < 0.01 and from_onnx["images"] == 5
+
+
+def test_onnx_bad_inputs_are_one_line_errors(trained_run, tmp_path, capsys):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not a model")
+    foreign = tmp_path / "foreign.onnx"
+    torch.onnx.export(torch.nn.Linear(3, 2), (torch.zeros(1, 3),), str(foreign), dynamo=False)
+    cases = [
+        (["detect", str(CAMERA_VALID), "--model", str(bad)], "not a readable ONNX model"),
+        (["detect", str(CAMERA_VALID), "--model", str(foreign)], "without regiondet's config"),
+        (["export", "text", str(tmp_path / "text.onnx")], "box models"),
+    ]
+    ok = tmp_path / "ok.onnx"
+    assert main(["export", str(trained_run / "best.pt"), str(ok)]) == 0
+    cases.append((["detect", str(CAMERA_VALID), "--model", str(ok), "--set", "model.box_nms_thresh=0.3"], "fixed"))
+    capsys.readouterr()
+    for argv, words in cases:
+        assert main(argv) != 0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err
+    assert not (tmp_path / "text.onnx").exists()
