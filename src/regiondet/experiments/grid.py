@@ -143,7 +143,7 @@ def evaluate_cell(out: Path, cell: Cell, ev: dict, progress: bool) -> dict:
     shown = samples[:draw]
     groups = {
         "val": shown,
-        "fail": [s for s in failed if not s.is_negative and s not in shown][:worst],
+        "fail": [s for s in failed if not s.is_negative and s.path not in {x.path for x in shown}][:worst],
         "negative": [s for s in failed if s.is_negative][:draw] or negatives[:draw],
     }
     draw_samples(det, groups, out / "samples")
