@@ -135,16 +135,10 @@ def cmd_detect(a: argparse.Namespace) -> None:
 
 
 def cmd_export(a: argparse.Namespace) -> None:
-    from regiondet.config import inference_overrides
-    from regiondet.engine.checkpoint import config_of, load_model_state, read_checkpoint, save_checkpoint
-    from regiondet.inference.predictor import resolve_model_path
-    from regiondet.models.faster_rcnn import build_model
+    from regiondet.engine.checkpoint import save_checkpoint
+    from regiondet.inference.predictor import model_from_checkpoint, resolve_model_path
 
-    source = resolve_model_path(a.checkpoint)
-    ckpt = read_checkpoint(source)
-    cfg = inference_overrides(config_of(ckpt, source), a.set, str(source))
-    model = build_model(cfg.model, load_weights=False)
-    load_model_state(model, ckpt["model"], source)
+    model, cfg, ckpt = model_from_checkpoint(resolve_model_path(a.checkpoint), a.set)
     score = a.score if a.score is not None else float(ckpt.get("default_score", cfg.train.eval_score))
     out = Path(a.out)
     if out.suffix.lower() == ".onnx":

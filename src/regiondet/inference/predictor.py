@@ -54,6 +54,15 @@ def resolve_model_path(path_or_name: str | Path) -> Path:
     return Path(name)
 
 
+def model_from_checkpoint(path: Path, overrides: list[str] | None = None) -> tuple[torch.nn.Module, Config, dict]:
+    """(model with the checkpoint's weights, its config with inference `overrides`, the checkpoint)."""
+    ckpt = read_checkpoint(path)
+    cfg = inference_overrides(config_of(ckpt, path), overrides or [], str(path))
+    model = build_model(cfg.model, load_weights=False)
+    load_model_state(model, ckpt["model"], path)
+    return model, cfg, ckpt
+
+
 def to_tensor(image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
     """Any common image form to a float CxHxW tensor in [0, 1] (arrays are HxWx3 RGB uint8)."""
     if isinstance(image, (str, Path)):
@@ -96,10 +105,7 @@ class Detector:
         path = resolve_model_path(path_or_name)
         if path.suffix.lower() == ".onnx":
             return cls._load_onnx(path, score, device, overrides)
-        ckpt = read_checkpoint(path)
-        cfg = inference_overrides(config_of(ckpt, path), overrides or [], str(path))
-        model = build_model(cfg.model, load_weights=False)
-        load_model_state(model, ckpt["model"], path)
+        model, cfg, ckpt = model_from_checkpoint(path, overrides)
         if fold:
             fold_batch_norms(model)  # inference only: norms merged into their convolutions
         if channels_last:
