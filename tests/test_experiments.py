@@ -66,7 +66,8 @@ def test_grid_and_report(tmp_path, capsys):
     grid["evaluate"].update(draw=2, draw_failures=0)
     path.write_text(yaml.safe_dump(grid, sort_keys=False))
     assert main(["--quiet", "grid", str(path), "--reevaluate", "--only", "rois-4"]) == 0
-    assert sorted(x.name.split("_")[0] for x in (cell / "samples").glob("*.jpg")) == ["negative", "val", "val"]
+    drawn = sorted(x.name.split("_")[0] for x in (cell / "samples").glob("*.jpg"))
+    assert drawn == ["negative", "negative", "val", "val"]  # both negatives: those that fired, else the first
     assert (cell / "last.pt").stat().st_mtime_ns == trained  # nothing trained again
     assert len(list((tmp_path / "grid" / "rois-16" / "samples").glob("val_*.jpg"))) == 1
 
