@@ -21,6 +21,7 @@ import torch
 
 from regiondet.config import Config, config_from_dict
 from regiondet.errors import UserError
+from regiondet.models.sizes import test_sizes
 
 CONFIG_KEY, SCORE_KEY = "regiondet_config", "regiondet_default_score"
 
@@ -41,9 +42,7 @@ def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, o
 
     onnx = _require("onnx")
     fold_batch_norms(model)  # frozen norms merged into their convolutions: fewer nodes
-    side = cfg.model.test_min_size or (
-        cfg.model.min_size[-1] if isinstance(cfg.model.min_size, list) else cfg.model.min_size
-    )
+    side = test_sizes(cfg.model)[0]
     example = torch.rand(3, side, side)
     part = path.with_name(f".{path.name}.part")
     axes = {"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "labels": {0: "n"}, "scores": {0: "n"}}
@@ -83,10 +82,7 @@ class OnnxModel:
             raise UserError("an ONNX model without regiondet's config: export it with `regiondet export`", path)
         self.config = config_from_dict(json.loads(meta[CONFIG_KEY]), str(path))
         self.default_score = float(meta.get(SCORE_KEY, self.config.train.eval_score))
-
-        m = self.config.model
-        sizes = m.min_size if isinstance(m.min_size, list) else [m.min_size]
-        self.test_sizes = (m.test_min_size or sizes[-1], m.test_max_size or m.max_size)
+        self.test_sizes = test_sizes(self.config.model)
 
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         out = []

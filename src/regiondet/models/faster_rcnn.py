@@ -12,7 +12,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from regiondet.config import ModelConfig
 from regiondet.models.backbones import build_trunk
 from regiondet.models.rpn_ignore import IgnoreAwareRPN
-from regiondet.models.sizes import SizeTransform
+from regiondet.models.sizes import SizeTransform, test_sizes
 
 
 class BandMatcher(Matcher):
@@ -78,9 +78,7 @@ def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
         model.roi_heads = _text_heads(model.roi_heads, cfg, trunk.head_width)
     model.rpn = IgnoreAwareRPN.from_rpn(model.rpn)  # difficult / do-not-care rows (label -1)
     if cfg.test_min_size or cfg.test_max_size or isinstance(cfg.min_size, list):
-        model.transform = SizeTransform.from_transform(
-            model.transform, cfg.test_min_size or model.transform.min_size[-1], cfg.test_max_size or cfg.max_size
-        )
+        model.transform = SizeTransform.from_transform(model.transform, *test_sizes(cfg))
     if cfg.box_bg_iou_floor > 0:
         model.roi_heads.proposal_matcher = BandMatcher(
             cfg.box_fg_iou_thresh, cfg.box_bg_iou_thresh, cfg.box_bg_iou_floor

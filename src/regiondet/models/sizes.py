@@ -14,6 +14,13 @@ from torch import Tensor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 
+def test_sizes(cfg) -> tuple[int, int]:
+    """(shorter side, cap on the longer side) at inference, for a ModelConfig: the test sizes
+    when set, else the last training size and max_size."""
+    sizes = cfg.min_size if isinstance(cfg.min_size, list) else [cfg.min_size]
+    return cfg.test_min_size or sizes[-1], cfg.test_max_size or cfg.max_size
+
+
 class SizeTransform(GeneralizedRCNNTransform):
     """GeneralizedRCNNTransform with proportional scale jitter in training and its own test sizes.
 
