@@ -39,40 +39,41 @@ def _cv2():
     return cv2
 
 
+class VideoReader:
+    """An opened video or stream: its frame rate, and every `stride`-th frame as
+    (frame index, seconds, HxWx3 RGB array). Opened once, so a stream is connected once."""
+
+    def __init__(self, source: str | Path, stride: int = 1):
+        cv2 = _cv2()
+        if not str(source).startswith(STREAM_PREFIXES) and not Path(source).is_file():
+            raise UserError("video file not found", source)
+        self.source, self.stride = source, stride
+        self.cap = cv2.VideoCapture(str(source))
+        if not self.cap.isOpened():
+            raise UserError("cannot open the video (unknown codec or not a video)", source)
+        fps = self.cap.get(cv2.CAP_PROP_FPS) or 0.0
+        self.fps = fps if 0 < fps < 1000 else 25.0
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        index, read = 0, 0
+        try:
+            while self.cap.grab():
+                if index % self.stride == 0:  # frames between are grabbed, not decoded
+                    ok, frame = self.cap.retrieve()
+                    if not ok:
+                        break
+                    read += 1
+                    yield index, index / self.fps, np.ascontiguousarray(frame[:, :, ::-1])
+                index += 1
+        finally:
+            self.cap.release()
+        if read == 0:
+            raise UserError("no frame could be decoded (empty or corrupt video)", self.source)
+
+
 def read_frames(source: str | Path, stride: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
     """(frame index, seconds, HxWx3 RGB array) for every `stride`-th frame."""
-    cv2 = _cv2()
-    if not str(source).startswith(STREAM_PREFIXES) and not Path(source).is_file():
-        raise UserError("video file not found", source)
-    cap = cv2.VideoCapture(str(source))
-    if not cap.isOpened():
-        raise UserError("cannot open the video (unknown codec or not a video)", source)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    fps = fps if 0 < fps < 1000 else 25.0
-    index, read = 0, 0
-    try:
-        while True:
-            if not cap.grab():
-                break
-            if index % stride == 0:  # frames between are grabbed, not decoded
-                ok, frame = cap.retrieve()
-                if not ok:
-                    break
-                read += 1
-                yield index, index / fps, np.ascontiguousarray(frame[:, :, ::-1])
-            index += 1
-    finally:
-        cap.release()
-    if read == 0:
-        raise UserError("no frame could be decoded (empty or corrupt video)", source)
-
-
-def video_fps(source: str | Path) -> float:
-    cv2 = _cv2()
-    cap = cv2.VideoCapture(str(source))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    cap.release()
-    return fps if 0 < fps < 1000 else 25.0
+    return iter(VideoReader(source, stride))
 
 
 class VideoWriter:
@@ -138,13 +139,14 @@ def detect_video(
 
     alarm, was_on = (Alert(*alert) if alert else None), False
 
+    frames = VideoReader(source, stride)
     writer = None
     if out is not None:
         name = Path(str(source).rstrip("/")).stem or "stream"
-        writer = VideoWriter(out / f"{name}.mp4", video_fps(source) / stride)
+        writer = VideoWriter(out / f"{name}.mp4", frames.fps / stride)
     done = 0
     try:
-        for index, seconds, frame in read_frames(source, stride):
+        for index, seconds, frame in frames:
             pred = detector.predict(frame)
             line = {"file": str(source), "frame": index, "time_s": round(seconds, 3), **pred.to_json()}
             if alarm is not None:
