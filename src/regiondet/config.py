@@ -53,6 +53,10 @@ class ModelConfig:
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
     box_detections_per_img: int = 100
+    # drop a box lying at least this share (of its area) inside a larger box of its class that
+    # scores >= box_contained_score_ratio x its score: a lens boxed inside its camera. 0 = off
+    box_contained_thresh: float = 0.0
+    box_contained_score_ratio: float = 0.5
     representation_size: int = 1024  # width of the fc6/fc7 box head
     roi_output_size: int = 7
     # task "text" adds ATRR's point-pair LSTM: at most max_pairs boundary pairs per region
@@ -168,6 +172,8 @@ INFERENCE_KEYS = (  # model settings that change how a trained model reads image
     "box_score_thresh",
     "box_nms_thresh",
     "box_detections_per_img",
+    "box_contained_thresh",
+    "box_contained_score_ratio",
     "test_min_size",
     "test_max_size",
     "polygon_nms_thresh",

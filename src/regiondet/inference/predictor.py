@@ -14,6 +14,7 @@ from regiondet.config import Config, inference_overrides
 from regiondet.data.images import load_upright
 from regiondet.engine.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.errors import UserError
+from regiondet.inference.nesting import nested_boxes
 from regiondet.models.faster_rcnn import build_model
 from regiondet.models.fold_bn import fold_batch_norms
 
@@ -134,8 +135,20 @@ class Detector:
         seconds = time.perf_counter() - t0
         keep = out["scores"] >= (self.score if score is None else score)
         polygons = None
+        m = self.config.model
         if "keypoints" in out:
-            keep, polygons = text_polygons(out, keep, self.config.model.polygon_nms_thresh)
+            keep, polygons = text_polygons(out, keep, m.polygon_nms_thresh)
+        elif m.box_contained_thresh > 0:
+            shown = torch.where(keep)[0]
+            nested = nested_boxes(
+                out["boxes"][shown],
+                out["scores"][shown],
+                out["labels"][shown],
+                m.box_contained_thresh,
+                m.box_contained_score_ratio,
+                self.score,  # containers as shown at the operating score, whatever `score` asks
+            )
+            keep[shown[nested]] = False
         ids = out["labels"][keep].cpu().numpy()
         return Prediction(
             out["boxes"][keep].cpu().numpy(),
