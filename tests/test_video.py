@@ -113,3 +113,47 @@ def test_alert_needs_k_of_the_last_n_frames(trained_run, tmp_path, capsys):
     for bad in ("3", "4/3", "0/2", "a/b"):
         assert main(["detect", str(video), "--model", model, "--alert", bad]) != 0
         assert "--alert" in capsys.readouterr().err
+
+
+def test_live_reader_gives_only_the_newest_frame(tmp_path):
+    """A camera or stream read while the detector is busy: the backlog is skipped, not queued."""
+    from regiondet.inference.video import LiveReader, read_frames
+
+    video = tmp_path / "clip.mp4"
+    webcam_video(video, count=8)
+    decoded = [frame for _, _, frame in read_frames(video)]
+    reader = LiveReader(video)  # a file stands in for a live source: it is read as fast as it decodes
+    reader._thread.join()  # the detector was busy until every frame had arrived
+    (index, _, frame), *rest = list(reader)
+    assert index == 7 and rest == []
+    np.testing.assert_array_equal(frame, decoded[7])
+    given = list(LiveReader(video))  # read while frames arrive: in order, ending at the newest
+    indices = [i for i, _, _ in given]
+    assert indices == sorted(set(indices)) and indices[-1] == 7
+    for i, _, f in given:
+        np.testing.assert_array_equal(f, decoded[i])
+
+
+def test_live_source_drawn_video_keeps_real_time(trained_run, tmp_path, capsys, monkeypatch):
+    """Frames skipped while detecting are filled with the last drawn frame, at the source rate."""
+    from regiondet.inference import video as video_module
+
+    clip = tmp_path / "clip.mp4"
+    webcam_video(clip, count=8, fps=5.0)
+    monkeypatch.setattr(video_module, "is_live", lambda source: True)  # read the file as a camera
+    out = tmp_path / "out"
+    assert main(["detect", str(clip), "--model", str(trained_run / "best.pt"), "--out", str(out)]) == 0
+    frames = [x["frame"] for x in json_lines(capsys.readouterr().out)]
+    assert frames == sorted(set(frames)) and frames[-1] == 7
+    drawn = cv2.VideoCapture(str(out / "clip.mp4"))
+    count, fps = int(drawn.get(cv2.CAP_PROP_FRAME_COUNT)), drawn.get(cv2.CAP_PROP_FPS)
+    drawn.release()
+    assert fps == 5.0 and count == 8 - frames[0]  # from the first frame detected to the last
+    assert main(["detect", str(clip), "--model", str(trained_run / "best.pt"), "--stride", "2"]) != 0
+    assert "--buffered" in capsys.readouterr().err
+
+
+def test_a_missing_camera_is_one_line(trained_run, capsys):
+    assert main(["detect", "7", "--model", str(trained_run / "best.pt")]) != 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("regiondet")]
+    assert err[0] == "regiondet: skipped: cannot open camera 7 (no such device, or in use)"

@@ -75,18 +75,18 @@ def _expand_images(paths: list[str]) -> list[Path]:
 
 
 def _expand_inputs(paths: list[str], videos: bool = True, recursive: bool = False) -> list[tuple[str | Path, Path]]:
-    """(input, output name) pairs: images, and with `videos` video files and stream URLs; a
-    folder gives the images (and videos) in it, with `recursive` also in its sub-folders,
-    their output names keeping the sub-folder so equal file names do not collide."""
+    """(input, output name) pairs: images, and with `videos` video files, stream URLs and camera
+    indices; a folder gives the images (and videos) in it, with `recursive` also in its
+    sub-folders, their output names keeping the sub-folder so equal file names do not collide."""
     from regiondet.data.images import IMAGE_SUFFIXES
-    from regiondet.inference.video import STREAM_PREFIXES, VIDEO_SUFFIXES
+    from regiondet.inference.video import VIDEO_SUFFIXES, is_live, output_name
 
     wanted = IMAGE_SUFFIXES | (VIDEO_SUFFIXES if videos else set())
     items: list[tuple[str | Path, Path]] = []
     for text in paths:
         p = Path(text)
-        if videos and text.startswith(STREAM_PREFIXES):
-            items.append((text, Path(Path(text.rstrip("/")).stem or "stream")))
+        if videos and is_live(text):
+            items.append((text, Path(output_name(text))))
         elif p.is_dir():
             found = p.rglob("*") if recursive else p.iterdir()
             inside = sorted(f for f in found if f.is_file() and f.suffix.lower() in wanted)
@@ -119,7 +119,7 @@ def cmd_detect(a: argparse.Namespace) -> None:
             target.mkdir(parents=True, exist_ok=True)
         try:
             if is_video(f):
-                detect_video(det, f, target, a.stride, lambda line: print(line, flush=True), alert)
+                detect_video(det, f, target, a.stride, lambda line: print(line, flush=True), alert, a.buffered)
                 continue
             image = load_upright(Path(f))
         except UserError as e:  # one bad file in a folder must not stop the others
@@ -299,12 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     d = sub.add_parser("detect", help="detect objects in images, videos, streams or folders")
-    d.add_argument("paths", nargs="+", help="image or video files, folders, or rtsp:// / http:// streams")
+    d.add_argument(
+        "paths", nargs="+", help="image or video files, folders, rtsp:// / http:// streams, or a camera index (0)"
+    )
     d.add_argument("--model", help="checkpoint file or shipped model name (default: the task's shipped model)")
     d.add_argument("--task", choices=["box", "text"], default="box", help="which shipped model to use")
     d.add_argument("--score", type=float)
     d.add_argument("--out", help="folder for annotated images (and .mp4 videos)")
-    d.add_argument("--stride", type=int, default=1, help="videos: detect on every Nth frame")
+    d.add_argument("--stride", type=int, default=1, help="video files: detect on every Nth frame")
+    d.add_argument(
+        "--buffered",
+        action="store_true",
+        help="cameras and streams: detect on every frame in turn, even falling behind (default: the newest frame)",
+    )
     d.add_argument("--recursive", "-r", action="store_true", help="also look in sub-folders")
     d.add_argument("--alert", metavar="K/N", help="videos: alert while K of the last N frames have a detection")
     d.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)

@@ -5,6 +5,11 @@ a run of frames. Each processed frame gives one JSON line (frame index and time 
 an output folder the drawn frames become an .mp4 beside the images. The video is finished
 under a temporary name and renamed at the end, so a stopped run (Ctrl-C) still leaves a
 playable file of the frames done.
+
+A file is read frame by frame. A live source (a camera by index, an rtsp:// or http:// stream)
+is read in a thread that keeps only the newest frame, as Ultralytics' stream loader does: a
+detector slower than the camera would otherwise work through an ever older backlog, and a
+warning about a lens would come seconds late.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,10 +32,20 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
 
 
+def camera_index(source: str | Path) -> int | None:
+    """The device number of a camera source ('0', '1', ... with no such file), else None."""
+    text = str(source)
+    return int(text) if text.isdigit() and not Path(text).exists() else None
+
+
+def is_live(source: str | Path) -> bool:
+    """A camera or a stream: frames arrive in real time, whether or not they are read."""
+    return camera_index(source) is not None or str(source).startswith(STREAM_PREFIXES)
+
+
 def is_video(path: str | Path) -> bool:
-    """A video file by its suffix, or a stream URL that OpenCV can open."""
-    text = str(path)
-    return text.startswith(STREAM_PREFIXES) or Path(text).suffix.lower() in VIDEO_SUFFIXES
+    """A video file by its suffix, a stream URL that OpenCV can open, or a camera index."""
+    return is_live(path) or Path(str(path)).suffix.lower() in VIDEO_SUFFIXES
 
 
 def _cv2():
@@ -44,15 +61,8 @@ class VideoReader:
     (frame index, seconds, HxWx3 RGB array). Opened once, so a stream is connected once."""
 
     def __init__(self, source: str | Path, stride: int = 1):
-        cv2 = _cv2()
-        if not str(source).startswith(STREAM_PREFIXES) and not Path(source).is_file():
-            raise UserError("video file not found", source)
         self.source, self.stride = source, stride
-        self.cap = cv2.VideoCapture(str(source))
-        if not self.cap.isOpened():
-            raise UserError("cannot open the video (unknown codec or not a video)", source)
-        fps = self.cap.get(cv2.CAP_PROP_FPS) or 0.0
-        self.fps = fps if 0 < fps < 1000 else 25.0
+        self.cap, self.fps = _open(source)
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         index, read = 0, 0
@@ -69,6 +79,80 @@ class VideoReader:
             self.cap.release()
         if read == 0:
             raise UserError("no frame could be decoded (empty or corrupt video)", self.source)
+
+
+def _open(source: str | Path):
+    """(an opened cv2.VideoCapture, its frame rate) for a file, stream or camera index."""
+    cv2 = _cv2()
+    camera = camera_index(source)
+    if camera is None and not is_live(source) and not Path(source).is_file():
+        raise UserError("video file not found", source)
+    cap = cv2.VideoCapture(camera if camera is not None else str(source))
+    if not cap.isOpened():
+        if camera is not None:
+            raise UserError(f"cannot open camera {camera} (no such device, or in use)")
+        raise UserError("cannot open the video (unknown codec or not a video)", source)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    return cap, (fps if 0 < fps < 1000 else 25.0)
+
+
+class LiveReader:
+    """A camera or stream read in a thread that keeps only the newest frame; iterating gives
+    (frame index, seconds since opening, HxWx3 RGB array) of the newest frame not yet given,
+    skipping the frames that arrived while the caller was busy."""
+
+    def __init__(self, source: str | Path):
+        self.source = source
+        self.cap, self.fps = _open(source)
+        self._cond = threading.Condition()
+        self._newest: tuple[int, float, np.ndarray] | None = None
+        self._finished = self._stop = False
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._read, name=f"regiondet-live-{source}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        index = 0
+        try:
+            while not self._stop:
+                ok, frame = self.cap.read()  # OpenCV releases the GIL while it waits and decodes
+                if not ok:
+                    break
+                with self._cond:
+                    self._newest = (index, time.monotonic() - self._start, frame)
+                    self._cond.notify()
+                index += 1
+        finally:
+            with self._cond:
+                self._finished = True
+                self._cond.notify()
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        given = -1
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda g=given: self._finished or (self._newest and self._newest[0] > g))
+                    if self._newest is None or self._newest[0] <= given:
+                        break  # finished, nothing newer
+                    index, seconds, frame = self._newest
+                given = index
+                yield index, seconds, np.ascontiguousarray(frame[:, :, ::-1])
+        finally:
+            self._stop = True
+            self._thread.join(timeout=5)
+            if not self._thread.is_alive():  # a stalled stream may still hold the capture
+                self.cap.release()
+        if given < 0:
+            raise UserError("no frame could be read from the live source", self.source)
+
+
+def output_name(source: str | Path) -> str:
+    """The stem of a source's drawn video: the file's stem, 'camera0', or the stream's last part."""
+    camera = camera_index(source)
+    if camera is not None:
+        return f"camera{camera}"
+    return Path(str(source).rstrip("/")).stem or "stream"
 
 
 def read_frames(source: str | Path, stride: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
@@ -130,20 +214,25 @@ def detect_video(
     stride: int = 1,
     emit: Callable[[str], None] = print,
     alert: tuple[int, int] | None = None,
+    buffered: bool = False,
 ) -> int:
-    """Run the detector on every `stride`-th frame: one JSON line each, and with `out` the
-    drawn frames as out/<name>.mp4 at the video's rate divided by stride. With `alert` (k, n)
-    each line says whether k of the last n frames had a detection, and stderr notes each
-    start of an alert. Returns frames done."""
+    """Run the detector on every `stride`-th frame of a file (of a live source: on the newest
+    frame each time it is ready, unless `buffered`): one JSON line each, and with `out` the
+    drawn frames as out/<name>.mp4 at the source's rate divided by stride, a drawn frame held
+    over the frames skipped after it so the video keeps real time. With `alert` (k, n) each
+    line says whether k of the last n frames had a detection, and stderr notes each start of
+    an alert. Returns frames done."""
     from regiondet.inference.draw import draw_prediction
 
     alarm, was_on = (Alert(*alert) if alert else None), False
 
-    frames = VideoReader(source, stride)
-    writer = None
+    live = is_live(source) and not buffered
+    if live and stride > 1:
+        raise UserError("--stride: a live source gives its newest frame; add --buffered to stride it", source)
+    frames = LiveReader(source) if live else VideoReader(source, stride)
+    writer, held, last = None, None, None
     if out is not None:
-        name = Path(str(source).rstrip("/")).stem or "stream"
-        writer = VideoWriter(out / f"{name}.mp4", frames.fps / stride)
+        writer = VideoWriter(out / f"{output_name(source)}.mp4", frames.fps / stride)
     done = 0
     try:
         for index, seconds, frame in frames:
@@ -156,7 +245,10 @@ def detect_video(
                 was_on = on
             emit(json.dumps({**line, "ms": round(pred.seconds * 1000, 1)}))
             if writer is not None:
-                writer.write(draw_prediction(Image.fromarray(frame), pred, detector.classes))
+                for _ in range((index - last) // stride - 1 if last is not None else 0):
+                    writer.write(held)  # the frames skipped while detecting: hold the last drawn one
+                held, last = draw_prediction(Image.fromarray(frame), pred, detector.classes), index
+                writer.write(held)
             done += 1
     except KeyboardInterrupt:
         print(f"regiondet: stopped after {done} frames of {source}", file=sys.stderr)
