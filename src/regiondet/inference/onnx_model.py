@@ -1,12 +1,14 @@
-"""ONNX export of a box detector, and an ONNX Runtime model the Detector drives like the PyTorch one.
+"""ONNX export of a detector, and an ONNX Runtime model the Detector drives like the PyTorch one.
 
 Deployment on a CPU without PyTorch, and a faster forward here (torchvision's Faster R-CNN
 runs about twice as fast in ONNX Runtime on this machine). The exported graph is the whole
 torchvision model, resizing and NMS included: one image tensor (3, H, W) in [0, 1] of any
 size in, boxes / labels / scores out. The config and default score travel in the file's
 metadata, so `Detector.load("model.onnx")` knows the classes. OnnxModel resizes each image
-to the model's size first, exactly as PyTorch does, so both give the same detections. Text
-models are not exported: their point-pair LSTM stops per region at run time.
+to the model's size first, exactly as PyTorch does, so both give the same detections. A text
+model's point-pair LSTM always runs its max_pairs steps (the stop labels only cut the outline
+afterwards), so its graph is static too: it adds keypoints and num_pairs outputs, and the
+polygon NMS stays in Python (shapely), as for the PyTorch model.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from regiondet.errors import UserError
 from regiondet.models.sizes import test_sizes
 
 CONFIG_KEY, SCORE_KEY = "regiondet_config", "regiondet_default_score"
+# in the order the models fill their result dicts, which is the order the tracer flattens them in
+OUTPUTS = {"box": ("boxes", "labels", "scores"), "text": ("boxes", "scores", "labels", "keypoints", "num_pairs")}
 
 
 def _require(name: str):
@@ -36,8 +40,6 @@ def _require(name: str):
 def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, opset: int = 17) -> None:
     """Trace the model on one image and write `path` (atomically) with config and score inside.
     The model's batch norms are folded in place: pass a model you no longer train."""
-    if cfg.model.task != "box":
-        raise UserError("ONNX export covers box models; a text model's point-pair LSTM is not exported", path)
     from regiondet.models.fold_bn import fold_batch_norms
 
     onnx = _require("onnx")
@@ -45,7 +47,8 @@ def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, o
     side = test_sizes(cfg.model)[0]
     example = torch.rand(3, side, side)
     part = path.with_name(f".{path.name}.part")
-    axes = {"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "labels": {0: "n"}, "scores": {0: "n"}}
+    outputs = OUTPUTS[cfg.model.task]
+    axes = {"image": {1: "height", 2: "width"}, **{name: {0: "n"} for name in outputs}}
     with warnings.catch_warnings():  # the tracer warns about every Python number it freezes
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -53,7 +56,7 @@ def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, o
             ([example],),
             str(part),
             input_names=["image"],
-            output_names=["boxes", "labels", "scores"],
+            output_names=list(outputs),
             dynamic_axes=axes,
             opset_version=opset,
             dynamo=False,
@@ -66,7 +69,7 @@ def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, o
 
 class OnnxModel:
     """Called like a torchvision detector in eval mode: a list of one (3, H, W) tensor in,
-    a list of one dict of boxes / labels / scores out."""
+    a list of one dict of boxes / labels / scores (text: and keypoints / num_pairs) out."""
 
     def __init__(self, path: Path, threads: int | None = None):
         ort = _require("onnxruntime")
@@ -88,15 +91,14 @@ class OnnxModel:
         out = []
         for x in images:
             resized = self._resize(x.detach().cpu().float())
-            boxes, labels, scores = self.session.run(None, {"image": resized.numpy()})
-            ratio = torch.tensor([x.shape[-1] / resized.shape[-1], x.shape[-2] / resized.shape[-2]] * 2)
-            out.append(
-                {
-                    "boxes": torch.from_numpy(np.asarray(boxes)) * ratio,
-                    "labels": torch.from_numpy(np.asarray(labels)),
-                    "scores": torch.from_numpy(np.asarray(scores)),
-                }
-            )
+            names = [o.name for o in self.session.get_outputs()]
+            result = dict(zip(names, self.session.run(None, {"image": resized.numpy()}), strict=True))
+            result = {k: torch.from_numpy(np.asarray(v)) for k, v in result.items()}
+            ratio = torch.tensor([x.shape[-1] / resized.shape[-1], x.shape[-2] / resized.shape[-2]])
+            result["boxes"] = result["boxes"] * ratio.repeat(2)
+            if "keypoints" in result:
+                result["keypoints"] = result["keypoints"][..., :2] * ratio  # traced with a visibility column
+            out.append(result)
         return out
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:

@@ -111,13 +111,15 @@ class TextRoIHeads(RoIHeads):
         results, offset = [], 0
         for b, s, lab in zip(boxes, scores, labels, strict=True):
             n = len(b)
-            pts = decode_pairs(rel[offset : offset + n], b)
+            pts = decode_pairs(rel[offset : offset + n], b).flatten(1, 2)
+            if torch.jit.is_tracing():  # torchvision's traced keypoint resize wants (x, y, visibility)
+                pts = torch.cat([pts, torch.ones_like(pts[..., :1])], dim=-1)
             results.append(
                 {
                     "boxes": b,
                     "scores": s,
                     "labels": lab,
-                    "keypoints": pts.flatten(1, 2),
+                    "keypoints": pts,
                     "num_pairs": pair_counts(stop[offset : offset + n]),
                 }
             )
