@@ -107,7 +107,7 @@ def speed_benchmark(
 
 def _time_onnx(model: str | Path, images: list[torch.Tensor], runs: int, overrides: list[str] | None) -> dict | None:
     """The same weights exported to ONNX and run by ONNX Runtime; None when onnx/onnxruntime
-    are not installed or the model cannot be exported (text models)."""
+    are not installed."""
     import importlib.util
     import tempfile
 
@@ -117,8 +117,6 @@ def _time_onnx(model: str | Path, images: list[torch.Tensor], runs: int, overrid
     if Path(str(model)).suffix == ".onnx" or not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
         return None
     det = Detector.load(model, overrides=overrides, fold=False, channels_last=False)
-    if det.config.model.task != "box":
-        return None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(det.model, det.config, det.score, path)
