@@ -86,13 +86,13 @@ class OnnxModel:
         self.config = config_from_dict(json.loads(meta[CONFIG_KEY]), str(path))
         self.default_score = float(meta.get(SCORE_KEY, self.config.train.eval_score))
         self.test_sizes = test_sizes(self.config.model)
+        self.outputs = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         out = []
         for x in images:
             resized = self._resize(x.detach().cpu().float())
-            names = [o.name for o in self.session.get_outputs()]
-            result = dict(zip(names, self.session.run(None, {"image": resized.numpy()}), strict=True))
+            result = dict(zip(self.outputs, self.session.run(None, {"image": resized.numpy()}), strict=True))
             result = {k: torch.from_numpy(np.asarray(v)) for k, v in result.items()}
             ratio = torch.tensor([x.shape[-1] / resized.shape[-1], x.shape[-2] / resized.shape[-2]])
             result["boxes"] = result["boxes"] * ratio.repeat(2)
