@@ -85,7 +85,7 @@ def _open(source: str | Path):
     """(an opened cv2.VideoCapture, its frame rate) for a file, stream or camera index."""
     cv2 = _cv2()
     camera = camera_index(source)
-    if camera is None and not is_live(source) and not Path(source).is_file():
+    if not is_live(source) and not Path(source).is_file():  # a camera index counts as live
         raise UserError("video file not found", source)
     cap = cv2.VideoCapture(camera if camera is not None else str(source))
     if not cap.isOpened():
