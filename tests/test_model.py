@@ -1,4 +1,4 @@
-"""The four backbones assemble into torchvision Faster R-CNNs with the thesis's knobs."""
+"""The backbones assemble into torchvision Faster R-CNNs with the thesis's knobs."""
 
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ def targets():
     ]
 
 
-@pytest.mark.parametrize("backbone", ["vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn"])
+@pytest.mark.parametrize("backbone", ["vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn", "vgg16_fpn"])
 def test_backbone_trains_and_predicts(backbone):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone=backbone, classes=["camera", "phone"], **SMALL))
+    strides = {"fpn_strides": [8, 16]} if backbone == "vgg16_fpn" else {}
+    model = build_model(ModelConfig(backbone=backbone, classes=["camera", "phone"], **strides, **SMALL))
     model.train()
     losses = model([torch.rand(3, 128, 128), torch.rand(3, 128, 160)], targets())
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
@@ -161,3 +162,22 @@ def test_difficult_objects_are_ignored_not_dropped_in_box_training():
     anchors = [scaled[0]["boxes"]]  # an anchor on each line: care lines positive, difficult ones ignored
     labels, _ = model.rpn.assign_targets_to_anchors(anchors, scaled[:1])
     assert labels[0].tolist() == [-1.0 if lab == -1 else 1.0 for lab in scaled[0]["labels"].tolist()]
+
+
+def test_vgg16_fpn_taps_craft_conv3_to_conv5_at_strides_4_to_16():
+    """The text trunk: CRAFT's VGG16-BN with an FPN on conv3_3 / conv4_3 / conv5_3, early stages frozen."""
+    import easyocr_en_models
+
+    cfg = ModelConfig(backbone="vgg16_fpn", weights="craft", fpn_strides=[4, 8, 16], trainable_layers=1, **SMALL)
+    model = build_model(cfg)
+    craft = torch.load(f"{easyocr_en_models.model_dir()}/craft_mlt_25k.pth", map_location="cpu", weights_only=True)
+    body = model.backbone.body
+    assert torch.equal(body["24"].weight, craft["module.basenet.slice3.24.weight"])  # conv4_1
+    assert torch.equal(body["37"].weight, craft["module.basenet.slice4.37.weight"])  # conv5_2
+    assert not body["30"].weight.requires_grad and body["40"].weight.requires_grad  # only stage 5 trains
+    maps = model.backbone(torch.rand(1, 3, 128, 128))
+    assert [tuple(v.shape[-2:]) for v in maps.values()] == [(32, 32), (16, 16), (8, 8), (4, 4)]
+    rebuilt = build_model(cfg, load_weights=False)
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    with pytest.raises(Exception, match="fpn_strides"):
+        build_model(ModelConfig(backbone="vgg16_fpn", fpn_strides=[32], **SMALL))

@@ -15,19 +15,20 @@ import yaml
 
 from regiondet.errors import UserError
 
-BACKBONES = ("vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn", "se_vgg16")
+BACKBONES = ("vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn", "vgg16_fpn", "se_vgg16")
 
 
 @dataclass
 class ModelConfig:
     backbone: str = "mobilenet_v2_fpn"
     classes: list[str] = field(default_factory=lambda: ["camera"])
-    # none | deepsort (offline ImageNet MobileNetV2) | craft (offline VGG16-BN text trunk: vgg16, se_vgg16)
+    # none | deepsort (offline ImageNet MobileNetV2) | craft (offline VGG16-BN text trunk: vgg16, vgg16_fpn,
+    # se_vgg16)
     # | imagenet (torchvision download/cache)
     # | torchvision:<WeightsEnum.NAME> | a local .pt/.pth file (backbone or regiondet checkpoint)
     weights: str = "none"
     trainable_layers: int = 3  # trailing backbone stages that train; the rest stay frozen
-    fpn_strides: list[int] = field(default_factory=lambda: [16, 32])  # mobilenet FPN inputs (+ a pooled level)
+    fpn_strides: list[int] = field(default_factory=lambda: [16, 32])  # FPN inputs (+ a pooled level)
     # shorter image side after resizing (thesis: 300, Model 5: 600); a list trains at a random one
     # of them per image (scale jitter) and tests at the last, unless test_min_size says otherwise
     min_size: int | list[int] = 416

@@ -1,4 +1,4 @@
-"""The four backbones of the thesis grid, built from torchvision parts.
+"""The thesis grid's backbones and the text model's, built from torchvision parts.
 
 Each builder returns a `Trunk`: the feature extractor (with `out_channels`), the names
 of the feature maps RoIAlign reads, the RoI output size, and the box head that turns
@@ -49,8 +49,8 @@ def _source_state(cfg: ModelConfig) -> tuple[dict[str, torch.Tensor] | None, str
     if w in ("none", "", None):
         return None, "none"
     if w == "craft":
-        if cfg.backbone not in ("se_vgg16", "vgg16"):
-            raise UserError("weights 'craft' hold a VGG16-BN trunk: use backbone vgg16 or se_vgg16")
+        if cfg.backbone not in ("se_vgg16", "vgg16", "vgg16_fpn"):
+            raise UserError("weights 'craft' hold a VGG16-BN trunk: use backbone vgg16, vgg16_fpn or se_vgg16")
         return {}, "craft"
     if w == "deepsort":
         if cfg.backbone != "mobilenet_v2_fpn":
@@ -139,16 +139,34 @@ def _stride_ends(features: nn.Sequential) -> tuple[dict[int, int], dict[int, int
     return ends, channels
 
 
-def mobilenet_fpn_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> Trunk:
-    """MobileNetV2 / V3-Large features with a 256-channel FPN on the ends of cfg.fpn_strides stages.
+def _fpn_features(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> nn.Sequential:
+    """The feature stack an FPN trunk taps, with cfg.weights loaded into it."""
+    if cfg.backbone == "vgg16_fpn":
+        features = vgg16_features(batch_norm=True, frozen_bn=frozen_bn)
+        if cfg.weights == "craft" and state is not None:
+            load_craft_trunk(features)
+            return features
+    else:
+        name = "mobilenet_v2" if cfg.backbone == "mobilenet_v2_fpn" else "mobilenet_v3_large"
+        net = torchvision.models.__dict__[name]
+        norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+        features = net(norm_layer=norm).features
+    if state is not None:
+        load_by_position(features, _strip(state, "features."), source)
+    return features
+
+
+def fpn_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> Trunk:
+    """MobileNetV2 / V3-Large or VGG16-BN features with a 256-channel FPN on the ends of the
+    cfg.fpn_strides stages, plus a pooled level.
 
     torchvision's mobilenet FPN taps the first block of the last two stages, both at
     stride 32 (13x13 cells on a 416 px image); ending each stage at its own stride keeps
-    a stride-16 map, as the thesis's VGG16 has, for small cameras.
+    a stride-16 map, as the thesis's VGG16 has, for small cameras. VGG16 (stride 16, as
+    CRAFT's text-trained trunk) taps conv3_3 / conv4_3 / conv5_3 at strides 4 / 8 / 16, the
+    maps CRAFT itself upsamples, so small words get a fine map.
     """
-    net = torchvision.models.__dict__["mobilenet_v2" if cfg.backbone == "mobilenet_v2_fpn" else "mobilenet_v3_large"]
-    norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-    features = net(norm_layer=norm).features
+    features = _fpn_features(cfg, state, source, frozen_bn)
     ends, channels = _stride_ends(features.eval())
     bad = [s for s in cfg.fpn_strides if s not in ends]
     if bad:
@@ -164,8 +182,6 @@ def mobilenet_fpn_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: 
         256,
         extra_blocks=LastLevelMaxPool(),
     )
-    if state is not None:
-        load_by_position(fpn.body, _strip(state, "features."), source)
     s = cfg.roi_output_size
     head = TwoMLPHead(fpn.out_channels * s * s, cfg.representation_size)
     return Trunk(fpn, [str(k) for k in range(len(strides))], s, head, cfg.representation_size, len(strides) + 1)
@@ -191,8 +207,9 @@ def se_vgg16_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool)
 BUILDERS = {
     "vgg16": vgg16_trunk,
     "resnet50_c4": resnet50_c4_trunk,
-    "mobilenet_v2_fpn": mobilenet_fpn_trunk,
-    "mobilenet_v3_fpn": mobilenet_fpn_trunk,
+    "mobilenet_v2_fpn": fpn_trunk,
+    "mobilenet_v3_fpn": fpn_trunk,
+    "vgg16_fpn": fpn_trunk,
     "se_vgg16": se_vgg16_trunk,
 }
 
