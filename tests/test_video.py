@@ -151,7 +151,7 @@ def test_live_source_drawn_video_keeps_real_time(trained_run, tmp_path, capsys, 
     assert fps == 5.0 and count == 8 - frames[0]  # from the first frame detected to the last
     assert main(["detect", str(clip), "--model", str(trained_run / "best.pt"), "--stride", "2"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "add --buffered" in err[0]  # refused before any source is opened
+    assert len(err) == 1 and "add --buffered" in err[0]  # refused before any source opens
 
 
 def test_a_missing_camera_is_one_line(trained_run, capsys):

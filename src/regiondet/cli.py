@@ -106,14 +106,14 @@ def cmd_detect(a: argparse.Namespace) -> None:
 
     if a.stride < 1:
         raise UserError("--stride must be at least 1")
+    alert = parse_alert(a.alert) if a.alert else None
+    det = Detector.load(a.model or ("text" if a.task == "text" else DEFAULT_MODEL), score=a.score, overrides=a.set)
     items = _expand_inputs(a.paths, recursive=a.recursive)
     if not items:
         raise UserError(f"no images or videos found in {', '.join(a.paths)}")
     live = [str(f) for f, _ in items if is_live(str(f))]
     if live and a.stride > 1 and not a.buffered:
         raise UserError("--stride: a live source gives its newest frame; add --buffered to stride it", live[0])
-    alert = parse_alert(a.alert) if a.alert else None
-    det = Detector.load(a.model or ("text" if a.task == "text" else DEFAULT_MODEL), score=a.score, overrides=a.set)
     out = Path(a.out) if a.out else None
     failed = 0
     for f, name in items:
