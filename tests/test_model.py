@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 
+from conftest import ICDAR, ROOT
 from regiondet.config import ModelConfig
 from regiondet.models.faster_rcnn import BandMatcher, build_model
 from regiondet.models.weights import deepsort_weights_path
@@ -26,10 +28,12 @@ def targets():
     ]
 
 
-@pytest.mark.parametrize("backbone", ["vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn", "vgg16_fpn"])
+@pytest.mark.parametrize(
+    "backbone", ["vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn", "vgg16_fpn", "craft_fpn"]
+)
 def test_backbone_trains_and_predicts(backbone):
     torch.manual_seed(0)
-    strides = {"fpn_strides": [8, 16]} if backbone == "vgg16_fpn" else {}
+    strides = {"fpn_strides": [8, 16]} if backbone in ("vgg16_fpn", "craft_fpn") else {}
     model = build_model(ModelConfig(backbone=backbone, classes=["camera", "phone"], **strides, **SMALL))
     model.train()
     losses = model([torch.rand(3, 128, 128), torch.rand(3, 128, 160)], targets())
@@ -181,3 +185,62 @@ def test_vgg16_fpn_taps_craft_conv3_to_conv5_at_strides_4_to_16():
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
     with pytest.raises(Exception, match="fpn_strides"):
         build_model(ModelConfig(backbone="vgg16_fpn", fpn_strides=[32], **SMALL))
+
+
+def test_craft_fpn_is_craft_up_to_its_score_head(tmp_path):
+    """craft_fpn's decoder gives the same maps as EasyOCR's own CRAFT on a real scene, and an
+    FPN reads them at the chosen strides; only the last decoder blocks train."""
+    import easyocr_en_models
+    from easyocr.craft import CRAFT
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
+
+    cfg = ModelConfig(backbone="craft_fpn", weights="craft", fpn_strides=[2, 4, 8, 16], trainable_layers=2, **SMALL)
+    model = build_model(cfg).eval()
+    state = torch.load(f"{easyocr_en_models.model_dir()}/craft_mlt_25k.pth", map_location="cpu", weights_only=True)
+    reference = CRAFT()
+    reference.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+    image = TF.to_dtype(TF.pil_to_tensor(Image.open(ICDAR / "images" / "img_1.jpg").convert("RGB")), scale=True)
+    x = TF.normalize(image[:, 200:360, 400:640], [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])[None]
+    with torch.no_grad():
+        _, feature = reference.eval()(x)
+        maps = model.backbone.body(x)
+        pyramid = model.backbone(x)
+    assert torch.allclose(maps["0"], feature, atol=1e-4)  # stride 2, built from the coarser three
+    assert [tuple(v.shape[-2:]) for v in pyramid.values()] == [(80, 120), (40, 60), (20, 30), (10, 15), (5, 8)]
+    body = model.backbone.body
+    assert not body.upconv2.conv[0].weight.requires_grad and body.upconv3.conv[0].weight.requires_grad
+    rebuilt = build_model(cfg, load_weights=False)
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    coarse = build_model(ModelConfig(backbone="craft_fpn", fpn_strides=[8, 16], **SMALL))
+    assert not hasattr(coarse.backbone.body, "upconv3")  # nothing finer than asked is run
+    with pytest.raises(Exception, match="fpn_strides"):
+        build_model(ModelConfig(backbone="craft_fpn", fpn_strides=[32], **SMALL))
+    vgg = torchvision.models.vgg16_bn().features.state_dict()
+    torch.save({f"features.{k}": v for k, v in vgg.items()}, tmp_path / "vgg16_bn.pth")
+    own = build_model(
+        ModelConfig(backbone="craft_fpn", weights=str(tmp_path / "vgg16_bn.pth"), fpn_strides=[16], **SMALL)
+    )
+    assert torch.equal(getattr(own.backbone.body.basenet.slice4, "37").weight, vgg["37.weight"])  # conv5_2, by position
+    torch.save(model.state_dict(), tmp_path / "craft_fpn.pt")
+    again = build_model(
+        ModelConfig(backbone="craft_fpn", weights=str(tmp_path / "craft_fpn.pt"), fpn_strides=[16], **SMALL)
+    )
+    assert torch.equal(again.backbone.body.upconv1.conv[3].weight, body.upconv1.conv[3].weight)  # by name
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_builds_its_model(path):
+    """A config in configs/ (or every cell of a grid file) validates and assembles, so a
+    recipe in the docs cannot rot when a backbone or setting changes."""
+    from regiondet.config import config_from_dict, load_config
+    from regiondet.experiments.grid import load_grid
+    from regiondet.io import read_yaml
+
+    if "axes" in read_yaml(path, "config"):
+        configs = [config_from_dict(cell.config, cell.name) for cell in load_grid(path)[1]]
+    else:
+        configs = [load_config(path)]
+    for cfg in configs:
+        model = build_model(cfg.model, load_weights=False)
+        assert model.roi_heads.box_predictor.cls_score.out_features == len(cfg.model.classes) + 1

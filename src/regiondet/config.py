@@ -15,15 +15,15 @@ import yaml
 
 from regiondet.errors import UserError
 
-BACKBONES = ("vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn", "vgg16_fpn", "se_vgg16")
+BACKBONES = ("vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn", "vgg16_fpn", "craft_fpn", "se_vgg16")
 
 
 @dataclass
 class ModelConfig:
     backbone: str = "mobilenet_v2_fpn"
     classes: list[str] = field(default_factory=lambda: ["camera"])
-    # none | deepsort (offline ImageNet MobileNetV2) | craft (offline VGG16-BN text trunk: vgg16, vgg16_fpn,
-    # se_vgg16)
+    # none | deepsort (offline ImageNet MobileNetV2) | craft (offline CRAFT text detector: all of it
+    # for craft_fpn, its VGG16-BN trunk for vgg16, vgg16_fpn, se_vgg16)
     # | imagenet (torchvision download/cache)
     # | torchvision:<WeightsEnum.NAME> | a local .pt/.pth file (backbone or regiondet checkpoint)
     weights: str = "none"

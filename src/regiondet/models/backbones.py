@@ -21,7 +21,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from regiondet.config import ModelConfig
 from regiondet.errors import UserError
-from regiondet.models.se_vgg import load_craft_trunk, vgg16_features
+from regiondet.models.craft import CraftDecoder, CraftFPN, load_craft_state
+from regiondet.models.se_vgg import craft_trunk_path, load_craft_trunk, vgg16_features
 from regiondet.models.weights import (
     IMAGENET,
     deepsort_weights_path,
@@ -49,8 +50,10 @@ def _source_state(cfg: ModelConfig) -> tuple[dict[str, torch.Tensor] | None, str
     if w in ("none", "", None):
         return None, "none"
     if w == "craft":
-        if cfg.backbone not in ("se_vgg16", "vgg16", "vgg16_fpn"):
-            raise UserError("weights 'craft' hold a VGG16-BN trunk: use backbone vgg16, vgg16_fpn or se_vgg16")
+        if cfg.backbone not in ("se_vgg16", "vgg16", "vgg16_fpn", "craft_fpn"):
+            raise UserError(
+                "weights 'craft' hold a VGG16-BN text detector: use backbone craft_fpn, vgg16, vgg16_fpn or se_vgg16"
+            )
         return {}, "craft"
     if w == "deepsort":
         if cfg.backbone != "mobilenet_v2_fpn":
@@ -187,6 +190,32 @@ def fpn_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> T
     return Trunk(fpn, [str(k) for k in range(len(strides))], s, head, cfg.representation_size, len(strides) + 1)
 
 
+def craft_fpn_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> Trunk:
+    """The whole CRAFT text detector minus its score head, with an FPN on the decoder maps at
+    cfg.fpn_strides (from 2, 4, 8, 16) plus a pooled level.
+
+    Weights: 'craft' (offline), a CRAFT or regiondet craft_fpn checkpoint file (by name), or
+    VGG16-BN classification weights ('imagenet', a file), which fill the trunk only.
+    """
+    decoder = CraftDecoder(cfg.fpn_strides, frozen_bn)
+    if state:
+        state = _strip(state, "backbone.body.")  # a regiondet craft_fpn checkpoint: by name
+    if cfg.weights == "craft" and state is not None:
+        path = craft_trunk_path()
+        load_craft_state(decoder, torch.load(path, map_location="cpu", weights_only=True), str(path))
+    elif state is not None and any(k.removeprefix("module.").startswith("upconv1.") for k in state):
+        load_craft_state(decoder, state, source)
+    elif state is not None:
+        b = decoder.basenet
+        load_by_position(nn.ModuleList([b.slice1, b.slice2, b.slice3, b.slice4]), _strip(state, "features."), source)
+    _freeze(decoder.stages(), cfg.trainable_layers)
+    fpn = CraftFPN(decoder)
+    s = cfg.roi_output_size
+    head = TwoMLPHead(fpn.out_channels * s * s, cfg.representation_size)
+    n = len(decoder.strides)
+    return Trunk(fpn, [str(k) for k in range(n)], s, head, cfg.representation_size, n + 1)
+
+
 def se_vgg16_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> Trunk:
     """ATRR's SE-VGG16 (VGG16-BN + SE blocks, stride 16) with an fc6/fc7 head."""
     from regiondet.models.se_vgg import SEVGG16
@@ -210,6 +239,7 @@ BUILDERS = {
     "mobilenet_v2_fpn": fpn_trunk,
     "mobilenet_v3_fpn": fpn_trunk,
     "vgg16_fpn": fpn_trunk,
+    "craft_fpn": craft_fpn_trunk,
     "se_vgg16": se_vgg16_trunk,
 }
 

@@ -17,6 +17,7 @@ IMAGENET = {
     "mobilenet_v2_fpn": "MobileNet_V2_Weights.IMAGENET1K_V1",
     "mobilenet_v3_fpn": "MobileNet_V3_Large_Weights.IMAGENET1K_V1",
     "vgg16_fpn": "VGG16_BN_Weights.IMAGENET1K_V1",
+    "craft_fpn": "VGG16_BN_Weights.IMAGENET1K_V1",
     "se_vgg16": "VGG16_BN_Weights.IMAGENET1K_V1",
 }
 
