@@ -56,10 +56,13 @@ def test_onnx_bad_inputs_are_one_line_errors(trained_run, tmp_path, capsys):
 
 
 def test_text_model_exports_with_its_point_pairs(tmp_path, capsys):
-    """The shipped text model in ONNX Runtime: the same words and the same outlines."""
+    """The shipped text model in ONNX Runtime: the same words and the same outlines. At score 0.5
+    the random image the export traces gets fewer words than the scene, so no detection count
+    may be frozen into the graph."""
     onnx_path = tmp_path / "text.onnx"
-    assert main(["export", "text", str(onnx_path)]) == 0
-    onnx_det, torch_det = Detector.load(onnx_path), Detector.load("text")
+    fewer = ["model.box_score_thresh=0.5"]
+    assert main(["export", "text", str(onnx_path), "--set", fewer[0]]) == 0
+    onnx_det, torch_det = Detector.load(onnx_path), Detector.load("text", overrides=fewer)
     scene = sorted(ICDAR.glob("images/*.jpg"))[0]  # 1280 x 720, traced at 720 x 720
     a, b = torch_det.predict(scene), onnx_det.predict(scene)
     assert len(a.scores) > 0 and len(b.scores) == len(a.scores)

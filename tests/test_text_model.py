@@ -68,11 +68,16 @@ def test_text_heads_train_and_predict_polygons():
     sum(losses.values()).backward()
     assert model.roi_heads.pair_head.lstm.weight_hh_l0.grad.abs().sum() > 0
     model.eval()
+    first, second = torch.rand(3, 256, 320), torch.rand(3, 200, 240)
     with torch.no_grad():
-        out = model([torch.rand(3, 256, 320)])[0]  # resized inside; outlines come back in input pixels
+        out = model([first])[0]  # resized inside; outlines come back in input pixels
+        both = model([first, second])  # the larger image first: its padded tensor is the same
     n = len(out["boxes"])
     assert out["keypoints"].shape == (n, 8, 2) and out["num_pairs"].shape == (n,)
     assert ((out["num_pairs"] >= 2) & (out["num_pairs"] <= 4)).all()
+    assert torch.allclose(both[0]["keypoints"], out["keypoints"], atol=1e-4)  # each image gets its own rows
+    assert torch.equal(both[0]["num_pairs"], out["num_pairs"])
+    assert both[1]["keypoints"].shape == (len(both[1]["boxes"]), 8, 2)
 
 
 def test_text_training_evaluate_detect(tmp_path, capsys):

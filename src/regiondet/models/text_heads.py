@@ -108,20 +108,15 @@ class TextRoIHeads(RoIHeads):
         boxes, scores, labels = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
         det_features = self.box_head(self.box_roi_pool(features, boxes, image_shapes))
         rel, stop = self.pair_head(det_features)
-        results, offset = [], 0
-        for b, s, lab in zip(boxes, scores, labels, strict=True):
-            n = len(b)
-            pts = decode_pairs(rel[offset : offset + n], b).flatten(1, 2)
+        if len(boxes) == 1:  # no slicing: a traced len(b) would freeze the example's detection count
+            rels, stops = [rel], [stop]
+        else:
+            counts = [len(b) for b in boxes]
+            rels, stops = rel.split(counts), stop.split(counts)
+        results = []
+        for b, s, lab, r, st in zip(boxes, scores, labels, rels, stops, strict=True):
+            pts = decode_pairs(r, b).flatten(1, 2)
             if torch.jit.is_tracing():  # torchvision's traced keypoint resize wants (x, y, visibility)
                 pts = torch.cat([pts, torch.ones_like(pts[..., :1])], dim=-1)
-            results.append(
-                {
-                    "boxes": b,
-                    "scores": s,
-                    "labels": lab,
-                    "keypoints": pts,
-                    "num_pairs": pair_counts(stop[offset : offset + n]),
-                }
-            )
-            offset += n
+            results.append({"boxes": b, "scores": s, "labels": lab, "keypoints": pts, "num_pairs": pair_counts(st)})
         return results, {}
