@@ -22,7 +22,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from regiondet.config import ModelConfig
 from regiondet.errors import UserError
 from regiondet.models.craft import CraftDecoder, CraftFPN, load_craft_state
-from regiondet.models.se_vgg import craft_trunk_path, load_craft_trunk, vgg16_features
+from regiondet.models.se_vgg import craft_state, load_craft_trunk, vgg16_features
 from regiondet.models.weights import (
     IMAGENET,
     deepsort_weights_path,
@@ -201,8 +201,8 @@ def craft_fpn_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool
     if state:
         state = _strip(state, "backbone.body.")  # a regiondet craft_fpn checkpoint: by name
     if cfg.weights == "craft" and state is not None:
-        path = craft_trunk_path()
-        load_craft_state(decoder, torch.load(path, map_location="cpu", weights_only=True), str(path))
+        craft, path = craft_state()
+        load_craft_state(decoder, craft, str(path))
     elif state is not None and any(k.removeprefix("module.").startswith("upconv1.") for k in state):
         load_craft_state(decoder, state, source)
     elif state is not None:

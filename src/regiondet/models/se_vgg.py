@@ -15,6 +15,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from regiondet.errors import UserError
+from regiondet.models.weights import load_state_dict_file
 
 
 def vgg16_features(batch_norm: bool = True, frozen_bn: bool = False) -> nn.Sequential:
@@ -88,6 +89,12 @@ def craft_trunk_path() -> Path:
     return path
 
 
+def craft_state() -> tuple[dict[str, torch.Tensor], Path]:
+    """CRAFT's whole state dict (keys 'module.basenet...', 'module.upconv1...') and its file."""
+    path = craft_trunk_path()
+    return load_state_dict_file(path), path
+
+
 def load_craft_trunk(features: nn.Module) -> int:
     """Copy CRAFT's basenet (VGG16-BN conv1_1..conv5_2, trained on text) into a torchvision
     vgg16_bn feature stack; returns the number of tensors copied.
@@ -95,8 +102,7 @@ def load_craft_trunk(features: nn.Module) -> int:
     CRAFT keeps torchvision's layer indices inside its slices ('basenet.slice4.38.weight' is
     features.38.weight), so tensors map by name; conv5_3 stays freshly initialised.
     """
-    path = craft_trunk_path()
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state, path = craft_state()
     own = features.state_dict()
     picked = {}
     for key, value in state.items():
