@@ -86,6 +86,7 @@ def test_unknown_class_is_named():
         (["data", "stats", "voc:/nonexistent"], "VOC folder not found"),
         (["data", "stats", "nonsense"], "cannot tell the format"),
         (["detect", "/nonexistent.jpg", "--model", "/nonexistent.pt"], "checkpoint not found"),
+        (["detect", "/nonexistent.jpg", "--model", "txt"], "nor a shipped model (default, camera_phone, text"),
         (["train", "/nonexistent.yaml"], "config file not found"),
     ],
 )

@@ -45,14 +45,17 @@ class Prediction:
 
 
 def resolve_model_path(path_or_name: str | Path) -> Path:
-    """A shipped model's name ('default', 'camera_phone') or a file path."""
+    """A shipped model's name (see MODELS) or a file path."""
     name = str(path_or_name)
     if name in MODELS:
         path = ZOO / MODELS[name]
         if not path.is_file():
             raise UserError(f"shipped model '{name}' is not in this version of regiondet (no {path.name})", path)
         return path
-    return Path(name)
+    path = Path(name)
+    if not path.exists() and not path.suffix and len(path.parts) == 1:  # a mistyped name, not a file
+        raise UserError(f"no such file, nor a shipped model ({', '.join(MODELS)})", path)
+    return path
 
 
 def model_from_checkpoint(path: Path, overrides: list[str] | None = None) -> tuple[torch.nn.Module, Config, dict]:
