@@ -109,6 +109,23 @@ def test_export_half_precision(trained_run, tmp_path):
     np.testing.assert_allclose(half.scores[:3], full.scores[:3], atol=0.02)
 
 
+def test_export_gzip_compressed(trained_run, tmp_path, capsys):
+    """A name ending in .gz is written compressed and loads back to the same detections; a
+    damaged one is a one-line error naming it."""
+    plain, packed = tmp_path / "m.pt", tmp_path / "m.pt.gz"
+    for out in (plain, packed):
+        assert main(["export", str(trained_run / "best.pt"), str(out)]) == 0
+    assert packed.stat().st_size < plain.stat().st_size
+    path = sorted(CAMERA_VALID.glob("*.jpg"))[0]
+    a, b = (Detector.load(p, score=0.0).predict(path) for p in (plain, packed))
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    (tmp_path / "cut.pt.gz").write_bytes(packed.read_bytes()[:1000])
+    capsys.readouterr()
+    assert main(["detect", str(path), "--model", str(tmp_path / "cut.pt.gz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cut.pt.gz" in err and "cannot read checkpoint" in err and "\n" not in err
+
+
 def test_inference_settings_change_at_load_and_export_but_weights_shapes_do_not(trained_run, tmp_path, capsys):
     from regiondet.engine.checkpoint import read_checkpoint
 

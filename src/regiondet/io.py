@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -53,4 +55,19 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    _atomic(path, lambda f: torch.save(obj, f))
+    """torch.save, gzip-compressed when the name ends in .gz (fp16 weights shrink by ~9 %)."""
+    if Path(path).name.endswith(".gz"):
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        _atomic(path, lambda f: f.write(gzip.compress(buf.getvalue(), compresslevel=6, mtime=0)))
+    else:
+        _atomic(path, lambda f: torch.save(obj, f))
+
+
+def torch_load_safe(path: Path) -> Any:
+    """torch.load with weights_only=True on the CPU; a name ending in .gz is decompressed first."""
+    path = Path(path)
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rb") as f:
+            return torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True)

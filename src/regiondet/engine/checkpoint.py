@@ -10,7 +10,7 @@ from torch import nn
 
 from regiondet.config import Config, config_from_dict
 from regiondet.errors import UserError
-from regiondet.io import atomic_torch_save
+from regiondet.io import atomic_torch_save, torch_load_safe
 
 KIND = "regiondet.detector"
 FORMAT = 1
@@ -30,7 +30,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError("checkpoint not found", path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch_load_safe(path)
     except Exception as e:  # corrupt, truncated, or pickled objects outside the safe list
         reason = f"cannot read checkpoint ({e.__class__.__name__}); corrupt or not made by regiondet"
         raise UserError(reason, path) from None

