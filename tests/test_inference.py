@@ -215,3 +215,18 @@ def test_speed_benchmark_times_both_variants_and_every_stage(trained_run, tmp_pa
     assert "| as loaded |" in printed and "| backbone.body |" in printed
     assert main(["benchmark", "speed", "--images", str(tmp_path / "missing")]) != 0
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_every_shipped_model_loads_with_its_card_and_fits_its_size_limit():
+    """Each name in MODELS resolves to a file in the package that loads (weights_only), has a
+    model card beside it, and stays within the size the issues set (camera 25 MB, text 60 MB)."""
+    from regiondet.inference.predictor import MODELS, ZOO
+
+    limits = {"camera_phone.pt": 25e6, "text.pt.gz": 60e6, "text_fast.pt": 60e6}
+    assert set(MODELS.values()) == set(limits)
+    for name, file in MODELS.items():
+        det = Detector.load(name)
+        path = ZOO / file
+        assert path.stat().st_size <= limits[file], file
+        assert (ZOO / (file.split(".")[0] + ".md")).is_file(), file
+        assert det.config.model.task == ("text" if name.startswith("text") else "box")
