@@ -72,3 +72,29 @@ def test_detections_on_negative_images_are_false_positives():
     r = voc_ap([det((A, 0.95)), det((FAR, 0.99))], [gt(A), gt()])
     np.testing.assert_allclose(r.precision, [0.0, 0.5])
     assert r.ap == pytest.approx(0.5)
+
+
+def _areas(s) -> np.ndarray:
+    return (s.boxes[:, 2] - s.boxes[:, 0]) * (s.boxes[:, 3] - s.boxes[:, 1])
+
+
+def test_coco_size_splits_find_the_missed_large_objects():
+    """Real camera photos without small boxes: answer the medium boxes exactly, miss the large ones."""
+    from regiondet.data.spec import load_spec
+    from regiondet.evaluation.coco import coco_metrics
+
+    samples = [
+        s for s in load_spec("voc:../shared/data/openimages-camera/valid?limit=40") if (_areas(s) >= 32**2).all()
+    ]
+    large = np.concatenate([_areas(s) > 96**2 for s in samples])
+    assert large.any() and (~large).any()  # the slice holds both kinds
+    preds, k = [], 0
+    for s in samples:
+        keep = ~large[k : k + len(s.boxes)]
+        k += len(s.boxes)
+        preds.append({"boxes": s.boxes[keep], "scores": np.ones(keep.sum()), "labels": np.ones(keep.sum(), int)})
+    m = coco_metrics(samples, preds, ["camera"])
+    assert m["coco_ap_large"] == 0.0 and m["coco_ar_large"] == 0.0
+    assert m["coco_ap_medium"] == pytest.approx(1.0) and m["coco_ar_medium"] == pytest.approx(1.0)
+    assert m["coco_ar100"] == pytest.approx((~large).mean(), abs=1e-6)
+    assert m["coco_ap_small"] is None and m["coco_ar_small"] is None  # no small object: None, not COCO's -1

@@ -53,7 +53,7 @@ def evaluate(
     plot_path: Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Metrics dict: map50, ap50_per_class, coco_ap/ap50/ap75, no_detection_rate,
+    """Metrics dict: map50, ap50_per_class, coco_ap/ap50/ap75 and by size (coco.SPLITS), no_detection_rate,
     negatives_with_detection_rate, latency_ms_median / p90, counts.
 
     Samples' labels must already be model class names (see ClassMapper).
