@@ -13,7 +13,9 @@ Formats (extra in brackets):
 A SPEC without a format is guessed: *.yaml -> yolo, *.json -> coco, *.txt -> txt, a folder
 with .xml files -> voc. Options after '?':
   part=holdout|rest, fraction=0.1, seed=0   seeded split by photo group (copies stay together)
-  limit=N                                   first N images after any split (for quick runs)
+  skip=N                                    drop the first N images after any split (with limit,
+                                            disjoint slices: validate on limit=50, test on skip=50)
+  limit=N                                   first N images after any split and skip (quick runs)
   repeat=R                                  weight in a training mix: R=2 lists every image twice,
                                             R=0.5 keeps a seeded half (e.g. line-level labels
                                             in a word-level mix)
@@ -54,7 +56,7 @@ READERS: dict[str, Reader] = {
     "ctw1500": read_ctw1500,
     "totaltext": read_totaltext,
 }
-OPTIONS = {"part", "fraction", "seed", "limit", "repeat"}
+OPTIONS = {"part", "fraction", "seed", "skip", "limit", "repeat"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class Spec:
     seed: int = 0
     limit: int | None = None
     repeat: float = 1.0
+    skip: int = 0
 
     def __str__(self) -> str:
         return self.text
@@ -77,6 +80,8 @@ class Spec:
         opts = []
         if self.part:
             opts += [f"part={self.part}", f"fraction={self.fraction}", f"seed={self.seed}"]
+        if self.skip:
+            opts.append(f"skip={self.skip}")
         if self.limit:
             opts.append(f"limit={self.limit}")
         if self.repeat != 1.0:
@@ -124,11 +129,14 @@ def parse_spec(text: str) -> Spec:
             seed=int(opts.get("seed", 0)),
             limit=int(opts["limit"]) if "limit" in opts else None,
             repeat=float(opts.get("repeat", 1.0)),
+            skip=int(opts.get("skip", 0)),
         )
     except ValueError:
         raise UserError(f"bad option value in SPEC '{text}'") from None
     if spec.part not in (None, "holdout", "rest"):
         raise UserError(f"part must be 'holdout' or 'rest' in SPEC '{text}'")
+    if spec.skip < 0:
+        raise UserError(f"skip must be 0 or more in SPEC '{text}'")
     if not spec.repeat > 0:
         raise UserError(f"repeat must be above 0 in SPEC '{text}'")
     return spec
@@ -143,6 +151,7 @@ def load_spec(spec: str | Spec, report: LoadReport | None = None) -> list[Sample
     if spec.part:
         rest, holdout = split_by_group(samples, spec.fraction, spec.seed)
         samples = holdout if spec.part == "holdout" else rest
+    samples = samples[spec.skip :]
     if spec.limit:
         samples = samples[: spec.limit]
     samples = [clean_boxes(s, report) for s in samples]  # after selecting: the counts are of what is used
