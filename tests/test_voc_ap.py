@@ -98,3 +98,6 @@ def test_coco_size_splits_find_the_missed_large_objects():
     assert m["coco_ap_medium"] == pytest.approx(1.0) and m["coco_ar_medium"] == pytest.approx(1.0)
     assert m["coco_ar100"] == pytest.approx((~large).mean(), abs=1e-6)
     assert m["coco_ap_small"] is None and m["coco_ar_small"] is None  # no small object: None, not COCO's -1
+    nothing = [{"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0, int)} for _ in samples]
+    m = coco_metrics(samples, nothing, ["camera"])
+    assert m["coco_ap_large"] == m["coco_ar_medium"] == m["coco_ar100"] == 0.0 and m["coco_ap_small"] is None
