@@ -44,14 +44,8 @@ def coco_metrics(
                     "score": float(score),
                 }
             )
-    if not dets or not gt["annotations"]:
-        # nothing detected: 0 wherever there was something to find, as COCOeval would say
-        areas = [a["area"] for a in gt["annotations"] if not a["iscrowd"]]
-        found = {"small": any(a < 32**2 for a in areas), "medium": any(32**2 <= a < 96**2 for a in areas)}
-        found |= {"large": any(a >= 96**2 for a in areas), "ar100": bool(areas)}
-        return {k: 0.0 for k in ("coco_ap", "coco_ap50", "coco_ap75")} | {
-            k: 0.0 if found[k.rsplit("_", 1)[1]] else None for k in SPLITS
-        }
+    if not gt["annotations"]:
+        return {k: 0.0 for k in ("coco_ap", "coco_ap50", "coco_ap75")} | dict.fromkeys(SPLITS)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(gt)
         ev = COCOeval_faster(coco_gt, coco_gt.loadRes(dets), iouType="bbox")
