@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import yaml
@@ -70,6 +71,27 @@ def test_grid_and_report(tmp_path, capsys):
     assert drawn == ["negative", "negative", "val", "val"]  # both negatives: those that fired, else the first
     assert (cell / "last.pt").stat().st_mtime_ns == trained  # nothing trained again
     assert len(list((tmp_path / "grid" / "rois-16" / "samples").glob("val_*.jpg"))) == 1
+
+    # The report records each cell beside itself, so a cell whose run folder is gone (another
+    # machine, a deleted runs/) stays in the table; a run folder wins over its record.
+    record = tmp_path / "docs" / "experiments" / "cells"
+    assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 0
+    before = out.read_text()
+    assert sorted(x.name for x in (record / "rois-16").iterdir()) == ["eval.json", "metrics.csv", "samples"]
+    assert not list(record.glob("*/samples/negative_*"))
+    kept = json.loads((record / "rois-16" / "eval.json").read_text())
+    shutil.rmtree(tmp_path / "grid" / "rois-16")
+    assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 0
+    assert out.read_text() == before
+    assert json.loads((record / "rois-16" / "eval.json").read_text()) == kept
+    (record / "rois-4" / "eval.json").write_text(json.dumps({**kept, "cell": "rois-4", "map50": 2.0}))
+    assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 0
+    assert out.read_text() == before and json.loads((record / "rois-4" / "eval.json").read_text())["map50"] <= 1
+    (record / "rois-16" / "eval.json").write_text("{")
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "rois-16/eval.json" in err and "unreadable" in err
 
 
 def test_grid_cells_pick_a_fractional_design_and_bad_cells_name_the_file(tmp_path, capsys):
