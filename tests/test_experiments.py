@@ -146,3 +146,21 @@ def test_findings_compare_only_cells_that_differ_in_one_axis():
     assert [[c["cell"] for c in g] for _, g in by_rois] == [["mnv2-50", "mnv2-256"], ["vgg-50", "vgg-4"]]
     text = " ".join(findings(cells))
     assert "at rois 50: `vgg` 0.700" in text and "`mnv2` 0.600" in text and "at backbone mnv2: `50` 0.600" in text
+
+
+def test_a_seed_axis_states_the_noise_floor_after_the_other_findings():
+    from regiondet.experiments.report import findings
+
+    def cell(rois, seed, m):
+        return {
+            "cell": f"{rois}-{seed}",
+            "axes": {"rois": rois, "seed": seed},
+            "map50": m,
+            "no_detection_rate": 0.1,
+            "negatives_with_detection_rate": 0.0,
+            "latency_ms_median": 100.0,
+        }
+
+    paragraphs = findings([cell("4", "0", 0.5), cell("4", "1", 0.44), cell("50", "0", 0.7), cell("50", "1", 0.68)])
+    assert [p.split(".**")[0] for p in paragraphs] == ["**Best cell", "**rois", "**seed"]
+    assert "differs by up to 0.060 mAP50" in paragraphs[-1]
