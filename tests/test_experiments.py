@@ -87,6 +87,12 @@ def test_grid_and_report(tmp_path, capsys):
     (record / "rois-4" / "eval.json").write_text(json.dumps({**kept, "cell": "rois-4", "map50": 2.0}))
     assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 0
     assert out.read_text() == before and json.loads((record / "rois-4" / "eval.json").read_text())["map50"] <= 1
+    assert main(["report", str(tmp_path / "grid"), "--out", str(out), "--grid", str(path)]) == 0
+    assert "Still to run" not in out.read_text()
+    shutil.rmtree(record / "rois-16")
+    assert main(["report", str(tmp_path / "grid"), "--out", str(out), "--grid", str(path)]) == 0
+    assert "Still to run (1 of the grid's 2 cells): `rois-16`" in out.read_text()
+    (record / "rois-16").mkdir()
     (record / "rois-16" / "eval.json").write_text("{")
     capsys.readouterr()
     assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 2

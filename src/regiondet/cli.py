@@ -221,7 +221,12 @@ def cmd_grid(a: argparse.Namespace) -> None:
 def cmd_report(a: argparse.Namespace) -> None:
     from regiondet.experiments.report import write_report
 
-    n = write_report(Path(a.runs), Path(a.out))
+    pending = []
+    if a.grid:
+        from regiondet.experiments.grid import load_grid
+
+        pending = [c.name for c in load_grid(Path(a.grid))[1]]
+    n = write_report(Path(a.runs), Path(a.out), pending=pending)
     print(f"{a.out}: {n} cells")
 
 
@@ -337,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="write the Markdown report of a grid's finished cells")
     r.add_argument("runs", help="the grid's out folder")
     r.add_argument("--out", default="docs/experiments.md")
+    r.add_argument("--grid", help="the grid file: its cells without a result are listed as still to run")
     r.set_defaults(func=cmd_report)
 
     b = sub.add_parser("benchmark", help="speed, and comparisons with other detectors").add_subparsers(

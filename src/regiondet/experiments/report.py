@@ -62,8 +62,8 @@ def load_cells(root: Path, record: Path | None = None) -> list[dict]:
         c["recorded"] = False
     if record is not None:
         for ev in sorted(Path(record).glob("*/eval.json")):
-            c = _read_cell(ev.parent)
-            if c["cell"] not in cells:
+            if ev.parent.name not in cells:
+                c = _read_cell(ev.parent)
                 cells[c["cell"]] = {**c, "recorded": True}
     return list(cells.values())
 
@@ -173,8 +173,11 @@ def plot_curves(cells: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(root: Path, out: Path, title: str = "Experiments: the thesis's chapter 5 on a CPU") -> int:
-    """Write the Markdown report and its figures; returns the number of cells reported."""
+def write_report(
+    root: Path, out: Path, title: str = "Experiments: the thesis's chapter 5 on a CPU", pending: list[str] = ()
+) -> int:
+    """Write the Markdown report and its figures; returns the number of cells reported.
+    `pending`: the grid's cell names; those without a result are listed as still to run."""
     out = Path(out)
     media = out.parent / out.stem
     record = media / "cells"
@@ -215,6 +218,10 @@ def write_report(root: Path, out: Path, title: str = "Experiments: the thesis's 
         f"Rates at score {score}; latency is the median model forward per image, batch 1, on this machine.",
         "",
     ]
+    todo = [n for n in pending if n not in {c["cell"] for c in cells}]
+    if todo:
+        names = ", ".join(f"`{n}`" for n in todo)
+        lines += [f"Still to run ({len(todo)} of the grid's {len(pending)} cells): {names}", ""]
     lines += [
         "Thesis (200 test photos, Tesla K80):",
         "",
