@@ -89,6 +89,13 @@ def test_grid_and_report(tmp_path, capsys):
     assert out.read_text() == before and json.loads((record / "rois-4" / "eval.json").read_text())["map50"] <= 1
     assert main(["report", str(tmp_path / "grid"), "--out", str(out), "--grid", str(path)]) == 0
     assert "Still to run" not in out.read_text()
+    # A grid that names its report counts recorded cells as finished: nothing is trained again.
+    path.write_text(yaml.safe_dump({**grid, "report": str(out)}, sort_keys=False))
+    capsys.readouterr()
+    assert main(["grid", str(path), "--list"]) == 0
+    assert capsys.readouterr().out.split() == ["done", "rois-4", "recorded", "rois-16"]
+    assert main(["--quiet", "grid", str(path)]) == 0
+    assert not (tmp_path / "grid" / "rois-16").exists()
     shutil.rmtree(record / "rois-16")
     assert main(["report", str(tmp_path / "grid"), "--out", str(out), "--grid", str(path)]) == 0
     assert "Still to run (1 of the grid's 2 cells): `rois-16`" in out.read_text()

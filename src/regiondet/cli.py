@@ -205,14 +205,12 @@ def cmd_convert(a: argparse.Namespace) -> None:
 
 
 def cmd_grid(a: argparse.Namespace) -> None:
-    from regiondet.experiments.grid import load_grid, run_grid
+    from regiondet.experiments.grid import cell_state, load_grid, run_grid
 
     if a.list:
-        _, cells = load_grid(Path(a.grid))
+        g, cells = load_grid(Path(a.grid))
         for c in cells:
-            out = Path(c.config["train"]["out"])
-            state = "done" if (out / "eval.json").is_file() else "started" if (out / "last.pt").is_file() else "todo"
-            print(f"{state:8s} {c.name}")
+            print(f"{cell_state(g, c):8s} {c.name}")
         return
     for out in run_grid(Path(a.grid), a.only, progress=not a.quiet, reevaluate=a.reevaluate):
         print(out)
@@ -221,13 +219,16 @@ def cmd_grid(a: argparse.Namespace) -> None:
 def cmd_report(a: argparse.Namespace) -> None:
     from regiondet.experiments.report import write_report
 
-    pending = []
+    pending, out = [], a.out
     if a.grid:
         from regiondet.experiments.grid import load_grid
 
-        pending = [c.name for c in load_grid(Path(a.grid))[1]]
-    n = write_report(Path(a.runs), Path(a.out), pending=pending)
-    print(f"{a.out}: {n} cells")
+        g, cells = load_grid(Path(a.grid))
+        pending = [c.name for c in cells]
+        out = out or g.get("report")
+    out = out or "docs/experiments.md"
+    n = write_report(Path(a.runs), Path(out), pending=pending)
+    print(f"{out}: {n} cells")
 
 
 def cmd_synth(a: argparse.Namespace) -> None:
@@ -341,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_grid)
     r = sub.add_parser("report", help="write the Markdown report of a grid's finished cells")
     r.add_argument("runs", help="the grid's out folder")
-    r.add_argument("--out", default="docs/experiments.md")
+    r.add_argument("--out", help="the page (default: the grid's `report`, else docs/experiments.md)")
     r.add_argument("--grid", help="the grid file: its cells without a result are listed as still to run")
     r.set_defaults(func=cmd_report)
 

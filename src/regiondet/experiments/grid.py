@@ -2,9 +2,10 @@
 
 A grid file holds a base config, named axes whose values are partial configs, and the
 evaluation sets; optionally `cells`, the axis combinations to run (a fractional design) when
-the full product would cost too much. Each cell trains into <out>/<cell>/, then writes eval.json and a few
-drawn detections; finished cells are skipped, interrupted ones resumed, so a grid can
-run across sessions.
+the full product would cost too much; optionally `report`, the page `regiondet report` writes,
+whose recorded cells count as finished. Each cell trains into <out>/<cell>/, then writes
+eval.json and a few drawn detections; finished cells are skipped, interrupted ones resumed, so a
+grid can run across sessions and machines.
 """
 
 from __future__ import annotations
@@ -18,6 +19,27 @@ from pathlib import Path
 from regiondet.config import config_from_dict
 from regiondet.errors import UserError
 from regiondet.io import atomic_write_text, read_yaml
+
+
+def record_dir(g: dict) -> Path | None:
+    """Where `regiondet report` records finished cells, if the grid names its report
+    (`report: docs/experiments.md` -> docs/experiments/cells/)."""
+    if not g.get("report"):
+        return None
+    report = Path(g["report"])
+    return report.parent / report.stem / "cells"
+
+
+def cell_state(g: dict, cell: Cell) -> str:
+    """done (eval.json in its run folder), recorded (only in the report's record: finished on
+    another machine), started (a checkpoint) or todo."""
+    out = Path(cell.config["train"]["out"])
+    record = record_dir(g)
+    if (out / "eval.json").is_file():
+        return "done"
+    if record is not None and (record / cell.name / "eval.json").is_file():
+        return "recorded"
+    return "started" if (out / "last.pt").is_file() else "todo"
 
 
 @dataclass
@@ -98,8 +120,11 @@ def run_grid(path: Path, only: list[str] | None = None, progress: bool = True, r
                 evaluate_cell(out, cell, g["evaluate"], progress)
                 done.append(out)
             continue
-        if (out / "eval.json").is_file():
+        state = cell_state(g, cell)
+        if state == "done":
             done.append(out)
+            continue
+        if state == "recorded":  # finished elsewhere: its numbers are in the report's record
             continue
         cfg = build(cell.config, cell.name)
         resume = (out / "last.pt").is_file()
