@@ -215,7 +215,8 @@ def write_report(
     score = cells[0].get("score")
     lines += [
         "",
-        f"Rates at score {score}; latency is the median model forward per image, batch 1, on this machine.",
+        f"Rates at score {score}; latency is the median model forward per image, batch 1, "
+        "on the machine that ran the cell.",
         "",
     ]
     todo = [n for n in pending if n not in {c["cell"] for c in cells}]
