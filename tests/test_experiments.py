@@ -176,4 +176,7 @@ def test_a_seed_axis_states_the_noise_floor_after_the_other_findings():
 
     paragraphs = findings([cell("4", "0", 0.5), cell("4", "1", 0.44), cell("50", "0", 0.7), cell("50", "1", 0.68)])
     assert [p.split(".**")[0] for p in paragraphs] == ["**Best cell", "**rois", "**seed"]
-    assert "differs by up to 0.060 mAP50" in paragraphs[-1]
+    assert "differs by up to 0.060 mAP50" in paragraphs[-1] and "Seed 0 is ahead in all 2 pairs" in paragraphs[-1]
+    assert paragraphs[1].endswith(" Across seeds: the order is the same in seeds 0 and 1.")
+    paragraphs = findings([cell("4", "0", 0.5), cell("4", "1", 0.69), cell("50", "0", 0.7), cell("50", "1", 0.68)])
+    assert "the order changes between seeds 0 and 1" in paragraphs[1] and "is ahead in all" not in paragraphs[-1]

@@ -135,6 +135,12 @@ def findings(cells: list[dict]) -> list[str]:
                 f"The same cell from another seed differs by up to {spread:.3f} mAP50 here: differences of "
                 "that size between the cells above are within the noise of a single run."
             )
+            tops = {g[0]["axes"]["seed"] for _, g in groups}
+            if len(tops) == 1 and len(groups) > 1:
+                notes["seed"] += (
+                    f" Seed {tops.pop()} is ahead in all {len(groups)} pairs: a seed moves every cell trained "
+                    "with it together, so cells are best compared within one seed, as above."
+                )
         parts = []
         for rest, group in groups:
             where = ", ".join(f"{a} {v}" for a, v in rest.items())
@@ -144,9 +150,30 @@ def findings(cells: list[dict]) -> list[str]:
             parts.append(f"at {where}: {vals}" if rest else vals)
         out.append(
             f"**{axis}.** Validation mAP50 of cells that differ only in {axis}; {'; '.join(parts)}. "
-            f"{notes.get(axis, '')}"
+            f"{notes.get(axis, '')}{seed_agreement(groups, axis)}"
         )
     return out
+
+
+def seed_agreement(groups: list[tuple[dict[str, str], list[dict]]], axis: str) -> str:
+    """Whether the same comparison, run from different seeds, ranks the values the same way:
+    an order that holds in every seed is worth more than one run's margin."""
+    by_setting: dict[tuple, list[tuple[str, list[str]]]] = {}
+    for rest, group in groups:
+        if "seed" in rest:
+            key = tuple(sorted((a, v) for a, v in rest.items() if a != "seed"))
+            by_setting.setdefault(key, []).append((rest["seed"], [c["axes"][axis] for c in group]))
+    said = []
+    for key, runs in sorted(by_setting.items()):
+        same = [r for r in runs if sorted(r[1]) == sorted(runs[0][1])]
+        if len(same) < 2:
+            continue
+        where = ", ".join(f"{a} {v}" for a, v in key)
+        seeds = " and ".join(sorted(seed for seed, _ in same))
+        agree = all(order == same[0][1] for _, order in same)
+        verdict = f"the order is the same in seeds {seeds}" if agree else f"the order changes between seeds {seeds}"
+        said.append(f"at {where} {verdict}" if where else verdict)
+    return f" Across seeds: {'; '.join(said)}." if said else ""
 
 
 def plot_curves(cells: list[dict], path: Path) -> None:
