@@ -77,12 +77,14 @@ def test_grid_and_report(tmp_path, capsys):
     record = tmp_path / "docs" / "experiments" / "cells"
     assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 0
     before = out.read_text()
-    assert sorted(x.name for x in (record / "rois-16").iterdir()) == ["eval.json", "metrics.csv", "samples"]
-    assert not list(record.glob("*/samples/negative_*"))
+    assert sorted(x.name for x in (record / "rois-16").iterdir()) == ["eval.json", "metrics.csv"]
+    pictures = sorted((tmp_path / "docs" / "experiments").glob("rois-16_*.jpg"))
+    assert pictures  # a top cell's drawings stay on the page when its run folder is gone
     kept = json.loads((record / "rois-16" / "eval.json").read_text())
     shutil.rmtree(tmp_path / "grid" / "rois-16")
     assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 0
     assert out.read_text() == before
+    assert sorted((tmp_path / "docs" / "experiments").glob("rois-16_*.jpg")) == pictures
     assert json.loads((record / "rois-16" / "eval.json").read_text()) == kept
     (record / "rois-4" / "eval.json").write_text(json.dumps({**kept, "cell": "rois-4", "map50": 2.0}))
     assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 0

@@ -2,7 +2,7 @@
 
 Run folders are big (checkpoints) and live on one machine; a grid runs across sessions and
 machines. So each reported cell is also recorded beside the report (`<media>/cells/<cell>/`:
-eval.json, metrics.csv and its drawn validation photos, a few hundred KB in all) and the
+eval.json and metrics.csv, about 50 KB) and the
 report is made from the run folders plus the recorded cells they do not hold: a cell finished
 on another machine stays in the table, and `regiondet report` regenerates it from the repo.
 """
@@ -37,7 +37,6 @@ def _num(v, fmt=".3f") -> str:
 
 
 RECORDED = ("eval.json", "metrics.csv")
-SHOWN = ("val_*.jpg", "fail_*.jpg")  # never negative_*: the ICDAR scenes may not be redistributed
 
 
 def _read_cell(folder: Path) -> dict:
@@ -71,15 +70,22 @@ def load_cells(root: Path, record: Path | None = None) -> list[dict]:
 def record_cell(cell: dict, record: Path) -> None:
     """Copy a run folder's result into the report's cells folder (what the repo keeps)."""
     dest = Path(record) / cell["cell"]
-    (dest / "samples").mkdir(parents=True, exist_ok=True)
     for name in RECORDED:
         if (cell["dir"] / name).is_file():
             atomic_write_text(dest / name, (cell["dir"] / name).read_text())
-    for stale in (dest / "samples").glob("*.jpg"):
-        stale.unlink()
-    for pattern in SHOWN:
-        for img in (cell["dir"] / "samples").glob(pattern):
-            shutil.copy(img, dest / "samples" / img.name)
+
+
+def _pictures(cell: dict, kind: str, media: Path) -> list[Path]:
+    """A top cell's drawings in the page's folder: copied from its run folder, or, for a cell
+    known only from its record, those an earlier report copied (drawings are not recorded:
+    the repo keeps a few pictures, not four per cell)."""
+    if cell["recorded"]:
+        return sorted(media.glob(f"{cell['cell']}_{kind}_*.jpg"))
+    shown = []
+    for img in sorted((cell["dir"] / "samples").glob(f"{kind}_*.jpg")):
+        shown.append(media / f"{cell['cell']}_{img.name}")
+        shutil.copy(img, shown[-1])
+    return shown
 
 
 def matched_groups(cells: list[dict], axis: str) -> list[tuple[dict[str, str], list[dict]]]:
@@ -212,7 +218,6 @@ def write_report(
     for c in cells:
         if not c["recorded"]:
             record_cell(c, record)
-            c["dir"] = record / c["cell"]
     media.mkdir(parents=True, exist_ok=True)
     lines = [
         f"# {title}",
@@ -263,22 +268,26 @@ def write_report(
     plot_curves(cells, media / "curves.png")
     lines += ["## Training curves", "", f"![curves]({media.name}/curves.png)", ""]
     lines += ["## Sample detections and failure cases", ""]
-    for stale in media.glob("*.jpg"):  # pictures of cells no longer among the best
-        stale.unlink()
-    photos = set()
+    photos, kept = set(), set()
     for c in sorted(cells, key=lambda c: -c["map50"])[:3]:
         lines += [f"### {c['cell']}", ""]
+        drawn = 0
         for kind, caption in (("val", "First validation photos"), ("fail", "Worst failures")):
-            shown = sorted((c["dir"] / "samples").glob(f"{kind}_*.jpg"))
+            shown = _pictures(c, kind, media)
             if not shown:
                 continue
-            lines += [f"{caption}{_failure_counts(c, shown) if kind == 'fail' else ''}:", ""]
-            for img in shown:
-                dest = media / f"{c['cell']}_{img.name}"
-                shutil.copy(img, dest)
-                lines.append(f"![{img.stem}]({media.name}/{dest.name})")
-                photos.add(img.stem.removeprefix(f"{kind}_"))
+            names = [Path(d.name.removeprefix(f"{c['cell']}_")) for d in shown]
+            lines += [f"{caption}{_failure_counts(c, names) if kind == 'fail' else ''}:", ""]
+            for dest, name in zip(shown, names, strict=True):
+                lines.append(f"![{name.stem}]({media.name}/{dest.name})")
+                photos.add(name.stem.removeprefix(f"{kind}_"))
             lines.append("")
+            kept.update(shown)
+            drawn += len(shown)
+        if not drawn:
+            lines += ["(No drawings: they are made in the run folder, which this machine does not have.)", ""]
+    for stale in set(media.glob("*.jpg")) - kept:  # pictures of cells no longer among the best
+        stale.unlink()
     lines += [
         "Only validation photos are shown (Open Images, CC BY 2.0: images "
         + ", ".join(f"`{p}`" for p in sorted(photos))
