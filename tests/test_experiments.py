@@ -140,19 +140,24 @@ def test_grid_cells_pick_a_fractional_design_and_bad_cells_name_the_file(tmp_pat
         assert code != 0 and words in err and str(path) in err and "Traceback" not in err
 
 
+def result(axes: dict[str, str], map50: float) -> dict:
+    """A cell's eval.json as the report reads it, named by its axis values."""
+    return {
+        "cell": "-".join(axes.values()),
+        "axes": axes,
+        "map50": map50,
+        "no_detection_rate": 0.1,
+        "negatives_with_detection_rate": 0.0,
+        "latency_ms_median": 100.0,
+    }
+
+
 def test_findings_compare_only_cells_that_differ_in_one_axis():
     """In a fractional grid, a mean over the other axes would mix settings; matched cells do not."""
     from regiondet.experiments.report import findings, matched_groups
 
     def cell(backbone, rois, m):
-        return {
-            "cell": f"{backbone}-{rois}",
-            "axes": {"backbone": backbone, "rois": rois},
-            "map50": m,
-            "no_detection_rate": 0.1,
-            "negatives_with_detection_rate": 0.0,
-            "latency_ms_median": 100.0,
-        }
+        return result({"backbone": backbone, "rois": rois}, m)
 
     cells = [cell("vgg", "4", 0.5), cell("vgg", "50", 0.7), cell("mnv2", "50", 0.6), cell("mnv2", "256", 0.2)]
     by_backbone = matched_groups(cells, "backbone")
@@ -167,14 +172,7 @@ def test_a_seed_axis_states_the_noise_floor_after_the_other_findings():
     from regiondet.experiments.report import findings
 
     def cell(rois, seed, m):
-        return {
-            "cell": f"{rois}-{seed}",
-            "axes": {"rois": rois, "seed": seed},
-            "map50": m,
-            "no_detection_rate": 0.1,
-            "negatives_with_detection_rate": 0.0,
-            "latency_ms_median": 100.0,
-        }
+        return result({"rois": rois, "seed": seed}, m)
 
     paragraphs = findings([cell("4", "0", 0.5), cell("4", "1", 0.44), cell("50", "0", 0.7), cell("50", "1", 0.68)])
     assert [p.split(".**")[0] for p in paragraphs] == ["**Best cell", "**rois", "**seed"]
