@@ -22,12 +22,10 @@ from regiondet.io import atomic_write_text, read_yaml
 
 
 def record_dir(g: dict) -> Path | None:
-    """Where `regiondet report` records finished cells, if the grid names its report
-    (`report: docs/experiments.md` -> docs/experiments/cells/)."""
-    if not g.get("report"):
-        return None
-    report = Path(g["report"])
-    return report.parent / report.stem / "cells"
+    """Where `regiondet report` records finished cells, if the grid names its report."""
+    from regiondet.experiments.report import record_folder
+
+    return record_folder(g["report"]) if g.get("report") else None
 
 
 def cell_state(g: dict, cell: Cell) -> str:

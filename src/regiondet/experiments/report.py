@@ -39,7 +39,13 @@ def _num(v, fmt=".3f") -> str:
 RECORDED = ("eval.json", "metrics.csv")
 
 
-def _read_cell(folder: Path) -> dict:
+def record_folder(page: Path) -> Path:
+    """Where the report at `page` records its cells: docs/experiments.md -> docs/experiments/cells/."""
+    page = Path(page)
+    return page.parent / page.stem / "cells"
+
+
+def _read_cell(folder: Path, recorded: bool) -> dict:
     from regiondet.errors import UserError
 
     try:
@@ -48,22 +54,19 @@ def _read_cell(folder: Path) -> dict:
         raise UserError(f"unreadable cell result ({e.__class__.__name__})", folder / "eval.json") from None
     if not isinstance(res, dict) or "cell" not in res or "map50" not in res:
         raise UserError("not a grid cell's eval.json (no 'cell' or 'map50')", folder / "eval.json")
-    res["dir"] = folder
-    res["history"] = read_history(folder / "metrics.csv")
+    res.update(dir=folder, history=read_history(folder / "metrics.csv"), recorded=recorded)
     return res
 
 
 def load_cells(root: Path, record: Path | None = None) -> list[dict]:
     """The finished cells in the run folders under `root`, then those recorded in `record`
     (a report's cells folder) that `root` does not hold; a run folder wins over its record."""
-    cells = {c["cell"]: c for c in map(_read_cell, (ev.parent for ev in sorted(Path(root).glob("*/eval.json"))))}
-    for c in cells.values():
-        c["recorded"] = False
+    cells = {c["cell"]: c for c in (_read_cell(ev.parent, False) for ev in sorted(Path(root).glob("*/eval.json")))}
     if record is not None:
         for ev in sorted(Path(record).glob("*/eval.json")):
             if ev.parent.name not in cells:
-                c = _read_cell(ev.parent)
-                cells[c["cell"]] = {**c, "recorded": True}
+                c = _read_cell(ev.parent, True)
+                cells[c["cell"]] = c
     return list(cells.values())
 
 
@@ -213,7 +216,7 @@ def write_report(
     `pending`: the grid's cell names; those without a result are listed as still to run."""
     out = Path(out)
     media = out.parent / out.stem
-    record = media / "cells"
+    record = record_folder(out)
     cells = load_cells(root, record)
     for c in cells:
         if not c["recorded"]:
@@ -251,7 +254,8 @@ def write_report(
         "on the machine that ran the cell.",
         "",
     ]
-    todo = [n for n in pending if n not in {c["cell"] for c in cells}]
+    reported = {c["cell"] for c in cells}
+    todo = [n for n in pending if n not in reported]
     if todo:
         names = ", ".join(f"`{n}`" for n in todo)
         lines += [f"Still to run ({len(todo)} of the grid's {len(pending)} cells): {names}", ""]
