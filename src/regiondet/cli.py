@@ -155,12 +155,21 @@ def cmd_export(a: argparse.Namespace) -> None:
 
 
 def cmd_stats(a: argparse.Namespace) -> None:
+    from regiondet.config import load_config
     from regiondet.data.spec import load_spec
     from regiondet.data.stats import dataset_stats, format_stats
 
+    model_cfg = load_config(a.config).model if a.config else None
     for spec in a.specs:
-        st = dataset_stats(load_spec(spec))
-        print(json.dumps({"spec": spec, **st}) if a.json else format_stats(spec, st))
+        samples = load_spec(spec)
+        st = dataset_stats(samples)
+        text = format_stats(spec, st)
+        if model_cfg is not None:
+            from regiondet.data.anchor_fit import anchor_fit, format_anchor_fit
+
+            st["anchor_fit"] = anchor_fit(samples, model_cfg)
+            text += "\n" + format_anchor_fit(st["anchor_fit"])
+        print(json.dumps({"spec": spec, **st}) if a.json else text)
 
 
 def cmd_openimages(a: argparse.Namespace) -> None:
@@ -372,6 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("stats", help="images, boxes per class, box sizes, negatives")
     s.add_argument("specs", nargs="+", metavar="SPEC")
+    s.add_argument(
+        "--config",
+        help="a training config: also say how many boxes its anchors reach at the RPN's positive IoU "
+        "(shape only, at the config's test size; Ultralytics AutoAnchor's best possible recall)",
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_stats)
     o = data.add_parser("openimages", help="select Open Images boxes from the CSV trio (offline)")

@@ -35,7 +35,8 @@ class ModelConfig:
     max_size: int = 416  # cap on the longer side (with a min_size list: at the largest, scaled with the pick)
     test_min_size: int | None = None  # sizes at inference, if not the training ones (text: crops
     test_max_size: int | None = None  # train at crop scale, whole images test larger)
-    anchor_sizes: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    # one size per feature map, or a list of sizes per map (detectron2's ANCHOR_GENERATOR.SIZES)
+    anchor_sizes: list[int | list[int]] = field(default_factory=lambda: [32, 64, 128, 256, 512])
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
     rpn_pre_nms_top_n_train: int = 2000
     rpn_post_nms_top_n_train: int = 300  # thesis: 300 after NMS 0.7

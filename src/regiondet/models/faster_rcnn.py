@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection._utils import Matcher
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
 from regiondet.config import ModelConfig
+from regiondet.models.anchors import anchor_generator
 from regiondet.models.backbones import build_trunk
 from regiondet.models.rpn_ignore import IgnoreAwareRPN
 from regiondet.models.sizes import SizeTransform, test_sizes
@@ -31,15 +31,6 @@ class BandMatcher(Matcher):
         best = match_quality_matrix.max(dim=0).values
         matches[best < self.floor] = self.BETWEEN_THRESHOLDS
         return matches
-
-
-def anchor_generator(cfg: ModelConfig, num_maps: int) -> AnchorGenerator:
-    """One size per feature map when the counts match, else every size on every map."""
-    ratios = tuple(float(r) for r in cfg.aspect_ratios)
-    sizes = [int(s) for s in cfg.anchor_sizes]
-    one_each = num_maps > 1 and len(sizes) == num_maps
-    per_map = tuple((s,) for s in sizes) if one_each else (tuple(sizes),) * num_maps
-    return AnchorGenerator(per_map, (ratios,) * num_maps)
 
 
 def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
