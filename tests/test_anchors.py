@@ -69,3 +69,8 @@ def test_data_stats_reports_the_anchor_fit(capsys):
     fit = json.loads(capsys.readouterr().out)["anchor_fit"]
     assert fit["boxes"] == sum(b["boxes"] for b in fit["by_side"].values()) > 30
     assert 0 < fit["reach_fg"] <= fit["reach_0.5"] <= 1
+    finer = ["--set", "model.anchor_sizes=[32,45,64,90,128,181,256,362,512]"]
+    assert main(["data", "stats", f"voc:{CAMERA_VALID}?limit=30", "--config", cfg, *finer]) == 0
+    assert "anchor fit (27 shapes, shape only):" in capsys.readouterr().out
+    assert main(["data", "stats", f"voc:{CAMERA_VALID}?limit=30", *finer]) == 2
+    assert "--set changes the config given with --config" in capsys.readouterr().err

@@ -159,7 +159,9 @@ def cmd_stats(a: argparse.Namespace) -> None:
     from regiondet.data.spec import load_spec
     from regiondet.data.stats import dataset_stats, format_stats
 
-    model_cfg = load_config(a.config).model if a.config else None
+    if a.set and not a.config:
+        raise UserError("--set changes the config given with --config; name one")
+    model_cfg = load_config(a.config, a.set).model if a.config else None
     for spec in a.specs:
         samples = load_spec(spec)
         st = dataset_stats(samples)
@@ -385,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         help="a training config: also say how many boxes its anchors reach at the RPN's positive IoU "
         "(shape only, at the config's test size; Ultralytics AutoAnchor's best possible recall)",
+    )
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="model.KEY=VALUE",
+        help="try other anchors, e.g. model.anchor_sizes=[[16,24],[32,48]]",
     )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_stats)
