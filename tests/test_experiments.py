@@ -89,8 +89,13 @@ def test_grid_and_report(tmp_path, capsys):
     (record / "rois-4" / "eval.json").write_text(json.dumps({**kept, "cell": "rois-4", "map50": 2.0}))
     assert main(["report", str(tmp_path / "grid"), "--out", str(out)]) == 0
     assert out.read_text() == before and json.loads((record / "rois-4" / "eval.json").read_text())["map50"] <= 1
+    assert "## Setup" not in before  # without the grid file the labels cannot be explained
     assert main(["report", str(tmp_path / "grid"), "--out", str(out), "--grid", str(path)]) == 0
-    assert "Still to run" not in out.read_text()
+    text = out.read_text()
+    assert "Still to run" not in text
+    assert "- rois: `4` = `box_batch_size_per_image: 4`; `16` = `box_batch_size_per_image: 16`" in text
+    assert "Every cell: 2 steps of 2 images" in text and f"measured on `voc:{CAMERA_VALID}?limit=3`" in text
+    assert "`deepsort` is ImageNet MobileNetV2 features" in text  # the base config's weights, in words
     # A grid that names its report counts recorded cells as finished: nothing is trained again.
     path.write_text(yaml.safe_dump({**grid, "report": str(out)}, sort_keys=False))
     capsys.readouterr()

