@@ -124,6 +124,9 @@ def test_text_training_evaluate_detect(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     for key in ("precision", "recall", "hmean", "latency_ms_median"):
         assert res[key] >= 0 and (key == "latency_ms_median" or res[key] <= 1)
+    heights = res["proposal_recall"]["by_size"]  # the RPN's share, by the same bands as recall_by_height
+    assert list(heights) == list(res["recall_by_height"])
+    assert [b["objects"] for b in heights.values()] == [b["words"] for b in res["recall_by_height"].values()]
     assert (
         main(
             [

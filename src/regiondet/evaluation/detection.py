@@ -12,6 +12,7 @@ from tqdm import tqdm
 from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
 from regiondet.evaluation.coco import coco_metrics
+from regiondet.evaluation.proposals import ProposalRecorder, proposal_recall
 from regiondet.evaluation.voc import APResult, voc_ap
 from regiondet.inference.predictor import Detector
 
@@ -54,13 +55,15 @@ def evaluate(
     progress: bool = True,
 ) -> dict:
     """Metrics dict: map50, ap50_per_class, coco_ap/ap50/ap75 and by size (coco.SPLITS), no_detection_rate,
-    negatives_with_detection_rate, latency_ms_median / p90, counts.
+    negatives_with_detection_rate, latency_ms_median / p90, counts, and for torchvision models
+    proposal_recall (objects the RPN offered a box for, by COCO size).
 
     Samples' labels must already be model class names (see ClassMapper).
     """
     score = detector.score if score is None else score
     classes = detector.classes
-    preds, seconds = _predict_all(detector, samples, "evaluate", progress)
+    with ProposalRecorder(detector.model) as recorder:
+        preds, seconds = _predict_all(detector, samples, "evaluate", progress)
     aps = per_class_ap(samples, preds, classes, voc07)
     valid = [r.ap for r in aps.values() if not np.isnan(r.ap)]
     with_objects = [i for i, s in enumerate(samples) if (~s.ignore).any()]
@@ -76,6 +79,8 @@ def evaluate(
         "negatives_with_detection_rate": None,
         "negatives": 0,
     }
+    if len(recorder.proposals) == len(samples):  # a torchvision model (ONNX has no RPN to ask)
+        result["proposal_recall"] = proposal_recall(samples, recorder.proposals)
     neg_preds = []
     if negatives:
         neg_preds, neg_seconds = _predict_all(detector, negatives, "negatives", progress)

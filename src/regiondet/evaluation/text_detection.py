@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
+from regiondet.evaluation.proposals import ProposalRecorder, proposal_recall
 from regiondet.evaluation.text import match_image, recall_by_height, text_height, text_metrics
 from regiondet.inference.predictor import Detector
 
@@ -62,9 +63,7 @@ def evaluate_polygons(
 
     ms = np.array(seconds) * 1000 if seconds else np.zeros(1)
     at_score = matches(score)
-    heights = [
-        np.array([text_height(p) for p, ig in zip(s.outlines(), s.ignore, strict=True) if not ig]) for s, _, _ in found
-    ]
+    heights = [care_heights(s) for s, _, _ in found]
     res = {
         "images": len(samples),
         **text_metrics(at_score),
@@ -88,7 +87,8 @@ def evaluate_text(
     progress: bool = True,
     ladder: tuple[float, ...] = LADDER,
 ) -> dict:
-    """evaluate_polygons of a regiondet text model at its score (or the one given), plus the ladder."""
+    """evaluate_polygons of a regiondet text model at its score (or the one given), plus the ladder
+    and, for torchvision models, proposal_recall by word height."""
     score = detector.score if score is None else score
     floor = min((score, *ladder))
 
@@ -96,5 +96,13 @@ def evaluate_text(
         pred = detector.predict(pixels, score=floor)
         return pred.polygons or [], pred.scores
 
-    res = evaluate_polygons(detect, samples, progress, score=score, ladder=ladder)
+    with ProposalRecorder(detector.model) as recorder:
+        res = evaluate_polygons(detect, samples, progress, score=score, ladder=ladder)
+    if len(recorder.proposals) == len(samples):  # by word height, as recall_by_height
+        res["proposal_recall"] = proposal_recall(samples, recorder.proposals, (8, 16, 32), care_heights)
     return {"images": res.pop("images"), "score": score, **res}
+
+
+def care_heights(sample: Sample) -> np.ndarray:
+    """Height of each care word (text_height), the size measure of text evaluation."""
+    return np.array([text_height(p) for p, ig in zip(sample.outlines(), sample.ignore, strict=True) if not ig])
