@@ -17,7 +17,7 @@ from regiondet.models.anchors import anchor_shapes
 from regiondet.models.sizes import test_sizes
 
 
-def test_scale(cfg: ModelConfig, width: int, height: int) -> float:
+def inference_scale(cfg: ModelConfig, width: int, height: int) -> float:
     """The factor GeneralizedRCNNTransform resizes an image by at inference."""
     short, long = test_sizes(cfg)
     return min(short / min(width, height), long / max(width, height))
@@ -35,11 +35,12 @@ def anchor_fit(samples: list[Sample], cfg: ModelConfig) -> dict:
     positive IoU, overall and by box side sqrt(area) after the resize."""
     wh = []
     for s in samples:
-        k = test_scale(cfg, s.width, s.height)
+        k = inference_scale(cfg, s.width, s.height)
         b = s.boxes[~s.ignore]
         wh.append(np.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1) * k)
     wh = np.concatenate(wh) if wh else np.zeros((0, 2))
-    best = best_anchor_iou(wh, anchor_shapes(cfg))
+    shapes = anchor_shapes(cfg)
+    best = best_anchor_iou(wh, shapes)
     side = np.sqrt(wh[:, 0] * wh[:, 1])
     thresh = cfg.rpn_fg_iou_thresh
 
@@ -57,7 +58,7 @@ def anchor_fit(samples: list[Sample], cfg: ModelConfig) -> dict:
         m = (side >= lo) & (side < hi)
         if m.any():
             bands[f"{lo}-{hi}" if hi < 10**9 else f">={lo}"] = row(m)
-    return {"anchor_shapes": len(anchor_shapes(cfg)), "rpn_fg_iou_thresh": thresh, **row(side >= 0), "by_side": bands}
+    return {"anchor_shapes": len(shapes), "rpn_fg_iou_thresh": thresh, **row(side >= 0), "by_side": bands}
 
 
 def format_anchor_fit(fit: dict) -> str:

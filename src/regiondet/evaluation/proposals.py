@@ -43,10 +43,6 @@ class ProposalRecorder:
             h.remove()
         self._handles = []
 
-    @property
-    def active(self) -> bool:
-        return bool(self._handles)
-
     def _keep_inputs(self, module, args) -> None:
         self._inputs = [(int(im.shape[-1]), int(im.shape[-2])) for im in args[0]]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from regiondet.config import config_from_dict
 from regiondet.engine.history import read_history
 from regiondet.io import atomic_write_text
 from regiondet.models.weights import WEIGHT_SOURCES
@@ -217,19 +218,19 @@ def _settings(patch: dict) -> str:
 def setup_lines(grid: dict) -> list[str]:
     """What every cell shares and what each axis value changes, read from the grid file, so a
     label such as `vgg16_craft` is explained on the page."""
-    t, data, ev = grid["base"].get("train", {}), grid["base"].get("data", {}), grid["evaluate"]
-    steps = t.get("epochs", 1) * t["steps_per_epoch"] if "steps_per_epoch" in t else None
-    budget = f"{steps} steps" if steps else f"{t.get('epochs', '?')} epochs"
+    base = config_from_dict(grid["base"], "grid base")  # the defaults a cell gets, not guesses
+    t, ev = base.train, grid["evaluate"]
+    budget = f"{t.epochs * t.steps_per_epoch} steps" if t.steps_per_epoch else f"{t.epochs} epochs"
 
-    def specs(key: str, where: dict) -> str:
-        return ", ".join(f"`{d}`" for d in where.get(key, [])) or "-"
+    def specs(values: list[str]) -> str:
+        return ", ".join(f"`{d}`" for d in values) or "-"
 
     lines = [
         "## Setup",
         "",
-        f"Every cell: {budget} of {t.get('batch_size', '?')} images, {t.get('optimizer', 'sgd')} "
-        f"lr {t.get('lr', '?')}; trained on {specs('train', data)} with {specs('negatives', data)} as "
-        f"negatives; measured on {specs('data', ev)} (negatives rate on {specs('negatives', ev)}).",
+        f"Every cell: {budget} of {t.batch_size} images, {t.optimizer} lr {t.lr:g}; trained on "
+        f"{specs(base.data.train)} with {specs(base.data.negatives)} as negatives; measured on "
+        f"{specs(ev.get('data', []))} (negatives rate on {specs(ev.get('negatives', []))}).",
         "",
     ]
     for axis, values in grid["axes"].items():
