@@ -12,7 +12,7 @@ import numpy as np
 
 from regiondet.config import ModelConfig
 from regiondet.data.sample import Sample
-from regiondet.data.stats import SIZE_BINS
+from regiondet.data.stats import SIZE_BINS, SIZE_LABELS
 from regiondet.models.anchors import anchor_shapes
 from regiondet.models.sizes import test_sizes
 
@@ -54,10 +54,10 @@ def anchor_fit(samples: list[Sample], cfg: ModelConfig) -> dict:
         }
 
     bands = {}
-    for lo, hi in zip(SIZE_BINS[:-1], SIZE_BINS[1:], strict=True):
+    for name, lo, hi in zip(SIZE_LABELS, SIZE_BINS[:-1], SIZE_BINS[1:], strict=True):
         m = (side >= lo) & (side < hi)
         if m.any():
-            bands[f"{lo}-{hi}" if hi < 10**9 else f">={lo}"] = row(m)
+            bands[name] = row(m)
     return {"anchor_shapes": len(shapes), "rpn_fg_iou_thresh": thresh, **row(side >= 0), "by_side": bands}
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from regiondet.data.sample import Sample
 
 SIZE_BINS = [0, 16, 32, 64, 128, 256, 512, 10**9]  # sqrt(box area) in pixels
+SIZE_LABELS = [f"{a}-{b}" if b < 10**9 else f">={a}" for a, b in zip(SIZE_BINS[:-1], SIZE_BINS[1:], strict=True)]
 
 
 def dataset_stats(samples: list[Sample]) -> dict:
@@ -21,7 +22,6 @@ def dataset_stats(samples: list[Sample]) -> dict:
             (ignored if ig else per_class)[label] += 1
             sides.append(float(np.sqrt(max(b[2] - b[0], 0) * max(b[3] - b[1], 0))))
     hist = np.histogram(sides, SIZE_BINS)[0] if sides else np.zeros(len(SIZE_BINS) - 1, int)
-    labels = [f"{a}-{b}" if b < 10**9 else f">={a}" for a, b in zip(SIZE_BINS[:-1], SIZE_BINS[1:], strict=True)]
     sizes = Counter((s.width, s.height) for s in samples)
     return {
         "images": len(samples),
@@ -29,7 +29,7 @@ def dataset_stats(samples: list[Sample]) -> dict:
         "boxes": int(sum(per_class.values())),
         "boxes_per_class": dict(sorted(per_class.items())),
         "ignored_per_class": dict(sorted(ignored.items())),
-        "box_side_px_histogram": dict(zip(labels, (int(v) for v in hist), strict=True)),
+        "box_side_px_histogram": dict(zip(SIZE_LABELS, (int(v) for v in hist), strict=True)),
         "box_side_px_median": float(np.median(sides)) if sides else None,
         "common_image_sizes": {f"{w}x{h}": n for (w, h), n in sizes.most_common(3)},
     }

@@ -15,6 +15,7 @@ import torch
 from torchvision.ops import box_iou
 
 from regiondet.data.sample import Sample
+from regiondet.evaluation.text import size_bands
 
 IOUS = (0.5, 0.7)
 
@@ -84,13 +85,8 @@ def proposal_recall(
         n = int(m.sum())
         return {"objects": n, **{f"{t:g}": float((best_all[m] >= t).mean()) if n else None for t in ious}}
 
-    bounds = [0.0, *edges, np.inf]
-    bands = {}
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        name = f"<{hi:g}" if lo == 0 else f">={lo:g}" if hi == np.inf else f"{lo:g}-{hi:g}"
-        bands[name] = row((size_all >= lo) & (size_all < hi))
     return {
         "proposals_per_image": float(np.mean(counts)) if counts else 0.0,
         **row(np.ones(len(best_all), bool)),
-        "by_size": bands,
+        "by_size": {name: row(band) for name, band in size_bands(size_all, edges)},
     }

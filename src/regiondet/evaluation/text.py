@@ -72,19 +72,26 @@ def text_height(points: np.ndarray) -> float:
     return float(np.linalg.norm(np.diff(np.asarray(rect.exterior.coords), axis=0), axis=1).min())
 
 
+def size_bands(sizes: np.ndarray, edges: tuple[float, ...]) -> list[tuple[str, np.ndarray]]:
+    """(name, mask) per band of `sizes` split at `edges`: "<8", "8-16", ..., ">=32"."""
+    bounds = [0.0, *edges, np.inf]
+    out = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        name = f"<{hi:g}" if lo == 0 else f">={lo:g}" if hi == np.inf else f"{lo:g}-{hi:g}"
+        out.append((name, (sizes >= lo) & (sizes < hi)))
+    return out
+
+
 def recall_by_height(
     matches: list[ImageMatch], heights: list[np.ndarray], edges: tuple[float, ...] = (8, 16, 32)
 ) -> dict[str, dict]:
     """Recall of care words by height band (px in the source image): where the misses are."""
     found = np.concatenate([m.care_found for m in matches]) if matches else np.zeros(0, bool)
     h = np.concatenate(heights) if heights else np.zeros(0)
-    bounds = [0.0, *edges, np.inf]
-    out = {}
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        band = (h >= lo) & (h < hi)
-        name = f"<{hi:g}" if lo == 0 else f">={lo:g}" if hi == np.inf else f"{lo:g}-{hi:g}"
-        out[name] = {"words": int(band.sum()), "recall": float(found[band].mean()) if band.any() else None}
-    return out
+    return {
+        name: {"words": int(band.sum()), "recall": float(found[band].mean()) if band.any() else None}
+        for name, band in size_bands(h, edges)
+    }
 
 
 def text_metrics(matches: list[ImageMatch]) -> dict[str, float]:
