@@ -11,7 +11,7 @@ import torch
 from conftest import CAMERA_VALID, ICDAR, ROOT
 from regiondet.cli import main
 from regiondet.config import ModelConfig, load_config
-from regiondet.data.anchor_fit import anchor_fit, best_anchor_iou
+from regiondet.data.anchor_fit import anchor_fit, best_anchor_iou, suggest_anchor_sizes
 from regiondet.data.sample import Sample
 from regiondet.data.spec import load_spec
 from regiondet.errors import UserError
@@ -73,4 +73,34 @@ def test_data_stats_reports_the_anchor_fit(capsys):
     assert main(["data", "stats", f"voc:{CAMERA_VALID}?limit=30", "--config", cfg, *finer]) == 0
     assert "anchor fit (27 shapes, shape only):" in capsys.readouterr().out
     assert main(["data", "stats", f"voc:{CAMERA_VALID}?limit=30", *finer]) == 2
-    assert "--set changes the config given with --config" in capsys.readouterr().err
+    assert "--set works on the config given with --config" in capsys.readouterr().err
+
+
+def test_suggested_sizes_keep_the_form_and_reach_boxes_the_config_misses():
+    boxes = np.array([[0, 0, 40, 40], [100, 100, 180, 180], [0, 100, 80, 180]])
+    s = Sample("x.jpg", 400, 400, boxes, ["c"] * 3, np.zeros(3, bool))
+    cfg = ModelConfig(min_size=400, max_size=400, anchor_sizes=[200, 400], aspect_ratios=[1.0])
+    assert anchor_fit([s], cfg)["reach_0.5"] == 0.0
+    sizes = suggest_anchor_sizes([s], cfg)
+    assert len(sizes) == 2 and all(isinstance(v, int) for v in sizes) and sizes[0] < sizes[1]
+    assert anchor_fit([s], ModelConfig(min_size=400, max_size=400, anchor_sizes=sizes, aspect_ratios=[1.0]))[
+        "reach_fg"
+    ] == pytest.approx(1.0)
+    nothing = Sample("x.jpg", 400, 400, boxes, ["c"] * 3, np.ones(3, bool))
+    with pytest.raises(UserError, match="no boxes to fit anchors to"):
+        suggest_anchor_sizes([nothing], cfg)
+
+
+def test_data_stats_suggests_anchors_at_least_as_good_as_hand_picked_ones(capsys):
+    cfg = str(ROOT / "configs" / "text_atrr_craft_decoder_anchors2.yaml")
+    assert main(["data", "stats", HOLDOUT, "--config", cfg, "--suggest-anchors", "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    suggested = st["anchor_suggestion"]
+    assert [len(level) for level in suggested["anchor_sizes"]] == [2, 2, 2, 2]  # the config's form
+    flat = [v for level in suggested["anchor_sizes"] for v in level]
+    assert flat == sorted(flat) and len(set(flat)) == 8
+    assert suggested["reach_fg"] >= st["anchor_fit"]["reach_fg"] and suggested["boxes"] == st["anchor_fit"]["boxes"]
+    assert main(["data", "stats", HOLDOUT, "--config", cfg, "--suggest-anchors"]) == 0
+    assert "suggested (same form, --set model.anchor_sizes=[[" in capsys.readouterr().out
+    assert main(["data", "stats", HOLDOUT, "--suggest-anchors"]) == 2
+    assert "--suggest-anchors works on the config given with --config" in capsys.readouterr().err

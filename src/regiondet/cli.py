@@ -159,8 +159,8 @@ def cmd_stats(a: argparse.Namespace) -> None:
     from regiondet.data.spec import load_spec
     from regiondet.data.stats import dataset_stats, format_stats
 
-    if a.set and not a.config:
-        raise UserError("--set changes the config given with --config; name one")
+    if (a.set or a.suggest_anchors) and not a.config:
+        raise UserError(f"{'--set' if a.set else '--suggest-anchors'} works on the config given with --config; name one")
     model_cfg = load_config(a.config, a.set).model if a.config else None
     for spec in a.specs:
         samples = load_spec(spec)
@@ -171,6 +171,16 @@ def cmd_stats(a: argparse.Namespace) -> None:
 
             st["anchor_fit"] = anchor_fit(samples, model_cfg)
             text += "\n" + format_anchor_fit(st["anchor_fit"])
+            if a.suggest_anchors:
+                from dataclasses import replace
+
+                from regiondet.data.anchor_fit import suggest_anchor_sizes
+
+                sizes = suggest_anchor_sizes(samples, model_cfg)
+                fit = anchor_fit(samples, replace(model_cfg, anchor_sizes=sizes))
+                st["anchor_suggestion"] = {"anchor_sizes": sizes, **fit}
+                flat = json.dumps(sizes).replace(" ", "")
+                text += f"\n  suggested (same form, --set model.anchor_sizes={flat}):\n" + format_anchor_fit(fit)
         print(json.dumps({"spec": spec, **st}) if a.json else text)
 
 
@@ -394,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="model.KEY=VALUE",
         help="try other anchors, e.g. model.anchor_sizes=[[16,24],[32,48]]",
+    )
+    s.add_argument(
+        "--suggest-anchors",
+        action="store_true",
+        help="also fit anchor sizes to the data: as many maps and sizes per map as the config's "
+        "anchor_sizes (change the form with --set), its aspect ratios kept",
     )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_stats)

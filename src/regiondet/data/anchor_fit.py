@@ -8,12 +8,15 @@ anchor shape centred on it, grid offsets ignored), after the config's test-time 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from regiondet.config import ModelConfig
 from regiondet.data.sample import Sample
 from regiondet.data.stats import SIZE_BINS, SIZE_LABELS
-from regiondet.models.anchors import anchor_shapes
+from regiondet.errors import UserError
+from regiondet.models.anchors import anchor_levels, anchor_shapes
 from regiondet.models.sizes import test_sizes
 
 
@@ -30,15 +33,20 @@ def best_anchor_iou(wh: np.ndarray, shapes: np.ndarray) -> np.ndarray:
     return (inter / np.maximum(union, 1e-9)).max(1) if len(wh) else np.zeros(0)
 
 
-def anchor_fit(samples: list[Sample], cfg: ModelConfig) -> dict:
-    """Share of the boxes (do-not-care ones left out) whose best anchor reaches the RPN's
-    positive IoU, overall and by box side sqrt(area) after the resize."""
+def care_box_shapes(samples: list[Sample], cfg: ModelConfig) -> np.ndarray:
+    """(N, 2) widths and heights of the boxes that are not do-not-care, at the test size."""
     wh = []
     for s in samples:
         k = inference_scale(cfg, s.width, s.height)
         b = s.boxes[~s.ignore]
         wh.append(np.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1) * k)
-    wh = np.concatenate(wh) if wh else np.zeros((0, 2))
+    return np.concatenate(wh) if wh else np.zeros((0, 2))
+
+
+def anchor_fit(samples: list[Sample], cfg: ModelConfig) -> dict:
+    """Share of the boxes (do-not-care ones left out) whose best anchor reaches the RPN's
+    positive IoU, overall and by box side sqrt(area) after the resize."""
+    wh = care_box_shapes(samples, cfg)
     shapes = anchor_shapes(cfg)
     best = best_anchor_iou(wh, shapes)
     side = np.sqrt(wh[:, 0] * wh[:, 1])
@@ -59,6 +67,38 @@ def anchor_fit(samples: list[Sample], cfg: ModelConfig) -> dict:
         if m.any():
             bands[name] = row(m)
     return {"anchor_shapes": len(shapes), "rpn_fg_iou_thresh": thresh, **row(side >= 0), "by_side": bands}
+
+
+def suggest_anchor_sizes(samples: list[Sample], cfg: ModelConfig) -> list:
+    """anchor_sizes of the config's form (as many maps, as many sizes per map) fitted to the data.
+
+    The sizes form one geometric ladder, smallest on the finest map, as FPN levels do; its
+    first size (quarter-octave steps from 8 px) and its ratio (a quarter octave to one
+    octave) are searched for the most boxes reaching the RPN's positive IoU plus the most
+    reaching 0.5, so that no size band is given up for the bulk. The aspect ratios are kept
+    (AutoAnchor also evolves them; text needs them wide, which a user sets).
+    """
+    wh = care_box_shapes(samples, cfg)
+    if not len(wh):
+        raise UserError("no boxes to fit anchors to (every box is do-not-care, or there are none)")
+    levels = anchor_levels(cfg)
+    n = sum(len(level) for level in levels)
+    best: tuple = ()
+    for start in range(48):
+        for per_octave in (4, 3, 2, 1.5, 1):
+            sizes = [round(8 * 2 ** (start / 4 + i / per_octave)) for i in range(n)]
+            iou = best_anchor_iou(wh, anchor_shapes(replace(cfg, anchor_sizes=sizes)))
+            score = ((iou >= cfg.rpn_fg_iou_thresh).mean() + (iou >= 0.5).mean(), float(np.median(iou)))
+            if not best or score > best[0]:
+                best = (score, sizes)
+    sizes = best[1]
+    if all(len(level) == 1 for level in levels):
+        return sizes
+    out, at = [], 0
+    for level in levels:
+        out.append(sizes[at : at + len(level)])
+        at += len(level)
+    return out
 
 
 def format_anchor_fit(fit: dict) -> str:
