@@ -160,7 +160,8 @@ def cmd_stats(a: argparse.Namespace) -> None:
     from regiondet.data.stats import dataset_stats, format_stats
 
     if (a.set or a.suggest_anchors) and not a.config:
-        raise UserError(f"{'--set' if a.set else '--suggest-anchors'} works on the config given with --config; name one")
+        flag = "--set" if a.set else "--suggest-anchors"
+        raise UserError(f"{flag} works on the config given with --config; name one")
     model_cfg = load_config(a.config, a.set).model if a.config else None
     for spec in a.specs:
         samples = load_spec(spec)
