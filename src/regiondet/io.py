@@ -12,6 +12,20 @@ from typing import Any
 import torch
 
 
+def _new_file_mode(path: Path) -> int:
+    """The mode a plain open() would give: the old file's if there is one, else 0o666 minus umask.
+
+    mkstemp creates 0o600 files; without this an exported model or a checkpoint would be
+    unreadable to the rest of a shared group or a web server.
+    """
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def _atomic(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -21,6 +35,7 @@ def _atomic(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
