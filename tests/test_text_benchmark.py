@@ -26,6 +26,16 @@ def test_peers_find_the_words_of_real_scenes():
         assert r["recall"] > 0.3 and r["precision"] > 0.3, r  # word-level detectors on word-level labels
     table = format_table(rows)
     assert table.count("\n") == 3 and "| easyocr | 2 |" in table
+    assert all(line.count("| - |") == 1 for line in table.splitlines()[2:])  # peers propose nothing
+
+
+def test_regiondet_row_says_how_many_words_its_text_rpn_proposed():
+    samples = load_spec(HOLDOUT)
+    (row,) = run_text_benchmark("text_fast", [], samples, threads=2, progress=False)
+    proposed = row["proposal_recall"]["0.7"]
+    assert row["images"] == 2 and row["recall"] > 0.2
+    assert row["proposal_recall"]["0.5"] >= proposed > 0
+    assert f"| {proposed:.3f} |" in format_table([row])
 
 
 def test_line_detector_scores_low_on_word_labels():
