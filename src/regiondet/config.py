@@ -35,6 +35,8 @@ class ModelConfig:
     max_size: int = 416  # cap on the longer side (with a min_size list: at the largest, scaled with the pick)
     test_min_size: int | None = None  # sizes at inference, if not the training ones (text: crops
     test_max_size: int | None = None  # train at crop scale, whole images test larger)
+    # more shorter-side sizes to read each test image at, detections merged (multi-scale testing)
+    test_scales: list[int] = field(default_factory=list)
     # one size per feature map, or a list of sizes per map (detectron2's ANCHOR_GENERATOR.SIZES)
     anchor_sizes: list[int | list[int]] = field(default_factory=lambda: [32, 64, 128, 256, 512])
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
@@ -149,6 +151,9 @@ def config_from_dict(d: dict, source: str = "config") -> Config:
         raise UserError("model.max_pairs must be at least 2 (a quadrilateral)", source)
     if cfg.train.optimizer not in ("sgd", "adam"):
         raise UserError("train.optimizer must be sgd or adam", source)
+    scales = cfg.model.test_scales
+    if not isinstance(scales, list) or not all(isinstance(s, int) and s > 0 for s in scales):
+        raise UserError("model.test_scales is a list of shorter-side sizes in pixels, e.g. [900]", source)
     if not cfg.model.classes:
         raise UserError("model.classes is empty", source)
     if not 0 <= cfg.train.rotate <= 180:
@@ -178,6 +183,7 @@ INFERENCE_KEYS = (  # model settings that change how a trained model reads image
     "box_contained_score_ratio",
     "test_min_size",
     "test_max_size",
+    "test_scales",
     "polygon_nms_thresh",
 )
 

@@ -44,8 +44,11 @@ def load_images(paths: list[Path], size: int | None) -> list[torch.Tensor]:
 
 
 @torch.inference_mode()
-def time_model(model: torch.nn.Module, images: list[torch.Tensor], runs: int, warmup: int = 2) -> dict:
-    """Median and p90 ms of a full forward and the median ms of each stage, over `runs` passes."""
+def time_model(model: torch.nn.Module, images: list[torch.Tensor], runs: int, warmup: int = 2, cfg=None) -> dict:
+    """Median and p90 ms of a full forward and the median ms of each stage, over `runs` passes.
+    With a ModelConfig, a forward reads the image at each of its test sizes (`test_scales`)."""
+    from regiondet.inference.multiscale import run_scales
+
     model.eval()
     stage_ms: dict[str, list[float]] = defaultdict(list)
     starts: dict[str, float] = {}
@@ -62,13 +65,13 @@ def time_model(model: torch.nn.Module, images: list[torch.Tensor], runs: int, wa
         )
     try:
         for x in images[:warmup]:
-            model([x])
+            run_scales(model, x, cfg) if cfg else model([x])
         stage_ms.clear()
         total = []
         for i in range(runs):
             x = images[i % len(images)]
             t0 = time.perf_counter()
-            model([x])
+            run_scales(model, x, cfg) if cfg else model([x])
             total.append(1000 * (time.perf_counter() - t0))
     finally:
         for h in handles:
@@ -94,10 +97,10 @@ def speed_benchmark(
     each speed-up."""
     from regiondet.inference.predictor import Detector
 
-    variants = {
-        name: time_model(Detector.load(model, overrides=overrides, **flags).model, images, runs)
-        for name, flags in VARIANTS.items()
-    }
+    variants = {}
+    for name, flags in VARIANTS.items():
+        det = Detector.load(model, overrides=overrides, **flags)
+        variants[name] = time_model(det.model, images, runs, cfg=det.config.model)
     first, last = (variants[n]["ms_median"] for n in (next(iter(VARIANTS)), list(VARIANTS)[-1]))
     onnx = _time_onnx(model, images, runs, overrides)
     if onnx:
@@ -117,6 +120,8 @@ def _time_onnx(model: str | Path, images: list[torch.Tensor], runs: int, overrid
     if Path(str(model)).suffix == ".onnx" or not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
         return None
     det = Detector.load(model, overrides=overrides, fold=False, channels_last=False)
+    if det.config.model.test_scales:  # multi-scale testing runs in PyTorch only
+        return None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(det.model, det.config, det.score, path)

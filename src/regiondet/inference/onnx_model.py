@@ -42,6 +42,8 @@ def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, o
     The model's batch norms are folded in place: pass a model you no longer train."""
     from regiondet.models.fold_bn import fold_batch_norms
 
+    if cfg.model.test_scales:
+        raise UserError("multi-scale testing (model.test_scales) runs in PyTorch only; export to .pt", path)
     onnx = _require("onnx")
     fold_batch_norms(model)  # frozen norms merged into their convolutions: fewer nodes
     side = test_sizes(cfg.model)[0]

@@ -14,6 +14,7 @@ from regiondet.config import Config, inference_overrides
 from regiondet.data.images import load_upright
 from regiondet.engine.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.errors import UserError
+from regiondet.inference.multiscale import run_scales
 from regiondet.inference.nesting import nested_boxes
 from regiondet.models.faster_rcnn import build_model
 from regiondet.models.fold_bn import fold_batch_norms
@@ -139,7 +140,7 @@ class Detector:
         """Detections with score >= score (default: the model's own threshold)."""
         x = to_tensor(image).to(self.device)
         t0 = time.perf_counter()
-        out = self.model([x])[0]
+        out = run_scales(self.model, x, self.config.model)
         seconds = time.perf_counter() - t0
         keep = out["scores"] >= (self.score if score is None else score)
         polygons = None

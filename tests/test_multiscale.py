@@ -1,0 +1,104 @@
+"""Multi-scale testing: an image read at several sizes, detections merged, on shipped models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from shapely.geometry import Polygon
+from torchvision.ops import box_iou
+
+from conftest import CAMERA_VALID, ICDAR, ROOT
+from regiondet.cli import main
+from regiondet.data.spec import load_spec
+from regiondet.inference.multiscale import merge_outputs, reading_at, scale_sizes
+from regiondet.inference.predictor import Detector
+
+SCENE = f"icdar2015:{ICDAR}?part=holdout&fraction=0.2&seed=0&limit=1"
+
+
+def test_each_scale_caps_the_longer_side_in_proportion():
+    det = Detector.load("text_fast", overrides=["model.test_scales=[900, 720, 540]"])
+    assert scale_sizes(det.config.model) == [(720, 1280), (900, 1600), (540, 960)]  # 720 is not read twice
+
+
+def test_reading_at_a_size_changes_the_input_and_restores_it():
+    det = Detector.load("text_fast")
+    transform = det.model.transform
+    x = torch.rand(3, 720, 1280)
+    with reading_at(det.model, 360, 640):
+        assert transform(x.unsqueeze(0))[0].image_sizes == [(360, 640)]
+    assert transform(x.unsqueeze(0))[0].image_sizes == [(720, 1280)]
+    with pytest.raises(RuntimeError), reading_at(det.model, 360, 640):
+        raise RuntimeError
+    assert transform(x.unsqueeze(0))[0].image_sizes == [(720, 1280)]
+
+
+def test_overlapping_boxes_of_two_readings_keep_the_better_one_per_class():
+    a = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60]]),
+        "scores": torch.tensor([0.9, 0.4]),
+        "labels": torch.tensor([1, 1]),
+    }
+    b = {
+        "boxes": torch.tensor([[1.0, 0, 10, 10], [0, 0, 10, 10]]),
+        "scores": torch.tensor([0.95, 0.8]),
+        "labels": torch.tensor([1, 2]),
+    }
+    out = merge_outputs([a, b], nms_thresh=0.5, limit=10)
+    assert out["scores"].tolist() == pytest.approx([0.95, 0.8, 0.4])  # the 0.9 duplicate is gone
+    assert out["labels"].tolist() == [1, 2, 1]  # another class at the same place stays
+    assert merge_outputs([a, b], nms_thresh=0.5, limit=2)["scores"].numel() == 2
+
+
+def test_camera_model_at_two_sizes_keeps_each_camera_once():
+    """A photo of eight cameras read at 416 and 320 px: every 416 box is in the merged result or
+    lies under a better-scoring box of its class there (IoU > 0.5, the model's box NMS), the
+    320 reading adds boxes of its own, and no two merged boxes of a class overlap that much."""
+    path = next(CAMERA_VALID.glob("18da9dc27d97dde5*.jpg"))
+    plain = ["model.box_contained_thresh=0"]  # nested-box suppression off: the merge alone
+    one = Detector.load("default", score=0.05, overrides=plain).predict(path)
+    two = Detector.load("default", score=0.05, overrides=[*plain, "model.test_scales=[320]"]).predict(path)
+    assert len(one.scores) >= 3 and set(two.scores.tolist()) - set(one.scores.tolist())
+    merged = torch.as_tensor(two.boxes)
+    for box, label, score in zip(torch.as_tensor(one.boxes), one.labels, one.scores, strict=True):
+        iou = box_iou(box[None], merged)[0]
+        same = torch.tensor([name == label for name in two.labels])
+        better = torch.as_tensor(two.scores) >= score - 1e-4
+        assert bool((((iou > 0.99) | ((iou > 0.5) & better)) & same).any())
+    for label in set(two.labels):
+        rows = [i for i, name in enumerate(two.labels) if name == label]
+        assert float(box_iou(merged[rows], merged[rows]).fill_diagonal_(0).max()) <= 0.5
+
+
+def test_text_at_two_sizes_keeps_every_word_of_either_reading_once():
+    """Every outline found at 720 or 900 is in the merged result, or overlaps a better-scoring one
+    there by more than the polygon NMS threshold; no two merged outlines overlap that much."""
+    path = load_spec(SCENE)[0].path
+    readings = [
+        Detector.load("text_fast", overrides=[f"model.test_min_size={s}", f"model.test_max_size={c}"])
+        for s, c in ((720, 1280), (900, 1600))
+    ]
+    merged = Detector.load("text_fast", overrides=["model.test_scales=[900]"]).predict(path)
+    shapes = [Polygon(p).buffer(0) for p in merged.polygons]
+    assert len(shapes) > 0
+
+    def iou(p, q):
+        return p.intersection(q).area / max(p.union(q).area, 1e-9)
+
+    for det in readings:
+        pred = det.predict(path)
+        for poly, score in zip(pred.polygons, pred.scores, strict=True):
+            p = Polygon(poly).buffer(0)
+            assert any(
+                iou(p, q) > 0.99 or (iou(p, q) > 0.3 and s >= score - 1e-4)
+                for q, s in zip(shapes, merged.scores, strict=True)
+            )
+    assert all(iou(p, q) <= 0.3 for i, p in enumerate(shapes) for q in shapes[i + 1 :])
+
+
+def test_bad_scales_and_onnx_export_are_one_line_errors(tmp_path, capsys):
+    assert main(["detect", "--set", "model.test_scales=900", str(ROOT / "samples")]) == 2
+    assert "model.test_scales is a list" in capsys.readouterr().err
+    assert main(["export", "default", str(tmp_path / "m.onnx"), "--set", "model.test_scales=[320]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "PyTorch only" in err and not (tmp_path / "m.onnx").exists()
