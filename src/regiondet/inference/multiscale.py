@@ -1,6 +1,6 @@
 """Multi-scale testing: one image read at several sizes, the detections merged.
 
-One size suits some objects and not others (the shipped text model at 900 px finds more words of
+One size suits some objects and not others (a text model read at 900 px finds more words of
 8-16 px than at 720 and fewer large ones); reading at both and keeping the better-scoring of
 overlapping detections can get both, at the sum of the times. detectron2's
 GeneralizedRCNNWithTTA and MMOCR's MultiScaleFlipAug do the same.
