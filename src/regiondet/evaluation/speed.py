@@ -49,6 +49,9 @@ def time_model(model: torch.nn.Module, images: list[torch.Tensor], runs: int, wa
     With a ModelConfig, a forward reads the image at each of its test sizes (`test_scales`)."""
     from regiondet.inference.multiscale import run_scales
 
+    def forward(x: torch.Tensor) -> None:
+        run_scales(model, x, cfg) if cfg else model([x])
+
     model.eval()
     stage_ms: dict[str, list[float]] = defaultdict(list)
     starts: dict[str, float] = {}
@@ -65,13 +68,13 @@ def time_model(model: torch.nn.Module, images: list[torch.Tensor], runs: int, wa
         )
     try:
         for x in images[:warmup]:
-            run_scales(model, x, cfg) if cfg else model([x])
+            forward(x)
         stage_ms.clear()
         total = []
         for i in range(runs):
             x = images[i % len(images)]
             t0 = time.perf_counter()
-            run_scales(model, x, cfg) if cfg else model([x])
+            forward(x)
             total.append(1000 * (time.perf_counter() - t0))
     finally:
         for h in handles:
