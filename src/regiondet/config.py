@@ -6,6 +6,7 @@ errors (a typo must not silently fall back to a default).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,9 +202,41 @@ def inference_overrides(cfg: Config, overrides: list[str], source: str) -> Confi
     return config_from_dict(apply_overrides(cfg.to_dict(), overrides), source)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config file; relative data paths stay relative to the working directory."""
+def merge_sections(base: dict, patch: dict) -> dict:
+    """`base` with each section's keys replaced by `patch`'s; a list or mapping value is replaced
+    whole, so a child config states a value once and never has to undo a parent's items."""
+    out = copy.deepcopy(base)
+    for section, values in patch.items():
+        if isinstance(values, dict) and isinstance(out.get(section), dict):
+            out[section].update(copy.deepcopy(values))
+        else:
+            out[section] = copy.deepcopy(values)
+    return out
+
+
+def read_config_dict(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """A config file's plain data with its `base:` chain resolved: `base: other.yaml` (relative to
+    the file naming it) loads that config first, then this file's keys replace its keys, as
+    detectron2's `_BASE_` and MMEngine's `_base_` do. A second training stage states only what it
+    changes."""
     from regiondet.io import read_yaml
 
-    d = read_yaml(Path(path), "config file")
+    path = Path(path)
+    what = f"base config (named in {_chain[-1]})" if _chain else "config file"
+    d = read_yaml(path, what)
+    parent = d.pop("base", None)
+    if parent is None:
+        return d
+    if not isinstance(parent, str) or not parent.strip():
+        raise UserError("'base' names one other config file, e.g. base: text_atrr_craft_decoder.yaml", path)
+    parent_path = path.parent / parent
+    if parent_path.resolve() in {p.resolve() for p in (*_chain, path)}:
+        raise UserError(f"'base: {parent}' loops back to a file already in the chain", path)
+    return merge_sections(read_config_dict(parent_path, (*_chain, path)), d)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file (and its `base:` chain); relative data paths stay relative to the
+    working directory."""
+    d = read_config_dict(path)
     return config_from_dict(apply_overrides(d, overrides or []), str(path))

@@ -1,22 +1,21 @@
 """A grid of training runs (the thesis's chapter 5 at CPU scale): every cell the same budget.
 
-A grid file holds a base config, named axes whose values are partial configs, and the
-evaluation sets; optionally `cells`, the axis combinations to run (a fractional design) when
-the full product would cost too much; optionally `report`, the page `regiondet report` writes,
-whose recorded cells count as finished. Each cell trains into <out>/<cell>/, then writes
-eval.json and a few drawn detections; finished cells are skipped, interrupted ones resumed, so a
-grid can run across sessions and machines.
+A grid file holds a base config (inline, or the path of a config file), named axes whose values are
+partial configs, and the evaluation sets; optionally `cells`, the axis combinations to run (a
+fractional design) when the full product would cost too much; optionally `report`, the page
+`regiondet report` writes, whose recorded cells count as finished. Each cell trains into
+<out>/<cell>/, then writes eval.json and a few drawn detections; finished cells are skipped,
+interrupted ones resumed, so a grid can run across sessions and machines.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from regiondet.config import config_from_dict
+from regiondet.config import config_from_dict, merge_sections, read_config_dict
 from regiondet.errors import UserError
 from regiondet.io import atomic_write_text, read_yaml
 
@@ -45,13 +44,6 @@ class Cell:
     name: str
     axes: dict[str, str]  # axis -> value name
     config: dict
-
-
-def _merge(base: dict, patch: dict) -> dict:
-    out = copy.deepcopy(base)
-    for section, values in patch.items():
-        out.setdefault(section, {}).update(values)
-    return out
 
 
 def _combos(g: dict, path: Path) -> list[list[tuple[str, dict]]]:
@@ -84,15 +76,18 @@ def load_grid(path: Path) -> tuple[dict, list[Cell]]:
         if key not in g:
             raise UserError(f"grid file needs '{key}'", path)
     axes: dict[str, dict] = g["axes"]
+    base = g["base"]
+    if isinstance(base, str):  # a config file (relative to the grid file) instead of inline values
+        base = read_config_dict(path.parent / base, (path,))
     cells = []
     for combo in _combos(g, path):
-        cfg = g["base"]
+        cfg = base
         chosen = {}
         for axis, (value, patch) in zip(axes, combo, strict=True):
-            cfg = _merge(cfg, patch or {})
+            cfg = merge_sections(cfg, patch or {})
             chosen[axis] = str(value)
         name = "_".join(f"{a}-{v}" for a, v in chosen.items())
-        cfg = _merge(cfg, {"train": {"out": str(Path(g["out"]) / name)}})
+        cfg = merge_sections(cfg, {"train": {"out": str(Path(g["out"]) / name)}})
         config_from_dict(cfg, f"{path} cell {name}")
         cells.append(Cell(name, chosen, cfg))
     if len({c.name for c in cells}) < len(cells):
