@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import torch
 
 from conftest import CAMERA_VALID, ICDAR
@@ -48,6 +49,13 @@ def test_onnx_bad_inputs_are_one_line_errors(trained_run, tmp_path, capsys):
     ok = tmp_path / "ok.onnx"
     assert main(["export", str(trained_run / "best.pt"), str(ok)]) == 0
     cases.append((["detect", str(CAMERA_VALID), "--model", str(ok), "--set", "model.box_nms_thresh=0.3"], "fixed"))
+    legacy = tmp_path / "legacy.onnx"  # as exported before the resize left the graph: no settings
+    proto = onnx.load(str(ok))
+    kept = [p for p in proto.metadata_props if p.key != "regiondet_resize"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    onnx.save(proto, str(legacy))
+    cases.append((["detect", str(CAMERA_VALID), "--model", str(legacy), "--set", "model.test_scales=[320]"], "again"))
     capsys.readouterr()
     for argv, words in cases:
         assert main(argv) != 0

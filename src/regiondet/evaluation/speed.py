@@ -123,12 +123,11 @@ def _time_onnx(model: str | Path, images: list[torch.Tensor], runs: int, overrid
     if Path(str(model)).suffix == ".onnx" or not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
         return None
     det = Detector.load(model, overrides=overrides, fold=False, channels_last=False)
-    if det.config.model.test_scales:  # multi-scale testing runs in PyTorch only
-        return None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(det.model, det.config, det.score, path)
-        return time_model(Detector.load(path).model, images, runs)
+        onnx = Detector.load(path)
+        return time_model(onnx.model, images, runs, cfg=onnx.config.model)
 
 
 def format_speed(res: dict) -> str:

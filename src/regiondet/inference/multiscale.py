@@ -28,7 +28,16 @@ def scale_sizes(cfg) -> list[tuple[int, int]]:
 
 @contextmanager
 def reading_at(model: torch.nn.Module, min_size: int, max_size: int) -> Iterator[None]:
-    """The model's transform set to read images at this size, restored afterwards."""
+    """The model's transform (an OnnxModel: its resize) set to read images at this size,
+    restored afterwards."""
+    if not hasattr(model, "transform"):  # OnnxModel resizes before its graph
+        saved_sizes = model.test_sizes
+        model.test_sizes = (min_size, max_size)
+        try:
+            yield
+        finally:
+            model.test_sizes = saved_sizes
+        return
     t = model.transform
     if isinstance(t, SizeTransform):
         saved = t.test_min_size, t.test_max_size
@@ -62,7 +71,7 @@ def merge_outputs(outputs: list[dict[str, Tensor]], nms_thresh: float, limit: in
 def run_scales(model: torch.nn.Module, x: Tensor, cfg) -> dict[str, Tensor]:
     """The model's output for one image, read at each of its test sizes and merged."""
     sizes = scale_sizes(cfg)
-    if len(sizes) == 1 or not hasattr(model, "transform"):  # ONNX: one size, fixed at export
+    if len(sizes) == 1:
         return model([x])[0]
     outputs = []
     for min_size, max_size in sizes:

@@ -2,11 +2,14 @@
 
 Deployment on a CPU without PyTorch, and a faster forward here (torchvision's Faster R-CNN
 runs about twice as fast in ONNX Runtime on this machine). The exported graph is the whole
-torchvision model, resizing and NMS included: one image tensor (3, H, W) in [0, 1] of any
-size in, boxes / labels / scores out. The config and default score travel in the file's
-metadata, so `Detector.load("model.onnx")` knows the classes. OnnxModel resizes each image
-to the model's size first, exactly as PyTorch does, so both give the same detections. A text
-model's point-pair LSTM always runs its max_pairs steps (the stop labels only cut the outline
+torchvision model but its resize, NMS included: one image tensor (3, H, W) in [0, 1] in,
+boxes / labels / scores out. The config and default score travel in the file's metadata, so
+`Detector.load("model.onnx")` knows the classes. OnnxModel resizes each image first, exactly
+as PyTorch does, so both give the same detections; since the size is chosen outside the graph,
+the test size and multi-scale testing (`test_scales`) stay settable at load time, as do the
+other settings applied in Python (OUTSIDE_KEYS). Files exported before this kept the resize in
+the graph (at the size they were exported with) and take no settings. A text model's
+point-pair LSTM always runs its max_pairs steps (the stop labels only cut the outline
 afterwards), so its graph is static too: it adds keypoints and num_pairs outputs, and the
 polygon NMS stays in Python (shapely), as for the PyTorch model.
 """
@@ -21,11 +24,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regiondet.config import Config, config_from_dict
+from regiondet.config import Config, config_from_dict, inference_overrides
 from regiondet.errors import UserError
 from regiondet.models.sizes import test_sizes
 
 CONFIG_KEY, SCORE_KEY = "regiondet_config", "regiondet_default_score"
+RESIZE_KEY = "regiondet_resize"  # "outside": the graph takes images at the size it is given
+# inference settings applied outside the graph, so an exported file still takes them (--set)
+OUTSIDE_KEYS = (
+    "test_min_size",
+    "test_max_size",
+    "test_scales",
+    "polygon_nms_thresh",
+    "box_contained_thresh",
+    "box_contained_score_ratio",
+)
 # in the order the models fill their result dicts, which is the order the tracer flattens them in
 OUTPUTS = {"box": ("boxes", "labels", "scores"), "text": ("boxes", "scores", "labels", "keypoints", "num_pairs")}
 
@@ -42,8 +55,6 @@ def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, o
     The model's batch norms are folded in place: pass a model you no longer train."""
     from regiondet.models.fold_bn import fold_batch_norms
 
-    if cfg.model.test_scales:
-        raise UserError("multi-scale testing (model.test_scales) runs in PyTorch only; export to .pt", path)
     onnx = _require("onnx")
     fold_batch_norms(model)  # frozen norms merged into their convolutions: fewer nodes
     side = test_sizes(cfg.model)[0]
@@ -51,29 +62,43 @@ def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, o
     part = path.with_name(f".{path.name}.part")
     outputs = OUTPUTS[cfg.model.task]
     axes = {"image": {1: "height", 2: "width"}, **{name: {0: "n"} for name in outputs}}
-    with warnings.catch_warnings():  # the tracer warns about every Python number it freezes
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model.eval(),
-            ([example],),
-            str(part),
-            input_names=["image"],
-            output_names=list(outputs),
-            dynamic_axes=axes,
-            opset_version=opset,
-            dynamo=False,
-        )
+    # OnnxModel resizes before the graph, so the graph's own resize is left out: any size in
+    model.transform.resize = lambda image, target=None: (image, target)
+    try:
+        _trace(model, example, part, outputs, axes, opset)
+    finally:
+        del model.transform.resize  # the class's resize again
     proto = onnx.load(str(part))
-    onnx.helper.set_model_props(proto, {CONFIG_KEY: json.dumps(cfg.to_dict()), SCORE_KEY: str(score)})
+    meta = {CONFIG_KEY: json.dumps(cfg.to_dict()), SCORE_KEY: str(score), RESIZE_KEY: "outside"}
+    onnx.helper.set_model_props(proto, meta)
     onnx.save(proto, str(part))
     os.replace(part, path)
+
+
+def _trace(model: torch.nn.Module, example: torch.Tensor, part: Path, outputs, axes: dict, opset: int) -> None:
+    try:
+        with warnings.catch_warnings():  # the tracer warns about every Python number it freezes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model.eval(),
+                ([example],),
+                str(part),
+                input_names=["image"],
+                output_names=list(outputs),
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+            )
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 class OnnxModel:
     """Called like a torchvision detector in eval mode: a list of one (3, H, W) tensor in,
     a list of one dict of boxes / labels / scores (text: and keypoints / num_pairs) out."""
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, overrides: list[str] | None = None):
         ort = _require("onnxruntime")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -85,10 +110,28 @@ class OnnxModel:
         meta = self.session.get_modelmeta().custom_metadata_map
         if CONFIG_KEY not in meta:
             raise UserError("an ONNX model without regiondet's config: export it with `regiondet export`", path)
-        self.config = config_from_dict(json.loads(meta[CONFIG_KEY]), str(path))
+        config = config_from_dict(json.loads(meta[CONFIG_KEY]), str(path))
+        self.resize_outside = meta.get(RESIZE_KEY) == "outside"
+        if config.model.test_scales and not self.resize_outside:
+            raise UserError("multi-scale testing needs a newer export: run `regiondet export` again", path)
+        self.config = self._with(config, overrides or [], path)
         self.default_score = float(meta.get(SCORE_KEY, self.config.train.eval_score))
-        self.test_sizes = test_sizes(self.config.model)
+        self.test_sizes = test_sizes(self.config.model)  # what _resize reads; multi-scale changes it
         self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def _with(self, config: Config, overrides: list[str], path: Path) -> Config:
+        """The file's config with the settings applied outside the graph changed."""
+        if not overrides:
+            return config
+        if not self.resize_outside:
+            raise UserError("this ONNX file's settings are fixed at export: export it again with --set", path)
+        allowed = {f"model.{k}" for k in OUTSIDE_KEYS}
+        for item in overrides:
+            key = item.partition("=")[0]
+            if key not in allowed:
+                known = ", ".join(sorted(allowed))
+                raise UserError(f"--set {key} is fixed in the ONNX graph at export (settable here: {known})", path)
+        return inference_overrides(config, overrides, str(path))
 
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         out = []
@@ -104,9 +147,9 @@ class OnnxModel:
         return out
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
-        """torchvision's eager resize, done before the graph: the graph's own resize rounds the
-        output size in float32 and can come out a pixel short, which moves low-score boxes. At
-        the model's size already, the graph's resize is the identity."""
+        """torchvision's eager resize, done before the graph (the graph has none: a traced resize
+        rounds the output size in float32 and can come out a pixel short, which moves low-score
+        boxes)."""
         short, long = self.test_sizes
         scale = min(short / min(x.shape[-2:]), long / max(x.shape[-2:]))
         return torch.nn.functional.interpolate(

@@ -125,14 +125,13 @@ class Detector:
 
     @classmethod
     def _load_onnx(cls, path: Path, score: float | None, device: str, overrides: list[str] | None) -> Detector:
-        """An exported .onnx file run by ONNX Runtime; its settings were fixed at export."""
+        """An exported .onnx file run by ONNX Runtime; the settings outside its graph (test sizes,
+        multi-scale, polygon NMS) still take overrides, the rest were fixed at export."""
         from regiondet.inference.onnx_model import OnnxModel
 
-        if overrides:
-            raise UserError("an ONNX model's settings are fixed: export it again with --set", path)
         if not path.is_file():
             raise UserError("model file not found", path)
-        model = OnnxModel(path)
+        model = OnnxModel(path, overrides=overrides)
         return cls(model, model.config, model.default_score if score is None else score, device)
 
     @torch.inference_mode()
