@@ -61,6 +61,8 @@ def test_onnx_bad_inputs_are_one_line_errors(trained_run, tmp_path, capsys):
         assert main(argv) != 0
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err, err
+    # a setting applied after the graph still takes --set on the older file
+    assert Detector.load(legacy, overrides=["model.box_contained_thresh=0"]).config.model.box_contained_thresh == 0
 
 
 def test_text_model_exports_with_its_point_pairs(tmp_path, capsys):

@@ -8,7 +8,7 @@ boxes / labels / scores out. The config and default score travel in the file's m
 as PyTorch does, so both give the same detections; since the size is chosen outside the graph,
 the test size and multi-scale testing (`test_scales`) stay settable at load time, as do the
 other settings applied in Python (OUTSIDE_KEYS). Files exported before this kept the resize in
-the graph (at the size they were exported with) and take no settings. A text model's
+the graph (at the size they were exported with) and take no size settings. A text model's
 point-pair LSTM always runs its max_pairs steps (the stop labels only cut the outline
 afterwards), so its graph is static too: it adds keypoints and num_pairs outputs, and the
 polygon NMS stays in Python (shapely), as for the PyTorch model.
@@ -112,8 +112,6 @@ class OnnxModel:
             raise UserError("an ONNX model without regiondet's config: export it with `regiondet export`", path)
         config = config_from_dict(json.loads(meta[CONFIG_KEY]), str(path))
         self.resize_outside = meta.get(RESIZE_KEY) == "outside"
-        if config.model.test_scales and not self.resize_outside:
-            raise UserError("multi-scale testing needs a newer export: run `regiondet export` again", path)
         self.config = self._with(config, overrides or [], path)
         self.default_score = float(meta.get(SCORE_KEY, self.config.train.eval_score))
         self.test_sizes = test_sizes(self.config.model)  # what _resize reads; multi-scale changes it
@@ -121,17 +119,15 @@ class OnnxModel:
 
     def _with(self, config: Config, overrides: list[str], path: Path) -> Config:
         """The file's config with the settings applied outside the graph changed."""
-        if not overrides:
-            return config
-        if not self.resize_outside:
-            raise UserError("this ONNX file's settings are fixed at export: export it again with --set", path)
         allowed = {f"model.{k}" for k in OUTSIDE_KEYS}
         for item in overrides:
             key = item.partition("=")[0]
             if key not in allowed:
                 known = ", ".join(sorted(allowed))
                 raise UserError(f"--set {key} is fixed in the ONNX graph at export (settable here: {known})", path)
-        return inference_overrides(config, overrides, str(path))
+            if key.startswith("model.test_") and not self.resize_outside:
+                raise UserError(f"--set {key}: an older export, resized inside its graph; export it again", path)
+        return inference_overrides(config, overrides, str(path)) if overrides else config
 
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         out = []
