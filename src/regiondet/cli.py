@@ -45,18 +45,35 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(a.threads)
-    det = Detector.load(a.model, overrides=a.set)
+    if a.detections:
+        from regiondet.evaluation.recorded import RecordedDetector
+
+        if a.model or a.set:
+            raise UserError("--detections scores a file of detections: leave out --model and --set")
+        det = RecordedDetector(a.detections, a.score)
+    else:
+        det = Detector.load(a.model or DEFAULT_MODEL, overrides=a.set)
+    raw = [s for spec in a.data for s in load_spec(spec)]
+    if a.detections:  # the data's classes too, so a class the file never names scores 0
+        names = {k.lower(): v for k, v in _class_map(a.class_map).items()}
+        det.with_classes([t for s in raw for lab in s.labels if (t := names.get(lab.lower(), lab))])
     mapper = ClassMapper(det.classes, {**det.config.data.class_map, **_class_map(a.class_map)})
-    samples = [s for spec in a.data for s in mapper.apply_all(load_spec(spec))]
+    samples = mapper.apply_all(raw)
+    negatives = [as_negative(s) for spec in a.negatives or [] for s in load_spec(spec)]
+    if a.detections:
+        det.require(samples + negatives)
+    saved: list[dict] | None = [] if a.save_detections else None
     if det.config.model.task == "text":
         from regiondet.evaluation.text_detection import evaluate_text
 
-        res = evaluate_text(det, samples, a.score, progress=not a.quiet)
+        res = evaluate_text(det, samples, a.score, progress=not a.quiet, saved=saved)
     else:
-        negatives = [as_negative(s) for spec in a.negatives or [] for s in load_spec(spec)]
         plot = Path(a.plot) if a.plot else (Path(a.json).with_suffix(".pr.png") if a.json else None)
-        res = evaluate(det, samples, negatives, a.score, a.voc07, plot, progress=not a.quiet)
-    res["model"], res["data"], res["negatives_data"] = str(a.model), a.data, a.negatives or []
+        res = evaluate(det, samples, negatives, a.score, a.voc07, plot, progress=not a.quiet, saved=saved)
+    if saved is not None:
+        atomic_write_text(Path(a.save_detections), "".join(json.dumps(line) + "\n" for line in saved))
+    res["model"] = a.detections and f"detections: {a.detections}" or str(a.model or DEFAULT_MODEL)
+    res["data"], res["negatives_data"] = a.data, a.negatives or []
     if a.json:
         atomic_write_text(Path(a.json), json.dumps(res, indent=2) + "\n")
     failed = res.pop("failures", [])
@@ -317,7 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="VOC/COCO AP, no-detection and distractor rates, latency")
-    e.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")
+    e.add_argument("--model", help="checkpoint file or shipped model name (default: default)")
+    e.add_argument(
+        "--detections",
+        metavar="FILE.jsonl",
+        help="score detections read back from this file (regiondet detect's JSON lines) instead of a model",
+    )
+    e.add_argument(
+        "--save-detections",
+        metavar="FILE.jsonl",
+        help="also write every image's detections (all scores) here, for --detections to score again",
+    )
     e.add_argument("--data", action="append", required=True, metavar="SPEC", help="labelled images (repeatable)")
     e.add_argument("--negatives", action="append", metavar="SPEC", help="images without any of the classes")
     e.add_argument("--score", type=float, help="score for the rates (default: the model's)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +14,35 @@ from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
 from regiondet.evaluation.coco import coco_metrics
 from regiondet.evaluation.proposals import ProposalRecorder, proposal_recall
+from regiondet.evaluation.recorded import RecordedDetector, detection_line
 from regiondet.evaluation.voc import APResult, voc_ap
 from regiondet.inference.predictor import Detector
 
 
 def _predict_all(
-    detector: Detector, samples: list[Sample], desc: str, progress: bool
+    detector: Detector | RecordedDetector,
+    samples: list[Sample],
+    desc: str,
+    progress: bool,
+    saved: list[dict] | None = None,
 ) -> tuple[list[dict], list[float]]:
+    """Every detection of each sample (score >= 0), in the sample's pixels; with `saved`, also
+    as detect's JSON lines, which --detections reads back."""
     preds, seconds = [], []
     for s in tqdm(samples, desc=desc, disable=not progress, leave=False):
+        if isinstance(detector, RecordedDetector):  # read back, in the image's own pixels
+            p = detector.prediction(s)
+            preds.append({"boxes": p.boxes, "scores": p.scores, "labels": p.class_ids})
+            seconds.append(p.seconds)
+            continue
         pixels = load_rgb(s.path)
         p = detector.predict(pixels, score=0.0)
         sx, sy = s.width / pixels.shape[1], s.height / pixels.shape[0]
         boxes = p.boxes * np.array([sx, sy, sx, sy], np.float32)
         preds.append({"boxes": boxes, "scores": p.scores, "labels": p.class_ids})
         seconds.append(p.seconds)
+        if saved is not None:
+            saved.append(detection_line(s, replace(p, boxes=boxes)))
     return preds, seconds
 
 
@@ -46,24 +61,26 @@ def per_class_ap(
 
 
 def evaluate(
-    detector: Detector,
+    detector: Detector | RecordedDetector,
     samples: list[Sample],
     negatives: list[Sample] | None = None,
     score: float | None = None,
     voc07: bool = False,
     plot_path: Path | None = None,
     progress: bool = True,
+    saved: list[dict] | None = None,
 ) -> dict:
     """Metrics dict: map50, ap50_per_class, coco_ap/ap50/ap75 and by size (coco.SPLITS), no_detection_rate,
     negatives_with_detection_rate, latency_ms_median / p90, counts, and for torchvision models
     proposal_recall (objects the RPN offered a box for, by COCO size).
 
-    Samples' labels must already be model class names (see ClassMapper).
+    Samples' labels must already be model class names (see ClassMapper). `saved` collects every
+    image's detections as JSON lines (evaluate --save-detections).
     """
     score = detector.score if score is None else score
     classes = detector.classes
     with ProposalRecorder(detector.model) as recorder:
-        preds, seconds = _predict_all(detector, samples, "evaluate", progress)
+        preds, seconds = _predict_all(detector, samples, "evaluate", progress, saved)
     aps = per_class_ap(samples, preds, classes, voc07)
     valid = [r.ap for r in aps.values() if not np.isnan(r.ap)]
     with_objects = [i for i, s in enumerate(samples) if (~s.ignore).any()]
@@ -83,7 +100,7 @@ def evaluate(
         result["proposal_recall"] = proposal_recall(samples, recorder.proposals)
     neg_preds = []
     if negatives:
-        neg_preds, neg_seconds = _predict_all(detector, negatives, "negatives", progress)
+        neg_preds, neg_seconds = _predict_all(detector, negatives, "negatives", progress, saved)
         fired = sum(1 for p in neg_preds if (p["scores"] >= score).any())
         result["negatives"] = len(negatives)
         result["negatives_with_detection_rate"] = fired / len(negatives)

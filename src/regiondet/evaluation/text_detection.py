@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from tqdm import tqdm
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
 from regiondet.evaluation.proposals import ProposalRecorder, proposal_recall
+from regiondet.evaluation.recorded import RecordedDetector, detection_line
 from regiondet.evaluation.text import match_image, recall_by_height, text_height, text_metrics
 from regiondet.inference.predictor import Detector
 
@@ -81,23 +83,40 @@ def evaluate_polygons(
 
 
 def evaluate_text(
-    detector: Detector,
+    detector: Detector | RecordedDetector,
     samples: list[Sample],
     score: float | None = None,
     progress: bool = True,
     ladder: tuple[float, ...] = LADDER,
+    saved: list[dict] | None = None,
 ) -> dict:
     """evaluate_polygons of a regiondet text model at its score (or the one given), plus the ladder
-    and, for torchvision models, proposal_recall by word height."""
+    and, for torchvision models, proposal_recall by word height. `saved` collects each image's
+    outlines (down to the ladder's lowest score) as detect's JSON lines."""
     score = detector.score if score is None else score
     floor = min((score, *ladder))
+    if isinstance(detector, RecordedDetector):  # evaluate_polygons asks for samples in order
+        recorded = iter([detector.prediction(s) for s in samples])  # any missing image fails first
+
+    preds = []
 
     def detect(pixels: np.ndarray):
-        pred = detector.predict(pixels, score=floor)
+        if isinstance(detector, RecordedDetector):
+            pred = next(recorded)
+        else:  # the time evaluate_polygons measures (outlines and their NMS too) goes in the saved lines
+            start = time.perf_counter()
+            pred = detector.predict(pixels, score=floor)
+            pred = replace(pred, seconds=time.perf_counter() - start)
+        preds.append(pred)
         return pred.polygons or [], pred.scores
 
     with ProposalRecorder(detector.model) as recorder:
         res = evaluate_polygons(detect, samples, progress, score=score, ladder=ladder)
+    if isinstance(detector, RecordedDetector):  # the detect run's times, not the file lookups
+        ms = [1000 * detector.prediction(s).seconds for s in samples]
+        res["latency_ms_median"], res["latency_ms_p90"] = float(np.median(ms)), float(np.percentile(ms, 90))
+    if saved is not None:
+        saved += [detection_line(s, p) for s, p in zip(samples, preds, strict=True)]
     if len(recorder.proposals) == len(samples):  # by word height, as recall_by_height
         res["proposal_recall"] = proposal_recall(samples, recorder.proposals, (8, 16, 32), care_heights)
     return {"images": res.pop("images"), "score": score, **res}

@@ -1,0 +1,117 @@
+"""Detections written once and scored again (`evaluate --save-detections` / `--detections`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import CAMERA_VALID, ICDAR
+from regiondet.cli import main
+from regiondet.data.spec import load_spec
+
+HOLDOUT = f"icdar2015:{ICDAR}?part=holdout&fraction=0.2&seed=0&limit=3"
+CAMERAS = f"voc:{CAMERA_VALID}?limit=6"
+
+
+def _evaluate(capsys, *argv: str) -> dict:
+    capsys.readouterr()
+    assert main(["--quiet", "evaluate", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_text_detections_score_again_as_the_model_did(tmp_path, capsys):
+    """A text model's saved outlines, read back, give the same figures at every score; so do the
+    lines `regiondet detect` prints (text_fast has no nested-box step that its score could move)."""
+    saved = tmp_path / "text.jsonl"
+    model = _evaluate(capsys, "--model", "text_fast", "--data", HOLDOUT, "--save-detections", str(saved))
+    again = _evaluate(capsys, "--detections", str(saved), "--data", HOLDOUT, "--score", str(model["score"]))
+    assert model["matched"] > 0 and model["det_care"] > 0
+    for key in ("precision", "recall", "hmean", "matched", "det_care", "by_score", "by_iou", "recall_by_height"):
+        assert again[key] == model[key], key
+    assert again["latency_ms_median"] == pytest.approx(model["latency_ms_median"], abs=0.5)  # the recorded times
+    assert again["model"] == f"detections: {saved}" and "proposal_recall" not in again
+    printed = tmp_path / "detect.jsonl"
+    capsys.readouterr()
+    assert (
+        main(
+            ["--quiet", "detect", "--model", "text_fast", "--score", "0.3", *[str(s.path) for s in load_spec(HOLDOUT)]]
+        )
+        == 0
+    )
+    printed.write_text(capsys.readouterr().out)
+    from_detect = _evaluate(capsys, "--detections", str(printed), "--data", HOLDOUT, "--score", str(model["score"]))
+    assert (from_detect["matched"], from_detect["det_care"]) == (model["matched"], model["det_care"])
+
+
+def test_box_detections_with_negatives_score_again(tmp_path, capsys):
+    saved = tmp_path / "boxes.jsonl"
+    negatives = f"icdar2015:{ICDAR}?part=holdout&fraction=0.2&seed=0&limit=2"
+    common = ["--data", CAMERAS, "--negatives", negatives, "--score", "0.5"]
+    model = _evaluate(capsys, "--model", "default", *common, "--save-detections", str(saved))
+    again = _evaluate(capsys, "--detections", str(saved), *common)
+    assert len(saved.read_text().splitlines()) == 6 + 2  # one line per image, negatives too
+    for key in ("map50", "coco_ap", "no_detection_rate", "negatives_with_detection_rate", "rates_by_score"):
+        assert again[key] == model[key], key
+
+
+def test_hand_written_detections_give_ap_one_and_zero(tmp_path, capsys):
+    """Detections from any tool in detect's form: the true boxes score AP 1, boxes beside them 0;
+    a class of the data the file never names is scored too (AP 0), not skipped."""
+    samples = [s for s in load_spec(CAMERAS) if len(s.boxes)]
+    exact, shifted = tmp_path / "exact.jsonl", tmp_path / "shifted.jsonl"
+    exact.write_text(
+        "".join(
+            json.dumps({"file": str(s.path), "boxes": s.boxes.tolist(), "labels": s.labels}) + "\n" for s in samples
+        )
+    )
+    shifted.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "file": str(s.path),
+                    "boxes": (s.boxes + 2000).tolist(),
+                    "scores": [0.9] * len(s.boxes),
+                    "labels": s.labels,
+                }
+            )
+            + "\n"
+            for s in samples
+        )
+    )
+    assert _evaluate(capsys, "--detections", str(exact), "--data", CAMERAS)["map50"] == pytest.approx(1.0)
+    assert _evaluate(capsys, "--detections", str(shifted), "--data", CAMERAS)["map50"] == 0.0
+    renamed = _evaluate(capsys, "--detections", str(exact), "--data", CAMERAS, "--class-map", "camera=lens")
+    per_class = renamed["ap50_per_class"]  # the file's class has no object left (NaN, not counted)
+    assert per_class["lens"] == 0.0 and renamed["map50"] == 0.0 and sorted(per_class) == ["Camera", "lens"]
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "detections file not found"),
+        ("", "no detections in the file"),
+        ("{not json\n", "detections.jsonl:1: not a line of regiondet detect's JSON"),
+        ('{"boxes": []}\n', ":1: not a line"),
+        ('{"file": "a.jpg", "boxes": [[0, 0, 1, 1]], "scores": [0.5, 0.6]}\n', ":1: boxes, scores, labels"),
+        ('{"file": "a.jpg", "boxes": "x"}\n', ":1: malformed detections"),
+        ('{"file": "a.mp4", "frame": 3, "boxes": []}\n', "a video frame"),
+        ('{"file": "elsewhere.jpg", "boxes": []}\n', "and 5 more (run detect on every image"),
+    ],
+)
+def test_bad_detection_files_are_one_line_errors(tmp_path, capsys, content, words):
+    path = tmp_path / "detections.jsonl"
+    if content is not None:
+        path.write_text(content)
+    capsys.readouterr()
+    assert main(["evaluate", "--detections", str(path), "--data", CAMERAS]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the data's own warnings
+    assert words in err and "detections.jsonl" in err, err
+
+
+def test_detections_and_a_model_together_are_refused(tmp_path, capsys):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"file": "a.jpg", "boxes": []}\n')
+    capsys.readouterr()
+    assert main(["evaluate", "--detections", str(path), "--model", "default", "--data", CAMERAS]) == 2
+    assert "leave out --model" in capsys.readouterr().err
