@@ -60,3 +60,24 @@ def test_evaluate_reports_proposal_recall_of_a_trained_model(trained_run):
     assert res["proposals_per_image"] == pytest.approx(det.config.model.rpn_post_nms_top_n_test, abs=1)
     assert 0 < res["0.7"] <= res["0.5"] <= 1
     assert sum(b["objects"] for b in res["by_size"].values()) == res["objects"]
+
+
+def test_multi_scale_proposals_are_the_union_of_the_readings(trained_run):
+    """Read at two sizes, an image's proposals are both readings' (twice as many); every object
+    the single reading proposed stays proposed, and per_image refuses passes that do not divide."""
+    from regiondet.data.dataset import ClassMapper
+    from regiondet.evaluation.detection import evaluate
+    from regiondet.inference.predictor import Detector
+
+    one = Detector.load(trained_run / "best.pt")
+    two = Detector.load(trained_run / "best.pt", overrides=["model.test_scales=[320]"])
+    samples = ClassMapper(one.classes, {}).apply_all(load_spec(f"voc:{CAMERA_VALID}?limit=6"))
+    single = evaluate(one, samples, score=0.05, progress=False)["proposal_recall"]
+    union = evaluate(two, samples, score=0.05, progress=False)["proposal_recall"]
+    per_reading = one.config.model.rpn_post_nms_top_n_test
+    assert union["proposals_per_image"] == pytest.approx(2 * per_reading, abs=2)
+    for iou in ("0.5", "0.7"):
+        assert single[iou] <= union[iou]
+    rec = ProposalRecorder(one.model)
+    rec.proposals = [(np.zeros((1, 4), np.float32), (10, 10))] * 3
+    assert rec.per_image(2) is None and len(rec.per_image(3)) == 3 and rec.per_image(0) is None

@@ -96,8 +96,9 @@ def evaluate(
         "negatives_with_detection_rate": None,
         "negatives": 0,
     }
-    if len(recorder.proposals) == len(samples):  # a torchvision model (ONNX has no RPN to ask)
-        result["proposal_recall"] = proposal_recall(samples, recorder.proposals)
+    proposals = recorder.per_image(len(samples))  # a torchvision model (ONNX has no RPN to ask)
+    if proposals is not None:
+        result["proposal_recall"] = proposal_recall(samples, proposals)
     neg_preds = []
     if negatives:
         neg_preds, neg_seconds = _predict_all(detector, negatives, "negatives", progress, saved)

@@ -44,6 +44,17 @@ class ProposalRecorder:
             h.remove()
         self._handles = []
 
+    def per_image(self, images: int) -> list[tuple[np.ndarray, tuple[int, int]]] | None:
+        """The proposals of each of `images` images, in order; an image read at several sizes
+        (multi-scale testing: consecutive passes) gets the union of its readings'. None when
+        nothing was recorded (ONNX) or the passes do not divide evenly among the images."""
+        n = len(self.proposals)
+        if images == 0 or n == 0 or n % images:
+            return None
+        k = n // images
+        groups = [self.proposals[i : i + k] for i in range(0, n, k)]
+        return [(np.concatenate([boxes for boxes, _ in g]), g[0][1]) for g in groups]
+
     def _keep_inputs(self, module, args) -> None:
         self._inputs = [(int(im.shape[-1]), int(im.shape[-2])) for im in args[0]]
 

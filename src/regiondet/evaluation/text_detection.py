@@ -117,8 +117,9 @@ def evaluate_text(
         res["latency_ms_median"], res["latency_ms_p90"] = float(np.median(ms)), float(np.percentile(ms, 90))
     if saved is not None:
         saved += [detection_line(s, p) for s, p in zip(samples, preds, strict=True)]
-    if len(recorder.proposals) == len(samples):  # by word height, as recall_by_height
-        res["proposal_recall"] = proposal_recall(samples, recorder.proposals, (8, 16, 32), care_heights)
+    proposals = recorder.per_image(len(samples))
+    if proposals is not None:  # by word height, as recall_by_height
+        res["proposal_recall"] = proposal_recall(samples, proposals, (8, 16, 32), care_heights)
     return {"images": res.pop("images"), "score": score, **res}
 
 
