@@ -119,3 +119,26 @@ def test_fine_tune_from_a_model_with_other_classes(tmp_path, capsys, trained_run
     cfg["train"].update(out=str(tmp_path / "bad"), init=str(tmp_path / "ft.yaml"))
     assert main(["--quiet", "train", str(write_config(tmp_path / "bad.yaml", cfg))]) == 2
     assert "ft.yaml" in capsys.readouterr().err
+
+
+def test_select_picks_best_by_one_class_and_logs_each_class(tmp_path, capsys):
+    """With two classes the per-class AP is logged each epoch, and `train.select: ap50:camera`
+    makes best.pt the epoch with the best camera AP, whatever the mean does."""
+    from conftest import PHONE_YAML
+
+    cfg = tiny_config(tmp_path / "run", select="ap50:camera")
+    cfg["model"]["classes"] = ["camera", "phone"]
+    cfg["data"]["train"].append(f"yolo:{PHONE_YAML}:train?limit=6")
+    cfg["data"]["val"].append(f"yolo:{PHONE_YAML}:val?limit=4")
+    cfg["data"]["class_map"] = {"airpods": None, "wallet": None}
+    capsys.readouterr()
+    assert main(["--quiet", "train", str(write_config(tmp_path / "c.yaml", cfg))]) == 0
+    rows = read_history(tmp_path / "run" / "metrics.csv")
+    camera = [r["val_ap50_camera"] for r in rows]
+    assert len(camera) == 3 and all(r["val_ap50_phone"] is not None for r in rows)
+    best = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["epoch"] == 1 + camera.index(max(camera))
+    bad = tiny_config(tmp_path / "bad", select="ap50:dog")
+    assert main(["train", str(write_config(tmp_path / "bad.yaml", bad))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "train.select 'ap50:dog'" in err and "ap50:CLASS" in err

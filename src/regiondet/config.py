@@ -104,6 +104,10 @@ class TrainConfig:
     photometric: float = 0.0  # probability of each colour distortion (brightness, contrast, ...)
     eval_every: int = 1
     eval_score: float = 0.5  # score for the no-detection / negatives figures (text: for P/R/H-mean)
+    # the validation figure that picks best.pt (higher is better): boxes map50 (default), coco_ap
+    # or ap50:CLASS (one class's AP, when the others' validation sets are small); text hmean
+    # (default), precision or recall
+    select: str | None = None
     init: str | None = None  # fine-tune from a regiondet checkpoint or shipped model name (fitting tensors)
     crop: int | None = None  # text: train on random square crops of this side
     scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # text: random rescale before cropping
@@ -159,7 +163,22 @@ def config_from_dict(d: dict, source: str = "config") -> Config:
         raise UserError("model.classes is empty", source)
     if not 0 <= cfg.train.rotate <= 180:
         raise UserError("train.rotate is a maximum angle in degrees, from 0 to 180", source)
+    _check_select(cfg, source)
     return cfg
+
+
+SELECT = {"box": ("map50", "coco_ap"), "text": ("hmean", "precision", "recall")}
+
+
+def _check_select(cfg: Config, source: str) -> None:
+    chosen, task = cfg.train.select, cfg.model.task
+    if chosen is None or chosen in SELECT[task]:
+        return
+    name = chosen.partition("ap50:")[2] if task == "box" and chosen.startswith("ap50:") else None
+    if name is not None and name.lower() in {c.lower() for c in cfg.model.classes}:
+        return
+    forms = [*SELECT[task], *(["ap50:CLASS"] if task == "box" else [])]
+    raise UserError(f"train.select '{chosen}' is not one of {forms} (classes: {cfg.model.classes})", source)
 
 
 def apply_overrides(d: dict, overrides: list[str]) -> dict:

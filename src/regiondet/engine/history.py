@@ -52,10 +52,12 @@ PLOTS = [
 def write_history(rows: list[dict], out_dir: Path) -> None:
     """Rewrite metrics.csv and curves.png from all rows so far (atomic, so resume-safe)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, COLUMNS, extrasaction="ignore")
+    per_class = list(dict.fromkeys(k for r in rows for k in r if k.startswith("val_ap50_")))  # several classes
+    columns = COLUMNS + per_class
+    writer = csv.DictWriter(buf, columns, extrasaction="ignore")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
     atomic_write_text(out_dir / "metrics.csv", buf.getvalue())
     plot_history(rows, out_dir / "curves.png")
 

@@ -123,6 +123,18 @@ def validate(
     return result
 
 
+def selected(res: dict, cfg: Config) -> float | None:
+    """The validation figure train.select names (default: the task's first VAL_KEYS figure);
+    None when it cannot be measured (a class without validation objects), so no epoch wins on it."""
+    key = cfg.train.select or VAL_KEYS[cfg.model.task][0]
+    if key.startswith("ap50:"):
+        by_name = {c.lower(): ap for c, ap in res.get("ap50_per_class", {}).items()}
+        value = by_name.get(key[5:].lower())
+    else:
+        value = res.get(key)
+    return None if value is None or math.isnan(value) else float(value)
+
+
 def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     """Train per cfg; returns the run folder (config.yaml, metrics.csv, curves.png, last.pt, best.pt)."""
     info = init_distributed()
@@ -302,7 +314,9 @@ class Trainer:
             res = validate(self.model, cfg, self.val, self.val_neg, self.out)
             for k in VAL_KEYS[cfg.model.task]:
                 row[f"val_{k}"] = res[k]
-            score = res[VAL_KEYS[cfg.model.task][0]]
+            if len(cfg.model.classes) > 1 and "ap50_per_class" in res:
+                row.update({f"val_ap50_{c}": ap for c, ap in res["ap50_per_class"].items()})
+            score = selected(res, cfg)
         elif not self.val:
             score = -row["loss_total"]
         self.rows.append(row)
@@ -325,7 +339,8 @@ def _summary_line(row: dict) -> str:
         f"{row['seconds']:.0f}s",
     ]
     if row.get("val_map50") is not None:
-        parts.append(f"val mAP50 {row['val_map50']:.3f}")
+        classes = [f"{k[9:]} {v:.3f}" for k, v in row.items() if k.startswith("val_ap50_") and not math.isnan(v)]
+        parts.append(f"val mAP50 {row['val_map50']:.3f}" + (f" ({', '.join(classes)})" if classes else ""))
     if row.get("val_hmean") is not None:
         parts.append(f"val H-mean {row['val_hmean']:.3f} (P {row['val_precision']:.3f} R {row['val_recall']:.3f})")
     return "regiondet: " + ", ".join(parts)
