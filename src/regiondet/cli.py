@@ -72,7 +72,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         res = evaluate(det, samples, negatives, a.score, a.voc07, plot, progress=not a.quiet, saved=saved)
     if saved is not None:
         atomic_write_text(Path(a.save_detections), "".join(json.dumps(line) + "\n" for line in saved))
-    res["model"] = a.detections and f"detections: {a.detections}" or str(a.model or DEFAULT_MODEL)
+    res["model"] = f"detections: {a.detections}" if a.detections else str(a.model or DEFAULT_MODEL)
     res["data"], res["negatives_data"] = a.data, a.negatives or []
     if a.json:
         atomic_write_text(Path(a.json), json.dumps(res, indent=2) + "\n")
