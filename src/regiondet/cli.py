@@ -71,7 +71,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         plot = Path(a.plot) if a.plot else (Path(a.json).with_suffix(".pr.png") if a.json else None)
         res = evaluate(det, samples, negatives, a.score, a.voc07, plot, progress=not a.quiet, saved=saved)
     if saved is not None:
-        atomic_write_text(Path(a.save_detections), "".join(json.dumps(line) + "\n" for line in saved))
+        lines = [{**line, "eval_score": res["score"]} for line in saved]  # --detections' default score
+        atomic_write_text(Path(a.save_detections), "".join(json.dumps(line) + "\n" for line in lines))
     res["model"] = f"detections: {a.detections}" if a.detections else str(a.model or DEFAULT_MODEL)
     res["data"], res["negatives_data"] = a.data, a.negatives or []
     if a.json:

@@ -77,7 +77,7 @@ class RecordedDetector:
         self.path, self.labels = path, []
         self.by_path: dict[Path, Prediction] = {}
         self.by_name: dict[str, list[Path]] = {}
-        text = False
+        text, eval_scores = False, set()
         for i, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not raw.strip():
                 continue
@@ -89,13 +89,16 @@ class RecordedDetector:
             if "frame" in line:
                 raise UserError("a video frame: evaluate scores images", path, i)
             text |= "polygons" in line
+            eval_scores.add(line.get("eval_score"))
             resolved = file.resolve()
             self.by_path[resolved] = _prediction(line, self.labels, (path, i))
             self.by_name.setdefault(file.name, []).append(resolved)
         if not self.by_path:
             raise UserError("no detections in the file (an empty run?)", path)
         self.task = "text" if text else "box"
-        self.score = 0.0 if score is None else score  # detect already applied its own threshold
+        # the score the saving evaluation used, else everything (detect applied its own threshold)
+        saved = eval_scores.pop() if len(eval_scores) == 1 else None
+        self.score = score if score is not None else float(saved) if isinstance(saved, int | float) else 0.0
         self.classes = list(self.labels) or ["text" if text else "object"]
         self.config = Config(model=ModelConfig(task=self.task, classes=self.classes))
 
