@@ -1,9 +1,10 @@
 """Detections read back from a file and scored like a model: `regiondet evaluate --detections`.
 
 A text model's evaluation here costs half an hour; its detections, once written by
-`regiondet detect --score LOW` (one JSON line per image: file, boxes, labels, scores, and
-polygons for text), can be scored again in seconds at other thresholds or on other subsets, and
-detections from any other tool written in the same form get the same evaluator
+`regiondet evaluate --save-detections` or `regiondet detect --score LOW` (one JSON line per
+image: file, boxes, labels, scores, and polygons for text), can be scored again in seconds at
+other thresholds or on other subsets, and detections from any other tool written in the same
+form get the same evaluator
 (MMDetection's `test.py --out` then `eval_metric.py`, detectron2's saved
 instances_predictions, do the same).
 """

@@ -112,8 +112,8 @@ def evaluate_text(
 
     with ProposalRecorder(detector.model) as recorder:
         res = evaluate_polygons(detect, samples, progress, score=score, ladder=ladder)
-    if isinstance(detector, RecordedDetector):  # the detect run's times, not the file lookups
-        ms = [1000 * detector.prediction(s).seconds for s in samples]
+    if isinstance(detector, RecordedDetector):  # the recorded run's times, not the file lookups
+        ms = [1000 * p.seconds for p in preds]
         res["latency_ms_median"], res["latency_ms_p90"] = float(np.median(ms)), float(np.percentile(ms, 90))
     if saved is not None:
         saved += [detection_line(s, p) for s, p in zip(samples, preds, strict=True)]
