@@ -32,13 +32,12 @@ def _predict_all(
     for s in tqdm(samples, desc=desc, disable=not progress, leave=False):
         if isinstance(detector, RecordedDetector):  # read back, in the image's own pixels
             p = detector.prediction(s)
-            preds.append({"boxes": p.boxes, "scores": p.scores, "labels": p.class_ids})
-            seconds.append(p.seconds)
-            continue
-        pixels = load_rgb(s.path)
-        p = detector.predict(pixels, score=0.0)
-        sx, sy = s.width / pixels.shape[1], s.height / pixels.shape[0]
-        boxes = p.boxes * np.array([sx, sy, sx, sy], np.float32)
+            boxes = p.boxes
+        else:
+            pixels = load_rgb(s.path)
+            p = detector.predict(pixels, score=0.0)
+            sx, sy = s.width / pixels.shape[1], s.height / pixels.shape[0]
+            boxes = p.boxes * np.array([sx, sy, sx, sy], np.float32)
         preds.append({"boxes": boxes, "scores": p.scores, "labels": p.class_ids})
         seconds.append(p.seconds)
         if saved is not None:
