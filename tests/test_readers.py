@@ -127,3 +127,32 @@ def test_coco_file_is_valid_json(tmp_path):
     d = json.loads((tmp_path / "t.json").read_text())
     assert len(d["images"]) == 2 and d["annotations"][0]["segmentation"]
     assert {a["iscrowd"] for a in d["annotations"]} == {0, 1}
+
+
+PHONE_PHOTOS = PHONE_YAML.parents[1] / "phone-photos"
+
+
+def test_phone_photos_counts_and_file_names_beginning_with_a_dash():
+    """Both real-scene phone sets read by split; Roboflow names some files '-1100_png...'."""
+    expected = {
+        "oi-mobile-phone": {"train": (206, 290), "valid": (60, 86), "test": (30, 36)},
+        "cellphone": {"train": (471, 772), "valid": (64, 82), "test": (49, 72)},
+    }
+    for name, splits in expected.items():
+        for split, (images, boxes) in splits.items():
+            st = dataset_stats(load_spec(f"yolo:{PHONE_PHOTOS / name / 'data.yaml'}:{split}"))
+            assert (st["images"], sum(st["boxes_per_class"].values())) == (images, boxes), (name, split)
+    dashed = [s for s in load_spec(f"yolo:{PHONE_PHOTOS / 'cellphone' / 'data.yaml'}:test") if s.path.name[0] == "-"]
+    assert dashed and all(len(s.boxes) for s in dashed)
+
+
+def test_cli_takes_an_image_whose_name_begins_with_a_dash(tmp_path, monkeypatch, capsys):
+    from regiondet.cli import main
+
+    src = next((PHONE_PHOTOS / "cellphone" / "test" / "images").glob("-*.jpg"))
+    shutil.copy(src, tmp_path / src.name)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--quiet", "detect", src.name, "--score", "0.9"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["file"].endswith(src.name)
+    assert main(["--quiet", "data", "stats", f"yolo:{PHONE_PHOTOS / 'cellphone' / 'data.yaml'}:test"]) == 0

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from regiondet.errors import UserError
+from regiondet.evaluation.box_peers import PEERS as BOX_PEERS
 from regiondet.evaluation.text_peers import PEERS
 
 DEFAULT_MODEL = "default"
@@ -304,6 +305,27 @@ def cmd_benchmark_text(a: argparse.Namespace) -> None:
     print(format_table(rows))
 
 
+def cmd_benchmark_boxes(a: argparse.Namespace) -> None:
+    from regiondet.evaluation.box_benchmark import format_box_table, run_box_benchmark
+    from regiondet.io import atomic_write_text
+
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+
+    def save(rows: list[dict]) -> None:  # after every row: a failure later keeps these
+        if a.json:
+            atomic_write_text(Path(a.json), json.dumps({"data": a.data, "rows": rows}, indent=2) + "\n")
+        if a.markdown:
+            atomic_write_text(Path(a.markdown), format_box_table(rows) + "\n")
+
+    rows = run_box_benchmark(
+        a.model, a.peers, a.data, _class_map(a.class_map), a.negatives, a.score, a.threads, not a.quiet, save
+    )
+    print(format_box_table(rows))
+
+
 def cmd_benchmark_speed(a: argparse.Namespace) -> None:
     import torch
 
@@ -409,6 +431,18 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--markdown", help="write the table here")
     bt.set_defaults(func=cmd_benchmark_text)
 
+    bb = b.add_parser("boxes", help="regiondet's camera/phone model and a peer (COCO SSD): AP50 per set, ms/image")
+    bb.add_argument("--data", action="append", required=True, metavar="SPEC", help="a labelled set (one row each)")
+    bb.add_argument("--negatives", action="append", metavar="SPEC", help="object-free images (false-alarm row)")
+    bb.add_argument("--model", default=DEFAULT_MODEL, help="regiondet box model (file or shipped name)")
+    bb.add_argument("--peers", nargs="*", default=list(BOX_PEERS), help=f"any of {', '.join(BOX_PEERS)}")
+    bb.add_argument("--class-map", action="append", default=[], metavar="SOURCE=CLASS", help="as in evaluate")
+    bb.add_argument("--score", type=float, help="score for the no-box and false-alarm rates (default: the model's)")
+    bb.add_argument("--threads", type=int, help="CPU threads for every method")
+    bb.add_argument("--json", help="write all figures here")
+    bb.add_argument("--markdown", help="write the table here")
+    bb.set_defaults(func=cmd_benchmark_boxes)
+
     bs = b.add_parser("speed", help="latency of a model with and without each inference speed-up, per stage")
     bs.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")
     bs.add_argument("--images", nargs="+", default=["samples"], help="image files or folders")
@@ -472,8 +506,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _option_names(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of parser and of its sub-commands, at any depth."""
+    names = set()
+    for action in parser._actions:
+        names |= set(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names |= _option_names(sub)
+    return names
+
+
+def _dash_paths(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Files whose names begin with '-' (Roboflow exports have them) as './-name', so argparse
+    takes them as paths, not options; a token is rewritten only if no option has that name
+    and such a file or folder exists."""
+    options = _option_names(parser)
+    return [f"./{t}" if t.startswith("-") and t not in options and Path(t).exists() else t for t in argv]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(_dash_paths(sys.argv[1:] if argv is None else argv, parser))
     try:
         args.func(args)
     except UserError as e:

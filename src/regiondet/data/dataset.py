@@ -42,6 +42,9 @@ class ClassMapper:
             names.append(self.classes[self.index[target]])
         out = sample.subset(np.array(keep, bool)) if not all(keep) else sample
         out.labels = names
+        unknown = [c for c in out.labelled or () if c not in self.index]
+        if unknown:
+            raise UserError(f"SPEC option labels= names {unknown}, not model classes {self.classes}", sample.path)
         return out
 
     def apply_all(self, samples: list[Sample]) -> list[Sample]:
@@ -58,6 +61,8 @@ class DetectionDataset(Dataset):
 
     Ignore (difficult / do-not-care) objects stay in the targets with label -1: the RPN
     (IgnoreAwareRPN) and the RoI sampler neither learn them as objects nor as background.
+    An image whose source labels only some classes adds "unlabelled" (a flag per label,
+    background first), which PartialLabelRoIHeads reads.
     """
 
     def __init__(self, samples: list[Sample], classes: list[str], augment: Callable | None = None):
@@ -81,11 +86,18 @@ class DetectionDataset(Dataset):
         target = {"boxes": boxes, "labels": labels}
         if self.augment is not None:
             image, target = self.augment(image, target)
-        return image.float().div_(255), {
+        out = {
             "boxes": target["boxes"].as_subclass(torch.Tensor).float().reshape(-1, 4),
             "labels": target["labels"],
             "image_id": torch.tensor(i),
         }
+        if s.labelled is not None:
+            unlabelled = torch.ones(len(self.index) + 1, dtype=torch.bool)
+            unlabelled[0] = False
+            for name in s.labelled:
+                unlabelled[self.index[name]] = False
+            out["unlabelled"] = unlabelled
+        return image.float().div_(255), out
 
 
 def collate(batch: list) -> tuple[list, list]:

@@ -15,7 +15,9 @@ class Sample:
     boxes are xyxy in pixels of the image file as stored; labels are class names
     (as written in the source, mapped later); ignore marks "difficult" / "do not care"
     objects that neither count as misses nor as false positives. polygons, when the
-    source has them, are (N, 2) float arrays in pixels, one per box.
+    source has them, are (N, 2) float arrays in pixels, one per box. labelled names the
+    classes this image's source annotates (None: all of them); an object of another class may
+    be in the picture unboxed, so it must be taught neither as an object nor as background.
     """
 
     path: Path
@@ -26,6 +28,7 @@ class Sample:
     ignore: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))
     polygons: list[np.ndarray] | None = None
     texts: list[str] | None = None
+    labelled: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -60,4 +63,9 @@ class Sample:
             ignore=self.ignore[keep],
             polygons=None if self.polygons is None else [self.polygons[i] for i in idx],
             texts=None if self.texts is None else [self.texts[i] for i in idx],
+            labelled=self.labelled,
         )
+
+    def labels_class(self, name: str) -> bool:
+        """True when this image's source annotates class `name` (so a missing box means absent)."""
+        return self.labelled is None or name.lower() in self.labelled

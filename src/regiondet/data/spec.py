@@ -16,6 +16,10 @@ with .xml files -> voc. Options after '?':
   skip=N                                    drop the first N images after any split (with limit,
                                             disjoint slices: validate on limit=50, test on skip=50)
   limit=N                                   first N images after any split and skip (quick runs)
+  labels=camera,phone                       the model classes this source annotates (default:
+                                            all); others may appear unboxed, so they are
+                                            taught neither as objects nor as background and
+                                            not scored on its images
   repeat=R                                  weight in a training mix: R=2 lists every image twice,
                                             R=0.5 keeps a seeded half (e.g. line-level labels
                                             in a word-level mix)
@@ -56,7 +60,7 @@ READERS: dict[str, Reader] = {
     "ctw1500": read_ctw1500,
     "totaltext": read_totaltext,
 }
-OPTIONS = {"part", "fraction", "seed", "skip", "limit", "repeat"}
+OPTIONS = {"part", "fraction", "seed", "skip", "limit", "repeat", "labels"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Spec:
     limit: int | None = None
     repeat: float = 1.0
     skip: int = 0
+    labels: tuple[str, ...] | None = None
 
     def __str__(self) -> str:
         return self.text
@@ -86,6 +91,8 @@ class Spec:
             opts.append(f"limit={self.limit}")
         if self.repeat != 1.0:
             opts.append(f"repeat={self.repeat:g}")
+        if self.labels is not None:
+            opts.append("labels=" + ",".join(self.labels))
         return s + ("?" + "&".join(opts) if opts else "")
 
 
@@ -130,6 +137,7 @@ def parse_spec(text: str) -> Spec:
             limit=int(opts["limit"]) if "limit" in opts else None,
             repeat=float(opts.get("repeat", 1.0)),
             skip=int(opts.get("skip", 0)),
+            labels=_class_list(opts["labels"]) if "labels" in opts else None,
         )
     except ValueError:
         raise UserError(f"bad option value in SPEC '{text}'") from None
@@ -140,6 +148,13 @@ def parse_spec(text: str) -> Spec:
     if not spec.repeat > 0:
         raise UserError(f"repeat must be above 0 in SPEC '{text}'")
     return spec
+
+
+def _class_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    if not names:
+        raise ValueError("labels lists no class")
+    return names
 
 
 def load_spec(spec: str | Spec, report: LoadReport | None = None) -> list[Sample]:
@@ -155,6 +170,9 @@ def load_spec(spec: str | Spec, report: LoadReport | None = None) -> list[Sample
     if spec.limit:
         samples = samples[: spec.limit]
     samples = [clean_boxes(s, report) for s in samples]  # after selecting: the counts are of what is used
+    if spec.labels is not None:
+        for s in samples:
+            s.labelled = spec.labels
     if spec.repeat != 1.0:
         samples = _repeat(samples, spec.repeat, spec.seed)
     if not samples:

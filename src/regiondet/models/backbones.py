@@ -23,8 +23,11 @@ from regiondet.config import ModelConfig
 from regiondet.errors import UserError
 from regiondet.models.craft import CraftDecoder, CraftFPN, load_craft_state
 from regiondet.models.se_vgg import craft_state, load_craft_trunk, vgg16_features
+from regiondet.models.tf_same import use_tf_same_padding
 from regiondet.models.weights import (
+    COCO_SSD_BN_EPS,
     IMAGENET,
+    coco_ssd_state,
     deepsort_weights_path,
     load_by_position,
     load_state_dict_file,
@@ -60,6 +63,11 @@ def _source_state(cfg: ModelConfig) -> tuple[dict[str, torch.Tensor] | None, str
             raise UserError("weights 'deepsort' hold MobileNetV2 features: use backbone mobilenet_v2_fpn")
         path = deepsort_weights_path()
         return load_state_dict_file(path), str(path)
+    if w == "coco-ssd":
+        if cfg.backbone != "mobilenet_v2_fpn":
+            raise UserError("weights 'coco-ssd' hold MobileNetV2 features: use backbone mobilenet_v2_fpn")
+        tensors, path = coco_ssd_state()
+        return OrderedDict((str(i), t) for i, t in enumerate(tensors)), path
     if w == "imagenet":
         return torchvision_state_dict(IMAGENET[cfg.backbone]), IMAGENET[cfg.backbone]
     if w.startswith("torchvision:"):
@@ -154,6 +162,11 @@ def _fpn_features(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) 
         net = torchvision.models.__dict__[name]
         norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
         features = net(norm_layer=norm).features
+    if cfg.weights == "coco-ssd":  # TensorFlow-trained: its padding and batch-norm epsilon, always
+        use_tf_same_padding(features)
+        for m in features.modules():
+            if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)):
+                m.eps = COCO_SSD_BN_EPS
     if state is not None:
         load_by_position(features, _strip(state, "features."), source)
     return features

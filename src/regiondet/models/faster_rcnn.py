@@ -11,8 +11,10 @@ from torchvision.ops import MultiScaleRoIAlign
 from regiondet.config import ModelConfig
 from regiondet.models.anchors import anchor_generator
 from regiondet.models.backbones import build_trunk
+from regiondet.models.partial_labels import PartialLabelRoIHeads
 from regiondet.models.rpn_ignore import IgnoreAwareRPN
 from regiondet.models.sizes import SizeTransform, test_sizes
+from regiondet.models.weights import COCO_SSD_MEAN, COCO_SSD_STD
 
 
 class BandMatcher(Matcher):
@@ -67,6 +69,10 @@ def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
     )
     if cfg.task == "text":
         model.roi_heads = _text_heads(model.roi_heads, cfg, trunk.head_width)
+    else:  # sources that label only some classes (SPEC option labels=)
+        model.roi_heads = PartialLabelRoIHeads.from_heads(model.roi_heads)
+    if cfg.weights == "coco-ssd":  # its features were trained on pixels scaled to [-1, 1]
+        model.transform.image_mean, model.transform.image_std = list(COCO_SSD_MEAN), list(COCO_SSD_STD)
     model.rpn = IgnoreAwareRPN.from_rpn(model.rpn)  # difficult / do-not-care rows (label -1)
     if cfg.test_min_size or cfg.test_max_size or isinstance(cfg.min_size, list):
         model.transform = SizeTransform.from_transform(model.transform, *test_sizes(cfg))

@@ -1,0 +1,81 @@
+"""COCO-detection MobileNetV2 features imported from TensorFlow's SSD, checked against OpenCV."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import CAMERA_VALID, ROOT
+from regiondet.config import ModelConfig
+from regiondet.data.images import load_rgb
+from regiondet.models.faster_rcnn import build_model
+from regiondet.models.tf_same import Conv2dSame
+from regiondet.models.weights import coco_ssd_paths, opencv_net
+
+SMALL = dict(min_size=300, max_size=300, representation_size=64, rpn_post_nms_top_n_test=20)
+
+
+def _opencv_features(pixels: np.ndarray, layer: str) -> np.ndarray:
+    net = opencv_net(*coco_ssd_paths())
+    net.setInput(cv2.dnn.blobFromImage(pixels, 1.0, (pixels.shape[1], pixels.shape[0])))  # RGB as given
+    return net.forward(layer)
+
+
+@pytest.mark.parametrize("size", [(300, 300), (256, 320)])
+def test_features_equal_opencv_forward_on_a_real_photo(size):
+    """The whole trunk (padding, [-1, 1] inputs, eps 1e-3) gives OpenCV's own activations."""
+    h, w = size
+    photo = sorted(CAMERA_VALID.glob("*.jpg"))[0]
+    pixels = cv2.resize(load_rgb(photo), (w, h), interpolation=cv2.INTER_AREA)
+    model = build_model(ModelConfig(backbone="mobilenet_v2_fpn", weights="coco-ssd", classes=["camera"], **SMALL))
+    model.eval()
+    body = model.backbone.body
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
+    mean = torch.tensor(model.transform.image_mean)[:, None, None]
+    std = torch.tensor(model.transform.image_std)[:, None, None]
+    with torch.no_grad():
+        ours = torch.nn.Sequential(*body.values())((x - mean) / std).numpy()
+    ref = _opencv_features(pixels, "FeatureExtractor/MobilenetV2/Conv_1/Relu6")
+    assert ours.shape == ref.shape == (1, 1280, -(-h // 32), -(-w // 32))
+    assert np.abs(ours - ref).max() < 1e-3 * max(1.0, np.abs(ref).max())
+    assert np.abs(ref).mean() > 0.01  # a real activation map, not zeros
+
+
+def test_torchvision_padding_would_not_match():
+    """The check above can fail: symmetric padding and eps 1e-5 read the weights wrongly."""
+    model = build_model(ModelConfig(backbone="mobilenet_v2_fpn", weights="coco-ssd", classes=["camera"], **SMALL))
+    body = model.backbone.body
+    swapped = [m for m in body.modules() if isinstance(m, Conv2dSame)]
+    assert len(swapped) == 5  # the stem and four stride-2 depthwise convolutions
+    pixels = cv2.resize(load_rgb(ROOT / "samples" / "camera_desk.jpg"), (224, 224))
+    x = (torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5
+    plain = torch.nn.Sequential(*body.values())
+    with torch.no_grad():
+        good = plain(x)
+        for m in body.modules():
+            if isinstance(m, Conv2dSame):
+                m.forward = lambda t, m=m: torch.nn.functional.conv2d(t, m.weight, m.bias, m.stride, 1, 1, m.groups)
+            if hasattr(m, "eps"):
+                m.eps = 1e-5
+        bad = plain(x)
+    assert (good - bad).abs().max() > 0.1
+
+
+def test_weights_coco_ssd_need_mobilenet_v2():
+    with pytest.raises(Exception, match="MobileNetV2"):
+        build_model(ModelConfig(backbone="vgg16", weights="coco-ssd", **SMALL))
+
+
+def test_a_checkpoint_rebuilds_the_same_architecture():
+    """load_weights=False (a checkpoint being read) keeps TF padding, eps and input scaling."""
+    cfg = ModelConfig(backbone="mobilenet_v2_fpn", weights="coco-ssd", classes=["camera"], **SMALL)
+    a, b = build_model(cfg), build_model(cfg, load_weights=False)
+    b.load_state_dict(a.state_dict())
+    a.eval(), b.eval()
+    x = [torch.rand(3, 200, 240)]
+    with torch.no_grad():
+        fa, fb = a.backbone(a.transform(x)[0].tensors), b.backbone(b.transform(x)[0].tensors)
+    assert all(torch.allclose(fa[k], fb[k]) for k in fa)
+    assert b.transform.image_mean == [0.5, 0.5, 0.5]
