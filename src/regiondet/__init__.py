@@ -3,4 +3,4 @@
 from regiondet.inference.predictor import Detector, Prediction
 
 __all__ = ["Detector", "Prediction"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

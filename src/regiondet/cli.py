@@ -204,6 +204,29 @@ def cmd_stats(a: argparse.Namespace) -> None:
         print(json.dumps({"spec": spec, **st}) if a.json else text)
 
 
+def cmd_mine(a: argparse.Namespace) -> None:
+    from regiondet.data.dataset import ClassMapper, as_negative
+    from regiondet.data.spec import load_spec
+    from regiondet.engine.mining import mine_false_alarms, write_hard_examples
+    from regiondet.inference.predictor import Detector
+
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    det = Detector.load(a.model, a.score)
+    mapper = ClassMapper(det.classes, {**det.config.data.class_map, **_class_map(a.class_map)})
+    if not a.specs and not a.negatives:
+        raise UserError("name images to search: labelled SPECs, or object-free ones with --negatives")
+    pool = [s for spec in a.specs for s in mapper.apply_all(load_spec(spec))]
+    pool += [as_negative(s) for spec in a.negatives for s in load_spec(spec)]
+    rows = mine_false_alarms(det, pool, det.score, progress=not a.quiet)
+    where = ", ".join(a.specs + a.negatives)
+    note = f"false alarms of {a.model} at score {det.score:g} on {where}: {len(rows)} of {len(pool)} images"
+    write_hard_examples(Path(a.out), rows, note)
+    print(f"regiondet: {note}; written to {a.out} (add txt:{a.out} to data.train, or to data.negatives if object-free)")
+
+
 def cmd_openimages(a: argparse.Namespace) -> None:
     from regiondet.data.formats.openimages import prepare_openimages
 
@@ -476,6 +499,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_stats)
+    mn = data.add_parser("mine-negatives", help="images a model raises a false alarm on, as a txt SPEC to train on")
+    mn.add_argument("specs", nargs="*", metavar="SPEC", help="labelled images to search (their objects kept)")
+    mn.add_argument("--negatives", action="append", default=[], metavar="SPEC", help="object-free images to search")
+    mn.add_argument("--class-map", action="append", default=[], metavar="SOURCE=CLASS", help="as in evaluate")
+    mn.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")
+    mn.add_argument("--score", type=float, default=0.3, help="a detection at this score or above is a false alarm")
+    mn.add_argument("--out", required=True, help="the txt SPEC file to write")
+    mn.add_argument("--threads", type=int, help="torch CPU threads")
+    mn.set_defaults(func=cmd_mine)
     o = data.add_parser("openimages", help="select Open Images boxes from the CSV trio (offline)")
     o.add_argument("--descriptions", required=True, help="class-descriptions-boxable.csv")
     o.add_argument("--boxes", required=True, help="*-annotations-bbox.csv")
