@@ -79,3 +79,19 @@ def test_a_checkpoint_rebuilds_the_same_architecture():
         fa, fb = a.backbone(a.transform(x)[0].tensors), b.backbone(b.transform(x)[0].tensors)
     assert all(torch.allclose(fa[k], fb[k]) for k in fa)
     assert b.transform.image_mean == [0.5, 0.5, 0.5]
+
+
+def test_folding_batch_norms_keeps_tensorflow_padding():
+    """The inference speed-up folds each batch norm into its convolution: a Conv2dSame must
+    stay one, or the folded model would read a shifted grid."""
+    from regiondet.models.fold_bn import fold_batch_norms
+
+    cfg = ModelConfig(backbone="mobilenet_v2_fpn", weights="coco-ssd", classes=["camera"], **SMALL)
+    model = build_model(cfg).eval()
+    x = torch.rand(1, 3, 224, 288) * 2 - 1
+    with torch.no_grad():
+        before = model.backbone(x)
+        assert fold_batch_norms(model.backbone) > 0
+        after = model.backbone(x)
+    assert len([m for m in model.backbone.modules() if isinstance(m, Conv2dSame)]) == 5
+    assert all(torch.allclose(before[k], after[k], atol=1e-4) for k in before)

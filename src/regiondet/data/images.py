@@ -23,6 +23,25 @@ def image_size(path: Path) -> tuple[int, int]:
         raise UserError(f"not a readable image ({e.__class__.__name__})", path) from None
 
 
+def to_rgb8(im: Image.Image) -> Image.Image:
+    """An 8-bit RGB image from any mode Pillow opens.
+
+    Pillow's convert("RGB") clips 16- and 32-bit grey values at 255 instead of scaling them,
+    so a 16-bit PNG would turn almost white. Integer images whose values fit 16 bits are
+    scaled by 1/257 (65535 -> 255), wider ones by their own maximum; float images in [0, 1]
+    by 255, others by their maximum.
+    """
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode == "F":
+            top = 1.0 if a.size == 0 or np.nanmax(a) <= 1.0 else float(np.nanmax(a))
+        else:
+            top = 65535.0 if a.size == 0 or a.max() <= 65535 else float(a.max())
+        grey = np.nan_to_num(np.clip(a / top * 255.0, 0, 255)).round().astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    return im.convert("RGB")
+
+
 def load_rgb(path: Path) -> np.ndarray:
     """Decode an image to an HxWx3 uint8 array; a truncated or corrupt file is a UserError.
 
@@ -32,7 +51,7 @@ def load_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            return np.array(im.convert("RGB"))
+            return np.array(to_rgb8(im))
     except FileNotFoundError:
         raise UserError("image file not found", path) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
@@ -44,7 +63,7 @@ def load_upright(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             im.load()
-            return ImageOps.exif_transpose(im).convert("RGB")
+            return to_rgb8(ImageOps.exif_transpose(im))
     except FileNotFoundError:
         raise UserError("image file not found", path) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:

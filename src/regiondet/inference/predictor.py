@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from regiondet.config import Config, inference_overrides
-from regiondet.data.images import load_upright
+from regiondet.data.images import load_upright, to_rgb8
 from regiondet.engine.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.errors import UserError
 from regiondet.inference.multiscale import run_scales
@@ -78,7 +78,7 @@ def to_tensor(image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> to
     if isinstance(image, (str, Path)):
         image = load_upright(Path(image))
     if isinstance(image, Image.Image):
-        image = np.array(image.convert("RGB"))
+        image = np.array(to_rgb8(image))
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3:
             raise UserError(f"expected an HxWx3 RGB array, got shape {image.shape}")

@@ -18,7 +18,7 @@ NORMS = (FrozenBatchNorm2d, nn.BatchNorm2d)
 @torch.no_grad()
 def _fold(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
     scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
-    fused = nn.Conv2d(
+    fused = type(conv)(  # the same class: a Conv2dSame keeps TensorFlow's padding
         conv.in_channels,
         conv.out_channels,
         conv.kernel_size,
