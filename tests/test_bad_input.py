@@ -121,3 +121,24 @@ def test_malformed_yaml_is_one_line_with_its_line(tmp_path, capsys):
     assert main(["train", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert "c.yaml:" in err and "malformed YAML" in err and "\n" not in err
+
+
+def test_checkpoint_whose_tensors_do_not_fit_names_the_first_mismatches(trained_run, tmp_path, capsys):
+    """A short line: counts per kind and the first names, not torch's pages of keys."""
+    import torch
+
+    ckpt = torch.load(trained_run / "best.pt", weights_only=True)
+    state = ckpt["model"]
+    names = [k for k in state if k.startswith("backbone.")]
+    for k in names[:5]:
+        del state[k]
+    state["roi_heads.box_predictor.cls_score.bias"] = torch.zeros(7)
+    state["extra.weight"] = torch.zeros(1)
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    assert main(["--quiet", "detect", "--model", str(bad), str(CAMERA_VALID)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and len(err) < 600
+    assert "5 missing (" in err and "... 2 more" in err and "1 unexpected (extra.weight)" in err
+    assert "1 of another shape (roi_heads.box_predictor.cls_score.bias (7,) vs (2,))" in err
+    assert str(bad) in err

@@ -49,9 +49,27 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: Pat
     """Load weights (fp16 stored or not) into a model built from the checkpoint's config."""
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
-        raise UserError(f"weights do not fit the model in its config ({first})", path) from None
+    except RuntimeError:
+        raise UserError(f"weights do not fit the model in its config: {state_mismatch(model, state)}", path) from None
+
+
+def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor], show: int = 3) -> str:
+    """What differs between a model's tensors and a state dict, in one short line: the count of
+    each kind of mismatch and its first few names (torch's own message runs to pages)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shaped = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    parts = []
+    for what, names in (("missing", missing), ("unexpected", extra), ("of another shape", shaped)):
+        if names:
+            more = f", ... {len(names) - show} more" if len(names) > show else ""
+            parts.append(f"{len(names)} {what} ({', '.join(names[:show])}{more})")
+    return "; ".join(parts) or "no tensor differs by name or shape"
 
 
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> tuple[int, list[str]]:
