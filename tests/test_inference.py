@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -230,3 +231,23 @@ def test_every_shipped_model_loads_with_its_card_and_fits_its_size_limit():
         assert path.stat().st_size <= limits[file], file
         assert (ZOO / (file.split(".")[0] + ".md")).is_file(), file
         assert det.config.model.task == ("text" if name.startswith("text") else "box")
+
+
+def test_detect_out_never_writes_one_drawn_file_over_another(trained_run, tmp_path, capsys):
+    """x.jpg and x.png would both be drawn as x.jpg: each keeps its suffix in the name."""
+    src = sorted(CAMERA_VALID.glob("*.jpg"))[:2]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(src[0], folder / "x.jpg")
+    Image.open(src[1]).save(folder / "x.png")
+    shutil.copy(src[1], folder / "y.jpg")
+    out = tmp_path / "drawn"
+    assert main(["--quiet", "detect", "--model", str(trained_run / "best.pt"), str(folder), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x_jpg.jpg", "x_png.jpg", "y.jpg"]
+    assert (
+        main(
+            ["--quiet", "detect", "--model", str(trained_run / "best.pt"), str(folder / "y.jpg"), str(folder / "y.jpg")]
+        )
+        == 2
+    )
+    assert "named twice" in capsys.readouterr().err

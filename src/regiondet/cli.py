@@ -114,7 +114,40 @@ def _expand_inputs(paths: list[str], videos: bool = True, recursive: bool = Fals
             items.append((p, Path(p.stem)))
         else:
             raise UserError("no such file or folder", p)
-    return items
+    return _unique_outputs(items)
+
+
+def _unique_outputs(items: list[tuple[str | Path, Path]]) -> list[tuple[str | Path, Path]]:
+    """Output names that never write one drawn file over another: inputs whose drawn files
+    would share a name (x.jpg and x.png both drawn as x.jpg; v.avi and v.mp4 as v.mp4) keep
+    their source suffix in it (x_jpg.jpg, x_png.jpg); the same input named twice is an error."""
+    from regiondet.inference.video import is_video
+
+    def drawn(f: str | Path, name: Path) -> str:
+        return str(name) + (".mp4" if is_video(f) else ".jpg")
+
+    groups: dict[str, list[int]] = {}
+    for i, (f, name) in enumerate(items):
+        groups.setdefault(drawn(f, name), []).append(i)
+    out = list(items)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        for i in members:
+            f, name = items[i]
+            suffix = Path(str(f)).suffix.lstrip(".").lower()
+            out[i] = (f, name.with_name(f"{name.name}_{suffix}") if suffix else name)
+    seen: dict[str, str | Path] = {}
+    for f, name in out:
+        key = drawn(f, name)
+        if key in seen:
+            raise UserError(f"named twice (also as {seen[key]}): each input once, please", f)
+        seen[key] = f
+    return out
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)
 
 
 def cmd_detect(a: argparse.Namespace) -> None:
@@ -141,7 +174,7 @@ def cmd_detect(a: argparse.Namespace) -> None:
             target.mkdir(parents=True, exist_ok=True)
         try:
             if is_video(f):
-                detect_video(det, f, target, a.stride, lambda line: print(line, flush=True), alert, a.buffered)
+                detect_video(det, f, target, a.stride, _print_line, alert, a.buffered, name=name.name)
                 continue
             image = load_upright(Path(f))
         except UserError as e:  # one bad file in a folder must not stop the others

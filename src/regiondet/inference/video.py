@@ -215,6 +215,7 @@ def detect_video(
     emit: Callable[[str], None] = print,
     alert: tuple[int, int] | None = None,
     buffered: bool = False,
+    name: str | None = None,
 ) -> int:
     """Run the detector on every `stride`-th frame of a file (of a live source: on the newest
     frame each time it is ready, unless `buffered`): one JSON line each, and with `out` the
@@ -232,7 +233,7 @@ def detect_video(
     frames = LiveReader(source) if live else VideoReader(source, stride)
     writer, held, last = None, None, None
     if out is not None:
-        writer = VideoWriter(out / f"{output_name(source)}.mp4", frames.fps / stride)
+        writer = VideoWriter(out / f"{name or output_name(source)}.mp4", frames.fps / stride)
     done = 0
     try:
         for index, seconds, frame in frames:
