@@ -158,3 +158,30 @@ def test_a_missing_camera_is_one_line(trained_run, capsys):
     assert main(["detect", "7", "--model", str(trained_run / "best.pt")]) != 0
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("regiondet")]
     assert err[0] == "regiondet: skipped: cannot open camera 7 (no such device, or in use)"
+
+
+def test_truncated_video_says_how_many_frames_it_gave_and_library_noise_is_silenced(trained_run, tmp_path, capfd):
+    """An AVI cut in half announces all its frames but ends early: say so. A cut MP4 (no index)
+    cannot open: one line of ours, none of FFmpeg's ('moov atom not found')."""
+    model = str(trained_run / "best.pt")
+    files = sorted(FRAMES.glob("*.jpg"))[:12]
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (160, 160))
+    for f in files:
+        writer.write(np.ascontiguousarray(np.asarray(Image.open(f).convert("RGB").resize((160, 160)))[:, :, ::-1]))
+    writer.release()
+    data = whole.read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])
+    assert main(["--quiet", "detect", str(tmp_path / "cut.avi"), "--model", model]) == 0
+    out, err = capfd.readouterr()
+    done = len(json_lines(out))
+    assert 0 < done < 12
+    assert f"ended after {done} of the 12 frames its container announces" in err
+    assert main(["--quiet", "detect", str(whole), "--model", model]) == 0
+    assert "announces" not in capfd.readouterr().err  # a whole file: no notice
+    mp4 = tmp_path / "whole.mp4"
+    webcam_video(mp4)
+    (tmp_path / "cut.mp4").write_bytes(mp4.read_bytes()[: mp4.stat().st_size // 2])
+    assert main(["--quiet", "detect", str(tmp_path / "cut.mp4"), "--model", model]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "cut.mp4" in err[0] and all(line.startswith("regiondet:") for line in err)

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,7 @@ class VideoReader:
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         index, read = 0, 0
+        announced = int(max(0.0, self.cap.get(_cv2().CAP_PROP_FRAME_COUNT) or 0.0))
         try:
             while self.cap.grab():
                 if index % self.stride == 0:  # frames between are grabbed, not decoded
@@ -79,6 +81,12 @@ class VideoReader:
             self.cap.release()
         if read == 0:
             raise UserError("no frame could be decoded (empty or corrupt video)", self.source)
+        if index < announced - max(1, announced // 100):  # containers' counts may be off by a frame
+            print(
+                f"regiondet: {self.source}: the video ended after {index} of the {announced} frames "
+                "its container announces (truncated or damaged)",
+                file=sys.stderr,
+            )
 
 
 def _open(source: str | Path):
@@ -87,13 +95,34 @@ def _open(source: str | Path):
     camera = camera_index(source)
     if not is_live(source) and not Path(source).is_file():  # a camera index counts as live
         raise UserError("video file not found", source)
-    cap = cv2.VideoCapture(camera if camera is not None else str(source))
-    if not cap.isOpened():
+    with _native_stderr_silenced():  # FFmpeg and OpenCV print their own lines for a bad source
+        cap = cv2.VideoCapture(camera if camera is not None else str(source))
+        opened = cap.isOpened()
+    if not opened:
         if camera is not None:
             raise UserError(f"cannot open camera {camera} (no such device, or in use)")
         raise UserError("cannot open the video (unknown codec or not a video)", source)
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     return cap, (fps if 0 < fps < 1000 else 25.0)
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send what C libraries write to file descriptor 2 to /dev/null for the block; Python's
+    own sys.stderr is flushed first and comes back after."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a detached process): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class LiveReader:
