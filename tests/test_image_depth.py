@@ -46,3 +46,36 @@ def test_detector_sees_the_same_picture_in_both_depths(tmp_path):
     p8, p16 = det.predict(eight, score=0.3), det.predict(sixteen, score=0.3)
     assert p8.labels == p16.labels and len(p8.boxes)
     assert np.abs(p8.boxes - p16.boxes).max() < 3 and np.abs(p8.scores - p16.scores).max() < 0.05
+
+
+def _claimed_png(path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height pixels, with almost no data behind it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+def test_oversized_image_is_one_line_and_a_folder_run_goes_on(tmp_path, capsys):
+    """200 Mpx (over Pillow's bomb limit) and 100 Mpx (over regiondet's): skipped, named."""
+    from regiondet.cli import main
+    from regiondet.data.images import MAX_PIXELS
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _claimed_png(folder / "bomb.png", 20000, 10000)
+    _claimed_png(folder / "big.png", 10000, 10000)
+    (folder / "photo.jpg").write_bytes((ROOT / "samples" / "camera_desk.jpg").read_bytes())
+    assert MAX_PIXELS < 10000 * 10000
+    assert main(["--quiet", "detect", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert len([line for line in captured.out.splitlines() if line.startswith("{")]) == 1
+    err = captured.err.strip().splitlines()
+    assert len(err) == 2 and all("skipped" in line and "over the limit of 89 Mpx" in line for line in err)
+    assert "bomb.png" in captured.err and "big.png" in captured.err and "Traceback" not in captured.err

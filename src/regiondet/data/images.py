@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -10,17 +13,39 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from regiondet.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# The largest image decoded, in pixels (Pillow's own decompression-bomb warning level, ~89 Mpx,
+# e.g. 12000 x 7400): a larger file, or one that only claims to be, is refused unread, so a
+# hostile or mistaken 200-megapixel file costs nothing. The HTTP service uses the same limit.
+MAX_PIXELS = 89_478_485
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """Image.open with regiondet's errors: missing, unreadable and oversized files are a
+    UserError naming the file; Pillow's bomb warning and error become that error too."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise UserError(
+                        f"image of {w}x{h} = {w * h / 1e6:.0f} Mpx is over the limit of {MAX_PIXELS / 1e6:.0f} Mpx",
+                        path,
+                    )
+                yield im
+    except FileNotFoundError:
+        raise UserError("image file not found", path) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise UserError(f"image is over the limit of {MAX_PIXELS / 1e6:.0f} Mpx", path) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"not a readable image, or corrupt or truncated ({e})", path) from None
 
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except FileNotFoundError:
-        raise UserError("image file not found", path) from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise UserError(f"not a readable image ({e.__class__.__name__})", path) from None
+    with _opened(path) as im:
+        return im.size
 
 
 def to_rgb8(im: Image.Image) -> Image.Image:
@@ -43,31 +68,22 @@ def to_rgb8(im: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """Decode an image to an HxWx3 uint8 array; a truncated or corrupt file is a UserError.
+    """Decode an image to an HxWx3 uint8 array; a truncated, corrupt or oversized file is a
+    UserError.
 
     EXIF orientation is not applied: annotation tools (VOC, COCO, YOLO exports) label
     the stored pixel grid, so boxes stay aligned.
     """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.array(to_rgb8(im))
-    except FileNotFoundError:
-        raise UserError("image file not found", path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise UserError(f"corrupt or truncated image ({e})", path) from None
+    with _opened(path) as im:
+        im.load()
+        return np.array(to_rgb8(im))
 
 
 def load_upright(path: Path) -> Image.Image:
     """An image for display or inference on user photos: EXIF rotation applied, RGB."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return to_rgb8(ImageOps.exif_transpose(im))
-    except FileNotFoundError:
-        raise UserError("image file not found", path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise UserError(f"corrupt or truncated image ({e})", path) from None
+    with _opened(path) as im:
+        im.load()
+        return to_rgb8(ImageOps.exif_transpose(im))
 
 
 def list_images(folder: Path) -> list[Path]:
