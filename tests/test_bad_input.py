@@ -142,3 +142,42 @@ def test_checkpoint_whose_tensors_do_not_fit_names_the_first_mismatches(trained_
     assert "5 missing (" in err and "... 2 more" in err and "1 unexpected (extra.weight)" in err
     assert "1 of another shape (roi_heads.box_predictor.cls_score.bias (7,) vs (2,))" in err
     assert str(bad) in err
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content", "expect"),
+    [
+        ("txt", "{img},30,40,10,80,camera\n", ":1: malformed box: its x max lies before its x min"),
+        ("txt", "{img},nan,40,50,80,camera\n", ":1: malformed box: a coordinate is not a finite number"),
+        ("yolo", "0 0.5 0.5 -0.2 0.3\n", ":1: malformed box: negative width or height"),
+        ("yolo", "0 0.5 nan 0.2 0.3\n", ":1: malformed box: a value is not a finite number"),
+        ("voc", "<xmin>30</xmin><ymin>90</ymin><xmax>60</xmax><ymax>40</ymax>", "<object> 1 ('camera')"),
+    ],
+)
+def test_inverted_and_nan_boxes_are_malformed_with_file_and_line(tmp_path, fmt, content, expect):
+    """Not 'boxes with zero area': a reader says the box is malformed, and where."""
+    photo = sorted(CAMERA_VALID.glob("*.jpg"))[0]
+    img = tmp_path / "images" / "a.jpg"
+    img.parent.mkdir()
+    shutil.copy(photo, img)
+    if fmt == "txt":
+        ann = tmp_path / "ann.txt"
+        ann.write_text(content.format(img=img))
+        spec = f"txt:{ann}"
+    elif fmt == "yolo":
+        (tmp_path / "labels").mkdir()
+        ann = tmp_path / "labels" / "a.txt"
+        ann.write_text(content)
+        (tmp_path / "data.yaml").write_text("train: images\nnames: [camera]\n")
+        spec = f"yolo:{tmp_path / 'data.yaml'}"
+    else:
+        ann = tmp_path / "images" / "a.xml"
+        ann.write_text(
+            f"<annotation><filename>a.jpg</filename><object><name>camera</name><bndbox>{content}</bndbox></object></annotation>"
+        )
+        spec = f"voc:{tmp_path / 'images'}"
+    with pytest.raises(UserError) as e:
+        load_spec(spec)
+    assert str(ann) in str(e.value) and expect in str(e.value)
+    if fmt == "voc":
+        assert "malformed <bndbox>" in str(e.value) and "y max lies before its y min" in str(e.value)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from regiondet.data.sample import Sample
+from regiondet.errors import UserError
 
 
 @dataclass
@@ -26,6 +30,17 @@ class LoadReport:
     def print(self, name: str) -> None:
         for what, n in sorted(self.counts.items()):
             print(f"regiondet: {name}: {n} {what} (e.g. {self.examples[what]})", file=sys.stderr)
+
+
+def check_box(box: Sequence[float], path: Path, line: int | None = None, what: str = "box") -> None:
+    """A box with a coordinate that is not a finite number, or whose max lies before its min,
+    is malformed: a UserError naming file and line, never a box quietly skipped as empty."""
+    if not all(math.isfinite(v) for v in box):
+        raise UserError(f"malformed {what}: a coordinate is not a finite number {list(box)}", path, line)
+    x1, y1, x2, y2 = box
+    if x2 < x1 or y2 < y1:
+        axis = "x" if x2 < x1 else "y"
+        raise UserError(f"malformed {what}: its {axis} max lies before its {axis} min {list(box)}", path, line)
 
 
 def clean_boxes(sample: Sample, report: LoadReport) -> Sample:

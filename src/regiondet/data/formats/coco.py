@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regiondet.data.report import LoadReport
+from regiondet.data.report import LoadReport, check_box
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
 from regiondet.io import atomic_write_text
@@ -37,7 +37,11 @@ def read_coco(path: str, images_dir: str | None, report: LoadReport) -> list[Sam
     for im in images:
         boxes, labels, ignore, polys = [], [], [], []
         for a in by_image[im["id"]]:
-            x, y, w, h = (float(v) for v in a["bbox"])
+            try:
+                x, y, w, h = (float(v) for v in a["bbox"])
+            except (KeyError, TypeError, ValueError):
+                raise UserError(f"annotation {a.get('id')}: bbox is not four numbers", ann_path) from None
+            check_box([x, y, x + w, y + h], ann_path, what=f"bbox of annotation {a.get('id')}")
             boxes.append([x, y, x + w, y + h])
             labels.append(cats[a["category_id"]])
             ignore.append(bool(a.get("iscrowd", 0) or a.get("ignore", 0)))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from regiondet.data.images import image_size
-from regiondet.data.report import LoadReport
+from regiondet.data.report import LoadReport, check_box
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
 
@@ -33,9 +33,11 @@ def read_plaintext(path: str, extra: str | None, report: LoadReport) -> list[Sam
         if not any(fields[1:]):
             continue
         try:
-            boxes.append([float(v) for v in fields[1:5]])
+            box = [float(v) for v in fields[1:5]]
         except ValueError:
             raise UserError(f"coordinates are not numbers: {line.strip()!r}", ann, n) from None
+        check_box(box, ann, n)
+        boxes.append(box)
         if not fields[5]:
             raise UserError("missing class name", ann, n)
         labels.append(fields[5])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from regiondet.data.images import IMAGE_SUFFIXES, image_size, list_images
-from regiondet.data.report import LoadReport
+from regiondet.data.report import LoadReport, check_box
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
 
@@ -89,7 +89,7 @@ def parse_voc_xml(xml_path: Path, img_dir: Path, report: LoadReport) -> Sample:
     if width <= 0 or height <= 0:
         width, height = image_size(image)
     boxes, labels, ignore = [], [], []
-    for obj in tree.iter("object"):
+    for k, obj in enumerate(tree.iter("object"), 1):
         name = (obj.findtext("name") or "").strip()
         bnd = obj.find("bndbox")
         if not name or bnd is None:
@@ -98,6 +98,7 @@ def parse_voc_xml(xml_path: Path, img_dir: Path, report: LoadReport) -> Sample:
             box = [float(bnd.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
         except (TypeError, ValueError):
             raise UserError(f"malformed <bndbox> for object '{name}'", xml_path) from None
+        check_box(box, xml_path, what=f"<bndbox> of <object> {k} ('{name}')")
         boxes.append(box)
         labels.append(name)
         ignore.append((obj.findtext("difficult") or "0").strip() in ("1", "true"))

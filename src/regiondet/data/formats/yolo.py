@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +82,12 @@ def _read_label(image: Path, names: list[str], report: LoadReport) -> Sample:
             cls = int(values[0])
             if cls != values[0] or not 0 <= cls < len(names):
                 raise UserError(f"class id {fields[0]} not in data.yaml names", label_file, n)
+            if not all(math.isfinite(v) for v in values):
+                raise UserError(f"malformed box: a value is not a finite number {line.strip()!r}", label_file, n)
             if len(values) == 5:
                 cx, cy, w, h = values[1:]
+                if w < 0 or h < 0:
+                    raise UserError(f"malformed box: negative width or height {line.strip()!r}", label_file, n)
                 box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
             else:  # segmentation polygon: its bounding box
                 xs, ys = values[1::2], values[2::2]
