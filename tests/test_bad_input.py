@@ -181,3 +181,23 @@ def test_inverted_and_nan_boxes_are_malformed_with_file_and_line(tmp_path, fmt, 
     assert str(ann) in str(e.value) and expect in str(e.value)
     if fmt == "voc":
         assert "malformed <bndbox>" in str(e.value) and "y max lies before its y min" in str(e.value)
+
+
+def test_voc_size_that_disagrees_with_its_image_stops_or_rescales_on_request(tmp_path, capsys):
+    """An XML written for 416x416 beside an 832x832 JPEG: an error naming both sizes by default,
+    boxes scaled to the image with ?rescale=1, never a silent guess."""
+    from PIL import Image
+
+    xml = sorted(CAMERA_VALID.glob("*.xml"))[0]
+    original = load_spec(f"voc:{CAMERA_VALID}?limit=1")[0]
+    assert original.path.stem == xml.stem and (original.width, original.height) == (416, 416)
+    Image.open(xml.with_suffix(".jpg")).resize((832, 832)).save(tmp_path / f"{xml.stem}.jpg")
+    shutil.copy(xml, tmp_path)
+    with pytest.raises(UserError, match="says 416x416 but the image .* is 832x832"):
+        load_spec(f"voc:{tmp_path}")
+    scaled = load_spec(f"voc:{tmp_path}?rescale=1")[0]
+    assert (scaled.width, scaled.height) == (832, 832)
+    assert abs(scaled.boxes - original.boxes * 2).max() < 1.0
+    assert "boxes rescaled" in capsys.readouterr().err
+    with pytest.raises(UserError, match="voc SPECs only"):
+        load_spec(f"yolo:{PHONE_YAML}?rescale=1")

@@ -20,6 +20,8 @@ with .xml files -> voc. Options after '?':
                                             all); others may appear unboxed, so they are
                                             taught neither as objects nor as background and
                                             not scored on its images
+  rescale=1                                 voc: an XML whose <size> differs from its image's
+                                            has its boxes scaled to the image (default: an error)
   repeat=R                                  weight in a training mix: R=2 lists every image twice,
                                             R=0.5 keeps a seeded half (e.g. line-level labels
                                             in a word-level mix)
@@ -60,7 +62,7 @@ READERS: dict[str, Reader] = {
     "ctw1500": read_ctw1500,
     "totaltext": read_totaltext,
 }
-OPTIONS = {"part", "fraction", "seed", "skip", "limit", "repeat", "labels"}
+OPTIONS = {"part", "fraction", "seed", "skip", "limit", "repeat", "labels", "rescale"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Spec:
     repeat: float = 1.0
     skip: int = 0
     labels: tuple[str, ...] | None = None
+    rescale: bool = False
 
     def __str__(self) -> str:
         return self.text
@@ -93,6 +96,8 @@ class Spec:
             opts.append(f"repeat={self.repeat:g}")
         if self.labels is not None:
             opts.append("labels=" + ",".join(self.labels))
+        if self.rescale:
+            opts.append("rescale=1")
         return s + ("?" + "&".join(opts) if opts else "")
 
 
@@ -138,6 +143,7 @@ def parse_spec(text: str) -> Spec:
             repeat=float(opts.get("repeat", 1.0)),
             skip=int(opts.get("skip", 0)),
             labels=_class_list(opts["labels"]) if "labels" in opts else None,
+            rescale=_flag(opts.get("rescale", "0")),
         )
     except ValueError:
         raise UserError(f"bad option value in SPEC '{text}'") from None
@@ -148,6 +154,14 @@ def parse_spec(text: str) -> Spec:
     if not spec.repeat > 0:
         raise UserError(f"repeat must be above 0 in SPEC '{text}'")
     return spec
+
+
+def _flag(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise ValueError(f"not a yes/no value: {text}")
 
 
 def _class_list(text: str) -> tuple[str, ...]:
@@ -162,7 +176,12 @@ def load_spec(spec: str | Spec, report: LoadReport | None = None) -> list[Sample
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     own = report is None
     report = report or LoadReport()
-    samples = READERS[spec.format](spec.path, spec.extra, report)
+    if spec.rescale and spec.format != "voc":
+        raise UserError(f"rescale=1 applies to voc SPECs only: '{spec.text}'")
+    if spec.format == "voc":
+        samples = read_voc(spec.path, spec.extra, report, rescale=spec.rescale)
+    else:
+        samples = READERS[spec.format](spec.path, spec.extra, report)
     if spec.part:
         rest, holdout = split_by_group(samples, spec.fraction, spec.seed)
         samples = holdout if spec.part == "holdout" else rest

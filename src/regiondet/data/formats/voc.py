@@ -13,8 +13,11 @@ from regiondet.data.sample import Sample
 from regiondet.errors import UserError
 
 
-def read_voc(path: str, split: str | None, report: LoadReport) -> list[Sample]:
+def read_voc(path: str, split: str | None, report: LoadReport, rescale: bool = False) -> list[Sample]:
     """Read VOC annotations.
+
+    An XML whose <size> differs from its image's is an error unless `rescale` (SPEC option
+    `?rescale=1`): then its boxes are scaled to the image file, and counted.
 
     `path` is either a folder holding .xml files (images beside them or named by
     <filename>), or a VOC root (Annotations/, JPEGImages/) with `split` naming
@@ -41,7 +44,7 @@ def read_voc(path: str, split: str | None, report: LoadReport) -> list[Sample]:
         xmls = sorted(root.glob("*.xml"))
     if not xmls:
         raise UserError("no .xml annotation files found", ann_dir)
-    samples = [parse_voc_xml(x, img_dir, report) for x in xmls]
+    samples = [parse_voc_xml(x, img_dir, report, rescale) for x in xmls]
     if not split:
         samples += _unannotated(img_dir, {s.path.resolve() for s in samples}, report)
     return samples
@@ -72,8 +75,10 @@ def _find_image(xml_path: Path, filename: str | None, img_dir: Path) -> Path:
     raise UserError(f"image '{filename or xml_path.stem}' named by the annotation not found", xml_path)
 
 
-def parse_voc_xml(xml_path: Path, img_dir: Path, report: LoadReport) -> Sample:
-    """One VOC XML file to a Sample; malformed XML or numbers name the file."""
+def parse_voc_xml(xml_path: Path, img_dir: Path, report: LoadReport, rescale: bool = False) -> Sample:
+    """One VOC XML file to a Sample; malformed XML or numbers name the file. Boxes are in the
+    image file's pixels: a <size> other than the image's is an error, or with `rescale` the
+    boxes are scaled from it."""
     if not xml_path.is_file():
         raise UserError("annotation file not found", xml_path)
     try:
@@ -86,8 +91,20 @@ def parse_voc_xml(xml_path: Path, img_dir: Path, report: LoadReport) -> Sample:
         height = int(float(tree.findtext("size/height") or 0))
     except ValueError:
         raise UserError("malformed <size> element", xml_path) from None
+    actual = image_size(image)
     if width <= 0 or height <= 0:
-        width, height = image_size(image)
+        width, height = actual
+    scale = None
+    if (width, height) != actual:
+        if not rescale:
+            raise UserError(
+                f"<size> says {width}x{height} but the image {image.name} is {actual[0]}x{actual[1]}; "
+                "fix the XML, or read with SPEC option ?rescale=1 to scale its boxes to the image",
+                xml_path,
+            )
+        scale = (actual[0] / width, actual[1] / height)
+        report.add("XMLs whose <size> differs from the image: boxes rescaled", str(xml_path))
+        width, height = actual
     boxes, labels, ignore = [], [], []
     for k, obj in enumerate(tree.iter("object"), 1):
         name = (obj.findtext("name") or "").strip()
@@ -99,6 +116,8 @@ def parse_voc_xml(xml_path: Path, img_dir: Path, report: LoadReport) -> Sample:
         except (TypeError, ValueError):
             raise UserError(f"malformed <bndbox> for object '{name}'", xml_path) from None
         check_box(box, xml_path, what=f"<bndbox> of <object> {k} ('{name}')")
+        if scale:
+            box = [box[0] * scale[0], box[1] * scale[1], box[2] * scale[0], box[3] * scale[1]]
         boxes.append(box)
         labels.append(name)
         ignore.append((obj.findtext("difficult") or "0").strip() in ("1", "true"))
