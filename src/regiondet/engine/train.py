@@ -27,6 +27,7 @@ from regiondet.engine.checkpoint import load_matching, load_model_state, read_ch
 from regiondet.engine.distributed import DistInfo, all_mean, any_rank, barrier, init_distributed, shutdown
 from regiondet.engine.history import write_history
 from regiondet.engine.probes import TrainProbes
+from regiondet.engine.run_lock import RunLock
 from regiondet.errors import UserError
 from regiondet.evaluation.detection import evaluate
 from regiondet.evaluation.text_detection import evaluate_text
@@ -139,7 +140,10 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     """Train per cfg; returns the run folder (config.yaml, metrics.csv, curves.png, last.pt, best.pt)."""
     info = init_distributed()
     try:
-        return Trainer(cfg, resume, progress, info).run()
+        if not info.main:  # rank 0 holds the folder's lock for the whole job
+            return Trainer(cfg, resume, progress, info).run()
+        with RunLock(Path(cfg.train.out)):
+            return Trainer(cfg, resume, progress, info).run()
     finally:
         shutdown(info)
 
