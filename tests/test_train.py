@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -142,3 +143,45 @@ def test_select_picks_best_by_one_class_and_logs_each_class(tmp_path, capsys):
     assert main(["train", str(write_config(tmp_path / "bad.yaml", bad))]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "train.select 'ap50:dog'" in err and "ap50:CLASS" in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_resume_after_a_stop_is_bit_identical_to_a_straight_run(tmp_path, monkeypatch):
+    """Stopped after step 3 of epoch 1 (Ctrl-C), then resumed: the same weights, to the bit,
+    and epoch 1's metrics count all six steps. Augmentation on, one loader worker."""
+    import regiondet.engine.train as train_module
+
+    def run(name: str, stop_at: int | None) -> Path:
+        cfg = tiny_config(tmp_path / name, epochs=2, steps_per_epoch=6, workers=1, photometric=0.5)
+        cfg["data"]["val"] = []
+        path = write_config(tmp_path / f"{name}.yaml", cfg)
+        build = train_module.build_model
+        calls = {"n": 0}
+
+        def build_with_stop(*args, **kwargs):
+            model = build(*args, **kwargs)
+
+            def hook(module, inputs, output):
+                calls["n"] += module.training
+                if module.training and calls["n"] == stop_at:
+                    os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: the step finishes, then it saves
+
+            model.register_forward_hook(hook)
+            return model
+
+        monkeypatch.setattr(train_module, "build_model", build_with_stop)
+        if stop_at:
+            assert main(["--quiet", "train", str(path)]) == 130
+            assert read_checkpoint(tmp_path / name / "last.pt")["step_in_epoch"] == stop_at
+            monkeypatch.setattr(train_module, "build_model", build)
+            assert main(["--quiet", "train", str(path), "--resume"]) == 0
+        else:
+            assert main(["--quiet", "train", str(path)]) == 0
+        return tmp_path / name
+
+    straight, resumed = run("straight", None), run("resumed", 3)
+    a, b = read_checkpoint(straight / "last.pt")["model"], read_checkpoint(resumed / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = read_history(straight / "metrics.csv"), read_history(resumed / "metrics.csv")
+    for key in ("loss_total", "loss_classifier", "head_accuracy", "rpn_overlapping_proposals"):
+        assert [r[key] for r in ra] == pytest.approx([r[key] for r in rb], rel=1e-6), key

@@ -102,3 +102,21 @@ class DetectionDataset(Dataset):
 
 def collate(batch: list) -> tuple[list, list]:
     return [b[0] for b in batch], [b[1] for b in batch]
+
+
+class SeededItems(Dataset):
+    """Index a dataset with (index, seed) pairs: each item's random augmentation is drawn from
+    its own seed, not from a worker's running random state. So an item looks the same whether
+    the epoch ran straight through or was resumed halfway, with any number of workers."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]):
+        index, seed = item
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]

@@ -15,7 +15,7 @@ class TrainProbes:
     """Forward hooks on the RPN and the box predictor; call `pop()` after each step."""
 
     def __init__(self, model: nn.Module):
-        self.overlaps: list[float] = []
+        self.overlap_sum, self.overlap_images = 0.0, 0
         self.correct = 0
         self.total = 0
         self._labels: torch.Tensor | None = None
@@ -41,7 +41,8 @@ class TrainProbes:
             care = t["boxes"][t["labels"] >= 1] if "labels" in t else t["boxes"]
             if len(care):
                 hit = (box_iou(boxes.detach(), care) >= 0.5).any(dim=1)
-                self.overlaps.append(float(hit.sum()))
+                self.overlap_sum += float(hit.sum())
+                self.overlap_images += 1
 
     def _on_predictor(self, module, args, output) -> None:
         if not module.training or self._labels is None:
@@ -54,8 +55,22 @@ class TrainProbes:
     def summary(self) -> dict[str, float]:
         """Mean overlapping proposals per image with objects, head accuracy; then reset."""
         out = {
-            "rpn_overlapping_proposals": sum(self.overlaps) / len(self.overlaps) if self.overlaps else 0.0,
+            "rpn_overlapping_proposals": self.overlap_sum / self.overlap_images if self.overlap_images else 0.0,
             "head_accuracy": self.correct / self.total if self.total else 0.0,
         }
-        self.overlaps, self.correct, self.total = [], 0, 0
+        self.load({})
         return out
+
+    def state(self) -> dict[str, float]:
+        """The epoch's counts so far, for a checkpoint: a resumed epoch reports all its steps."""
+        return {
+            "overlap_sum": self.overlap_sum,
+            "overlap_images": self.overlap_images,
+            "correct": self.correct,
+            "total": self.total,
+        }
+
+    def load(self, state: dict[str, float]) -> None:
+        self.overlap_sum = float(state.get("overlap_sum", 0.0))
+        self.overlap_images = int(state.get("overlap_images", 0))
+        self.correct, self.total = int(state.get("correct", 0)), int(state.get("total", 0))

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from regiondet.config import Config, apply_overrides, config_from_dict
-from regiondet.data.dataset import ClassMapper, DetectionDataset, as_negative, collate
+from regiondet.data.dataset import ClassMapper, DetectionDataset, SeededItems, as_negative, collate
 from regiondet.data.sample import Sample
 from regiondet.data.spec import load_spec
 from regiondet.data.text_dataset import TextDataset
@@ -73,6 +73,22 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _numpy_state() -> dict:
+    """NumPy's global random state as tensors and numbers (checkpoints load with weights_only)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
+
+
+def _set_numpy_state(state: dict) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, state["pos"], state["has_gauss"], state["gauss"]))
 
 
 def _optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -195,7 +211,11 @@ class Trainer:
             self.epoch, self.step = state["epoch"], state["step_in_epoch"]
             self.rows, self.best = state["history"], state["best"]
             self.acc.update(state.get("partial", {}))
+            self.probes.load(state.get("probes", {}))
             torch.set_rng_state(state["torch_rng"])
+            if "numpy_rng" in state:
+                _set_numpy_state(state["numpy_rng"])
+                random.setstate(state["python_rng"])
 
     def _init_from(self, name: str) -> None:
         from regiondet.inference.predictor import resolve_model_path
@@ -220,7 +240,10 @@ class Trainer:
                 history=self.rows,
                 best=self.best,
                 torch_rng=torch.get_rng_state(),
+                numpy_rng=_numpy_state(),
+                python_rng=random.getstate(),
                 partial=dict(self.acc),
+                probes=self.probes.state(),
             )
 
     def run(self) -> Path:
@@ -245,18 +268,22 @@ class Trainer:
         return self.out
 
     def _loader(self) -> DataLoader:
-        """This epoch's batches from the current step on: the order depends only on seed and epoch."""
+        """This epoch's batches from the current step on: the order, and each item's
+        augmentation seed, depend only on the seed, the epoch and the position in it."""
         bs = self.cfg.train.batch_size
         self.sampler.set_epoch(self.epoch)
         order = list(self.sampler)
         order = (order * math.ceil(self.per_epoch * bs / max(1, len(order))))[: self.per_epoch * bs]
+        seeds = np.random.SeedSequence([self.cfg.train.seed, self.info.rank, self.epoch]).generate_state(len(order))
+        items = [(i, int(s)) for i, s in zip(order, seeds, strict=True)]
         return DataLoader(
-            self.dataset,
+            SeededItems(self.dataset),
             bs,
-            sampler=order[self.step * bs :],
+            sampler=items[self.step * bs :],
             collate_fn=collate,
             num_workers=self.cfg.train.workers,
             worker_init_fn=_ignore_sigint,
+            generator=torch.Generator().manual_seed(self.cfg.train.seed + self.epoch),  # not the global RNG
         )
 
     def train_epoch(self, stop: _StopFlag) -> None:
