@@ -60,3 +60,20 @@ def test_stop_and_save_decisions_agree_across_ranks():
     for p in procs:
         p.join(60)
     assert results == {0: [True, True, False], 1: [True, True, False]}
+
+
+def test_resume_hint_names_the_launch_as_it_was(monkeypatch, tmp_path):
+    from regiondet.engine.distributed import DistInfo
+    from regiondet.engine.train import resume_command
+
+    assert resume_command(tmp_path, DistInfo()) == f"regiondet train {tmp_path / 'config.yaml'} --resume"
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("GROUP_WORLD_SIZE", "1")
+    hint = resume_command(tmp_path, DistInfo(rank=0, world=2))
+    assert hint == f"torchrun --nproc_per_node=2 -m regiondet.cli train {tmp_path / 'config.yaml'} --resume"
+    monkeypatch.setenv("GROUP_WORLD_SIZE", "3")
+    monkeypatch.setenv("MASTER_ADDR", "node0")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    assert "--nnodes=3 --rdzv_endpoint=node0:29500 -m regiondet.cli" in resume_command(
+        tmp_path, DistInfo(rank=0, world=6)
+    )

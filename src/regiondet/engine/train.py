@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
 import sys
@@ -62,6 +63,20 @@ def resume_config(cfg: Config, overrides: list[str]) -> Config:
     """
     last = Path(cfg.train.out) / "last.pt"
     return config_from_dict(apply_overrides(read_checkpoint(last)["config"], overrides), str(last))
+
+
+def resume_command(out: Path, info: DistInfo) -> str:
+    """The command that continues a stopped run, launched the way this one was (torchrun with
+    its process and node counts when it ran under torchrun)."""
+    base = f"regiondet train {out / 'config.yaml'} --resume"
+    if not info.enabled:
+        return base
+    env = os.environ
+    launch = f"torchrun --nproc_per_node={env.get('LOCAL_WORLD_SIZE', info.world)}"
+    nodes = int(env.get("GROUP_WORLD_SIZE", "1") or 1)
+    if nodes > 1:
+        launch += f" --nnodes={nodes} --rdzv_endpoint={env.get('MASTER_ADDR', 'HOST')}:{env.get('MASTER_PORT', 'PORT')}"
+    return launch + " -m regiondet.cli" + base.removeprefix("regiondet")
 
 
 def _ignore_sigint(_: int) -> None:
@@ -260,10 +275,7 @@ class Trainer:
             stop.restore()
         if stop.set:
             if self.info.main:
-                print(
-                    f"regiondet: saved; resume with: regiondet train {self.out / 'config.yaml'} --resume",
-                    file=sys.stderr,
-                )
+                print(f"regiondet: saved; resume with: {resume_command(self.out, self.info)}", file=sys.stderr)
             raise KeyboardInterrupt
         return self.out
 
