@@ -77,3 +77,52 @@ def test_resume_hint_names_the_launch_as_it_was(monkeypatch, tmp_path):
     assert "--nnodes=3 --rdzv_endpoint=node0:29500 -m regiondet.cli" in resume_command(
         tmp_path, DistInfo(rank=0, world=6)
     )
+
+
+def test_nproc_launch_trains_and_ctrl_c_is_one_hint_without_traceback(tmp_path):
+    """`regiondet train --nproc 2`: torchrun's launcher in-process. Ctrl-C to the process group
+    (as a terminal sends it) saves, prints the resume hint as launched, exits 130, no traceback."""
+    import signal
+    import time
+
+    cfg = tiny_config(tmp_path / "run", epochs=1, steps_per_epoch=60)
+    cfg["data"]["val"] = []
+    path = write_config(tmp_path / "c.yaml", cfg)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regiondet.cli", "train", str(path), "--nproc", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
+    seen, deadline = "", time.time() + 300
+    while "3/60" not in seen and time.time() < deadline:
+        seen += proc.stderr.read(1)
+    os.killpg(proc.pid, signal.SIGINT)
+    err = seen + proc.communicate(timeout=300)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "SignalException" not in err
+    assert f"resume with: regiondet train {tmp_path / 'run' / 'config.yaml'} --resume --nproc 2" in err
+    ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert 3 <= ckpt["step_in_epoch"] < 60
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "regiondet.cli",
+            "--quiet",
+            "train",
+            str(path),
+            "--resume",
+            "--nproc",
+            "2",
+            "--set",
+            "train.steps_per_epoch=6",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from regiondet.engine.launch import LaunchFailed
 from regiondet.errors import UserError
 from regiondet.evaluation.box_peers import PEERS as BOX_PEERS
 from regiondet.evaluation.text_peers import PEERS
@@ -28,6 +30,15 @@ def cmd_train(a: argparse.Namespace) -> None:
     from regiondet.config import load_config
     from regiondet.engine.train import resume_config, train
 
+    if a.nproc and a.nproc > 1 and "LOCAL_RANK" not in os.environ:  # the launcher, not a worker
+        from regiondet.engine.launch import launch_train
+
+        cfg = load_config(a.config, a.set)  # a bad config is one line here, not once per process
+        argv = [a.config, *(["--resume"] if a.resume else []), *(x for s in a.set for x in ("--set", s))]
+        hint = f"regiondet train {Path(cfg.train.out) / 'config.yaml'} --resume --nproc {a.nproc}"
+        launch_train(argv, a.nproc, a.quiet, hint)
+        print(cfg.train.out)
+        return
     cfg = load_config(a.config, a.set)
     if a.resume:
         cfg = resume_config(cfg, a.set)
@@ -410,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config")
     t.add_argument("--resume", action="store_true", help="continue the run in the config's train.out")
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
+    t.add_argument("--nproc", type=int, help="train in N local processes (DistributedDataParallel; gloo on CPU)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="VOC/COCO AP, no-detection and distractor rates, latency")
@@ -601,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("regiondet: interrupted", file=sys.stderr)
         return 130
+    except LaunchFailed as e:  # the failing process has printed its own line
+        return e.exit_code
     except BrokenPipeError:
         return 0
     return 0

@@ -27,6 +27,7 @@ from regiondet.data.transforms import train_augment
 from regiondet.engine.checkpoint import load_matching, load_model_state, read_checkpoint, save_checkpoint
 from regiondet.engine.distributed import DistInfo, all_mean, any_rank, barrier, init_distributed, shutdown
 from regiondet.engine.history import write_history
+from regiondet.engine.launch import LAUNCH_ENV
 from regiondet.engine.probes import TrainProbes
 from regiondet.engine.run_lock import RunLock
 from regiondet.errors import UserError
@@ -69,9 +70,11 @@ def resume_command(out: Path, info: DistInfo) -> str:
     """The command that continues a stopped run, launched the way this one was (torchrun with
     its process and node counts when it ran under torchrun)."""
     base = f"regiondet train {out / 'config.yaml'} --resume"
+    env = os.environ
+    if env.get(LAUNCH_ENV):  # started by regiondet train --nproc: resume the same way
+        return env[LAUNCH_ENV]
     if not info.enabled:
         return base
-    env = os.environ
     launch = f"torchrun --nproc_per_node={env.get('LOCAL_WORLD_SIZE', info.world)}"
     nodes = int(env.get("GROUP_WORLD_SIZE", "1") or 1)
     if nodes > 1:
