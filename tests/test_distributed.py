@@ -116,8 +116,6 @@ def test_nproc_launch_trains_and_ctrl_c_is_one_hint_without_traceback(tmp_path):
             "--resume",
             "--nproc",
             "2",
-            "--set",
-            "train.steps_per_epoch=6",
         ],
         capture_output=True,
         text=True,
