@@ -5,7 +5,7 @@ partial configs, and the evaluation sets; optionally `cells`, the axis combinati
 fractional design) when the full product would cost too much; optionally `report`, the page
 `regiondet report` writes, whose recorded cells count as finished. Each cell trains into
 <out>/<cell>/, then writes eval.json and a few drawn detections; finished cells are skipped,
-interrupted ones resumed, so a grid can run across sessions and machines.
+interrupted ones resumed, so a grid can run across days and machines.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """docs/experiments.md generated from a grid's run folders: numbers are read, never typed.
 
-Run folders are big (checkpoints) and live on one machine; a grid runs across sessions and
+Run folders are big (checkpoints) and live on one machine; a grid runs across days and
 machines. So each reported cell is also recorded beside the report (`<media>/cells/<cell>/`:
 eval.json and metrics.csv, about 50 KB) and the
 report is made from the run folders plus the recorded cells they do not hold: a cell finished
