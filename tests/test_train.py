@@ -185,3 +185,28 @@ def test_resume_after_a_stop_is_bit_identical_to_a_straight_run(tmp_path, monkey
     ra, rb = read_history(straight / "metrics.csv"), read_history(resumed / "metrics.csv")
     for key in ("loss_total", "loss_classifier", "head_accuracy", "rpn_overlapping_proposals"):
         assert [r[key] for r in ra] == pytest.approx([r[key] for r in rb], rel=1e-6), key
+
+
+def test_export_averages_checkpoints_of_one_run(trained_run, tmp_path, capsys):
+    a, b = read_checkpoint(trained_run / "best.pt")["model"], read_checkpoint(trained_run / "last.pt")["model"]
+    out = tmp_path / "avg.pt"
+    argv = [
+        "--quiet",
+        "export",
+        str(trained_run / "best.pt"),
+        str(out),
+        "--fp32",
+        "--average",
+        str(trained_run / "last.pt"),
+    ]
+    assert main(argv) == 0
+    avg = read_checkpoint(out)["model"]
+    key = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.allclose(avg[key], (a[key] + b[key]) / 2, atol=1e-6)
+    other = tiny_config(tmp_path / "other", epochs=1, steps_per_epoch=1)
+    other["model"]["classes"] = ["camera", "phone"]
+    other["data"]["class_map"] = {}
+    assert main(["--quiet", "train", str(write_config(tmp_path / "o.yaml", other))]) == 0
+    capsys.readouterr()
+    assert main([*argv[:-1], str(tmp_path / "other" / "last.pt")]) == 2
+    assert "cannot average with a different model" in capsys.readouterr().err

@@ -205,6 +205,10 @@ def cmd_export(a: argparse.Namespace) -> None:
     from regiondet.inference.predictor import model_from_checkpoint, resolve_model_path
 
     model, cfg, ckpt = model_from_checkpoint(resolve_model_path(a.checkpoint), a.set)
+    if a.average:
+        from regiondet.engine.checkpoint import average_into
+
+        average_into(model, [resolve_model_path(a.checkpoint), *map(Path, a.average)])
     score = a.score if a.score is not None else float(ckpt.get("default_score", cfg.train.eval_score))
     out = Path(a.out)
     if out.suffix.lower() == ".onnx":
@@ -471,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("out", help="model.pt (fp16 checkpoint) or model.onnx")
     x.add_argument("--score", type=float, help="default score threshold stored in the model")
     x.add_argument("--fp32", action="store_true")
+    x.add_argument(
+        "--average", nargs="+", metavar="CKPT", help="average the weights with these checkpoints of the same model"
+    )
     x.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     x.set_defaults(func=cmd_export)
 

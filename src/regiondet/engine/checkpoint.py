@@ -84,3 +84,18 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], path: Path) 
         raise UserError("no weight of this checkpoint fits the model (another backbone?)", path)
     model.load_state_dict(fits, strict=False)
     return len(fits), sorted(k for k in own if k not in fits)
+
+
+def average_into(model: nn.Module, paths: list[Path]) -> None:
+    """Set model's floating-point tensors to the mean of the checkpoints' (weight averaging of
+    the last epochs of one run, as fairseq's average_checkpoints: a flatter optimum than any one
+    epoch when validation swings from epoch to epoch). Every file must fit the model exactly."""
+    own = model.state_dict()
+    total = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in own.items() if v.is_floating_point()}
+    for path in paths:
+        state = read_checkpoint(path)["model"]
+        if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+            raise UserError(f"cannot average with a different model: {state_mismatch(model, state)}", path)
+        for k in total:
+            total[k] += state[k].double()
+    model.load_state_dict({k: (v / len(paths)).to(own[k].dtype) for k, v in total.items()}, strict=False)
