@@ -91,9 +91,12 @@ def parse_voc_xml(xml_path: Path, img_dir: Path, report: LoadReport, rescale: bo
         height = int(float(tree.findtext("size/height") or 0))
     except ValueError:
         raise UserError("malformed <size> element", xml_path) from None
-    actual = image_size(image)
     if width <= 0 or height <= 0:
-        width, height = actual
+        width, height = image_size(image)
+    try:
+        actual = image_size(image)
+    except UserError:  # an unreadable image is reported where it is decoded, as for other formats
+        actual = (width, height)
     scale = None
     if (width, height) != actual:
         if not rescale:
