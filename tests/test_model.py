@@ -101,7 +101,7 @@ def test_probes_count_overlapping_proposals_and_head_accuracy():
     model.train()
     big = {"boxes": torch.tensor([[4.0, 4.0, 124.0, 124.0]]), "labels": torch.tensor([1])}
     model([torch.rand(3, 128, 128), torch.rand(3, 128, 128)], [big, big])
-    assert len(probes.overlaps) == 2  # one count per image with objects
+    assert probes.overlap_images == 2  # one count per image with objects
     assert probes.total == 2 * SMALL["box_batch_size_per_image"]
     s = probes.summary()
     assert s["rpn_overlapping_proposals"] > 0 and 0 <= s["head_accuracy"] <= 1
