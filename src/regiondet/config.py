@@ -62,6 +62,10 @@ class ModelConfig:
     # scores >= box_contained_score_ratio x its score: a lens boxed inside its camera. 0 = off
     box_contained_thresh: float = 0.0
     box_contained_score_ratio: float = 0.5
+    # drop a box overlapping a better-scoring box of another class at IoU >= this: one object
+    # called both camera and phone shows once, as its likelier class (0 = off; torchvision's NMS
+    # is class-wise, so such pairs otherwise both stay)
+    box_cross_class_iou: float = 0.0
     representation_size: int = 1024  # width of the fc6/fc7 box head
     roi_output_size: int = 7
     # task "text" adds ATRR's point-pair LSTM: at most max_pairs boundary pairs per region
@@ -201,6 +205,7 @@ INFERENCE_KEYS = (  # model settings that change how a trained model reads image
     "box_detections_per_img",
     "box_contained_thresh",
     "box_contained_score_ratio",
+    "box_cross_class_iou",
     "test_min_size",
     "test_max_size",
     "test_scales",

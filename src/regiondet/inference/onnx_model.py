@@ -38,6 +38,7 @@ OUTSIDE_KEYS = (
     "polygon_nms_thresh",
     "box_contained_thresh",
     "box_contained_score_ratio",
+    "box_cross_class_iou",
 )
 # in the order the models fill their result dicts, which is the order the tracer flattens them in
 OUTPUTS = {"box": ("boxes", "labels", "scores"), "text": ("boxes", "scores", "labels", "keypoints", "num_pairs")}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.ops import nms
 
 from regiondet.config import Config, inference_overrides
 from regiondet.data.images import load_upright, to_rgb8
@@ -144,6 +145,10 @@ class Detector:
         keep = out["scores"] >= (self.score if score is None else score)
         polygons = None
         m = self.config.model
+        if "keypoints" not in out and m.box_cross_class_iou > 0 and len(out["boxes"]) > 1:
+            best = torch.zeros_like(keep)
+            best[nms(out["boxes"].float(), out["scores"].float(), m.box_cross_class_iou)] = True
+            keep &= best  # class-wise NMS has already thinned same-class overlaps above box_nms_thresh
         if "keypoints" in out:
             keep, polygons = text_polygons(out, keep, m.polygon_nms_thresh)
         elif m.box_contained_thresh > 0:
