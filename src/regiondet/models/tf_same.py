@@ -18,8 +18,11 @@ class Conv2dSame(nn.Conv2d):
     """nn.Conv2d whose padding follows TensorFlow's SAME rule for the input at hand."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Python ints, so an ONNX export keeps the pads as constants: the detector's inputs are
+        # padded to multiples of 32, where every strided layer sees an even size and the same pads
+        sizes = [int(v) for v in x.shape[-2:]]
         pads = []
-        for size, k, s, d in zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation, strict=True):
+        for size, k, s, d in zip(sizes, self.kernel_size, self.stride, self.dilation, strict=True):
             total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
             pads.append((total // 2, total - total // 2))
         (top, bottom), (left, right) = pads
