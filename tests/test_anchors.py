@@ -11,10 +11,10 @@ import torch
 from conftest import CAMERA_VALID, ICDAR, ROOT
 from regiondet.cli import main
 from regiondet.config import ModelConfig, load_config
-from regiondet.data.anchor_fit import anchor_fit, best_anchor_iou, suggest_anchor_sizes
 from regiondet.data.sample import Sample
 from regiondet.data.spec import load_spec
 from regiondet.errors import UserError
+from regiondet.models.anchor_fit import anchor_fit, best_anchor_iou, suggest_anchor_sizes
 from regiondet.models.anchors import anchor_shapes
 from regiondet.models.faster_rcnn import build_model
 

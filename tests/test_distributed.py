@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from conftest import tiny_config, write_config
-from regiondet.engine.checkpoint import read_checkpoint
 from regiondet.engine.history import read_history
+from regiondet.models.checkpoint import read_checkpoint
 
 
 def test_torchrun_two_processes(tmp_path):

@@ -128,7 +128,7 @@ def test_export_gzip_compressed(trained_run, tmp_path, capsys):
 
 
 def test_inference_settings_change_at_load_and_export_but_weights_shapes_do_not(trained_run, tmp_path, capsys):
-    from regiondet.engine.checkpoint import read_checkpoint
+    from regiondet.models.checkpoint import read_checkpoint
 
     fewer = ["model.rpn_post_nms_top_n_test=7", "model.box_detections_per_img=3"]
     det = Detector.load(trained_run / "best.pt", score=0.0, overrides=fewer)
@@ -151,7 +151,7 @@ def test_loaded_detector_is_folded_and_channels_last_with_the_same_outputs(train
     import torch
     from torchvision.ops.misc import FrozenBatchNorm2d
 
-    from regiondet.engine.checkpoint import load_model_state, read_checkpoint
+    from regiondet.models.checkpoint import load_model_state, read_checkpoint
     from regiondet.models.faster_rcnn import build_model
 
     det = Detector.load(trained_run / "best.pt", score=0.0)

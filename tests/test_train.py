@@ -14,8 +14,8 @@ import torch
 
 from conftest import tiny_config, write_config
 from regiondet.cli import main
-from regiondet.engine.checkpoint import read_checkpoint
 from regiondet.engine.history import COLUMNS, TEXT_ONLY, read_history
+from regiondet.models.checkpoint import read_checkpoint
 
 
 def test_loss_falls_and_run_folder_is_complete(trained_run):

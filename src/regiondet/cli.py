@@ -201,12 +201,12 @@ def cmd_detect(a: argparse.Namespace) -> None:
 
 
 def cmd_export(a: argparse.Namespace) -> None:
-    from regiondet.engine.checkpoint import save_checkpoint
     from regiondet.inference.predictor import model_from_checkpoint, resolve_model_path
+    from regiondet.models.checkpoint import save_checkpoint
 
     model, cfg, ckpt = model_from_checkpoint(resolve_model_path(a.checkpoint), a.set)
     if a.average:
-        from regiondet.engine.checkpoint import average_into
+        from regiondet.models.checkpoint import average_into
 
         average_into(model, [resolve_model_path(a.checkpoint), *map(Path, a.average)])
     score = a.score if a.score is not None else float(ckpt.get("default_score", cfg.train.eval_score))
@@ -235,14 +235,14 @@ def cmd_stats(a: argparse.Namespace) -> None:
         st = dataset_stats(samples)
         text = format_stats(spec, st)
         if model_cfg is not None:
-            from regiondet.data.anchor_fit import anchor_fit, format_anchor_fit
+            from regiondet.models.anchor_fit import anchor_fit, format_anchor_fit
 
             st["anchor_fit"] = anchor_fit(samples, model_cfg)
             text += "\n" + format_anchor_fit(st["anchor_fit"])
             if a.suggest_anchors:
                 from dataclasses import replace
 
-                from regiondet.data.anchor_fit import suggest_anchor_sizes
+                from regiondet.models.anchor_fit import suggest_anchor_sizes
 
                 sizes = suggest_anchor_sizes(samples, model_cfg)
                 fit = anchor_fit(samples, replace(model_cfg, anchor_sizes=sizes))

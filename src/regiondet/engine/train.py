@@ -24,7 +24,6 @@ from regiondet.data.sample import Sample
 from regiondet.data.spec import load_spec
 from regiondet.data.text_dataset import TextDataset
 from regiondet.data.transforms import train_augment
-from regiondet.engine.checkpoint import load_matching, load_model_state, read_checkpoint, save_checkpoint
 from regiondet.engine.distributed import DistInfo, all_mean, any_rank, barrier, init_distributed, shutdown
 from regiondet.engine.history import write_history
 from regiondet.engine.launch import LAUNCH_ENV
@@ -35,6 +34,7 @@ from regiondet.evaluation.detection import evaluate
 from regiondet.evaluation.text_detection import evaluate_text
 from regiondet.inference.predictor import Detector
 from regiondet.io import atomic_write_text
+from regiondet.models.checkpoint import load_matching, load_model_state, read_checkpoint, save_checkpoint
 from regiondet.models.faster_rcnn import build_model
 
 # Validation figures logged per task; the first one picks best.pt.

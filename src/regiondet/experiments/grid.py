@@ -129,7 +129,7 @@ def run_grid(path: Path, only: list[str] | None = None, progress: bool = True, r
 
 
 def _finished(out: Path, epochs: int) -> bool:
-    from regiondet.engine.checkpoint import read_checkpoint
+    from regiondet.models.checkpoint import read_checkpoint
 
     return read_checkpoint(out / "last.pt")["epoch"] >= epochs
 

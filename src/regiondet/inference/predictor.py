@@ -13,10 +13,10 @@ from torchvision.ops import nms
 
 from regiondet.config import Config, inference_overrides
 from regiondet.data.images import load_upright, to_rgb8
-from regiondet.engine.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.errors import UserError
 from regiondet.inference.multiscale import run_scales
 from regiondet.inference.nesting import nested_boxes
+from regiondet.models.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.models.faster_rcnn import build_model
 from regiondet.models.fold_bn import fold_batch_norms
 

@@ -35,6 +35,14 @@ class BandMatcher(Matcher):
         return matches
 
 
+def as_subclass(module: torch.nn.Module, cls: type[torch.nn.Module]) -> torch.nn.Module:
+    """The same torchvision module (parts and settings shared, no copy) as a regiondet subclass
+    that overrides one step: torchvision builds the parts from its arguments, we change a rule."""
+    new = cls.__new__(cls)
+    new.__dict__.update(module.__dict__)
+    return new
+
+
 def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
     """A torchvision FasterRCNN for len(cfg.classes) classes plus background.
 
@@ -70,10 +78,10 @@ def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
     if cfg.task == "text":
         model.roi_heads = _text_heads(model.roi_heads, cfg, trunk.head_width)
     else:  # sources that label only some classes (SPEC option labels=)
-        model.roi_heads = PartialLabelRoIHeads.from_heads(model.roi_heads)
+        model.roi_heads = as_subclass(model.roi_heads, PartialLabelRoIHeads)
     if cfg.weights == "coco-ssd":  # its features were trained on pixels scaled to [-1, 1]
         model.transform.image_mean, model.transform.image_std = list(COCO_SSD_MEAN), list(COCO_SSD_STD)
-    model.rpn = IgnoreAwareRPN.from_rpn(model.rpn)  # difficult / do-not-care rows (label -1)
+    model.rpn = as_subclass(model.rpn, IgnoreAwareRPN)  # difficult / do-not-care rows (label -1)
     if cfg.test_min_size or cfg.test_max_size or isinstance(cfg.min_size, list):
         model.transform = SizeTransform.from_transform(model.transform, *test_sizes(cfg))
     if cfg.box_bg_iou_floor > 0:

@@ -33,13 +33,6 @@ def partial_label_loss(logits: Tensor, labels: Tensor, unlabelled: Tensor) -> Te
 class PartialLabelRoIHeads(RoIHeads):
     """torchvision's RoIHeads whose classifier loss honours targets' "unlabelled" flags."""
 
-    @classmethod
-    def from_heads(cls, heads: RoIHeads) -> PartialLabelRoIHeads:
-        """The same heads (parts and settings shared) with the partial-label loss."""
-        new = cls.__new__(cls)
-        new.__dict__.update(heads.__dict__)
-        return new
-
     def forward(self, features, proposals, image_shapes, targets=None):
         if not self.training or targets is None or not any("unlabelled" in t for t in targets):
             return super().forward(features, proposals, image_shapes, targets)

@@ -16,13 +16,6 @@ from torchvision.models.detection.rpn import RegionProposalNetwork
 class IgnoreAwareRPN(RegionProposalNetwork):
     """RegionProposalNetwork whose anchor labels respect ground-truth rows with label -1."""
 
-    @classmethod
-    def from_rpn(cls, rpn: RegionProposalNetwork) -> IgnoreAwareRPN:
-        """The same RPN (parts and settings shared) with ignore-aware anchor labels."""
-        new = cls.__new__(cls)
-        new.__dict__.update(rpn.__dict__)
-        return new
-
     def assign_targets_to_anchors(
         self, anchors: list[Tensor], targets: list[dict[str, Tensor]]
     ) -> tuple[list[Tensor], list[Tensor]]:
