@@ -7,10 +7,10 @@ import json
 import pytest
 
 from conftest import CAMERA_VALID, DATA, ICDAR, main
+from regiondet.benchmark.box_peers import CocoSSDPeer
 from regiondet.data.images import load_rgb
 from regiondet.data.spec import load_spec
 from regiondet.errors import UserError
-from regiondet.evaluation.box_peers import CocoSSDPeer
 from regiondet.evaluation.detection import image_outcome
 
 CELLPHONE = DATA / "phone-photos" / "cellphone" / "data.yaml"

@@ -11,6 +11,8 @@ from PIL import Image
 from conftest import CAMERA_VALID, ICDAR, PHONE_YAML
 from regiondet import Detector
 from regiondet.cli import main
+from regiondet.models import zoo
+from regiondet.models.zoo import CARDS, MODELS, shipped_path
 
 
 def test_evaluate_json_keys(trained_run, tmp_path, capsys):
@@ -219,18 +221,24 @@ def test_speed_benchmark_times_both_variants_and_every_stage(trained_run, tmp_pa
 
 
 def test_every_shipped_model_loads_with_its_card_and_fits_its_size_limit():
-    """Each name in MODELS resolves to a file in the package that loads (weights_only), has a
-    model card beside it, and stays within the size the issues set (camera 25 MB, text 60 MB)."""
-    from regiondet.inference.predictor import MODELS, ZOO
-
+    """Each name in MODELS resolves to an installed file that loads (weights_only), has a model
+    card in regiondet/zoo, and stays within the size the issues set (camera 25 MB, text 60 MB)."""
     limits = {"camera_phone.pt": 25e6, "text.pt.gz": 60e6, "text_fast.pt": 60e6}
-    assert set(MODELS.values()) == set(limits)
-    for name, file in MODELS.items():
+    assert {m.file for m in MODELS.values()} == set(limits)
+    for name, shipped in MODELS.items():
         det = Detector.load(name)
-        path = ZOO / file
-        assert path.stat().st_size <= limits[file], file
-        assert (ZOO / (file.split(".")[0] + ".md")).is_file(), file
+        path = shipped_path(name)
+        assert path.stat().st_size <= limits[shipped.file], shipped.file
+        assert (CARDS / shipped.card).is_file(), shipped.card
         assert det.config.model.task == ("text" if name.startswith("text") else "box")
+
+
+def test_a_text_model_without_its_package_names_the_extra(monkeypatch, capsys):
+    """Without regiondet-text-models installed, `--model text` says which extra brings it."""
+    real = zoo.find_spec
+    monkeypatch.setattr(zoo, "find_spec", lambda name: None if name == "regiondet_text_models" else real(name))
+    assert main(["detect", str(sorted(CAMERA_VALID.glob("*.jpg"))[0]), "--model", "text"]) != 0
+    assert "pip install 'regiondet[text]'" in capsys.readouterr().err
 
 
 def test_detect_out_never_writes_one_drawn_file_over_another(trained_run, tmp_path, capsys):

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from conftest import ICDAR
+from regiondet.benchmark.text import format_table, run_text_benchmark
 from regiondet.cli import main
 from regiondet.data.spec import load_spec
-from regiondet.evaluation.text_benchmark import format_table, run_text_benchmark
 
 pytest.importorskip("rapidocr")
 pytest.importorskip("easyocr")
@@ -68,7 +68,7 @@ def test_benchmark_command_writes_table_and_json(tmp_path, capsys):
 
 
 def test_rapidocr_word_results_of_every_shape():
-    from regiondet.evaluation.text_peers import _word_boxes
+    from regiondet.benchmark.text_peers import _word_boxes
 
     box = [[0, 0], [4, 0], [4, 2], [0, 2]]
     lines = ((("LIFT", 0.9, box), ("LOBBY", 0.8, box)), (), ("2", 0.99, box), (("x", 0.5, [3.0, 4.0]),))

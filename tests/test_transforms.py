@@ -57,3 +57,28 @@ def test_colour_distortion_changes_pixels_not_boxes():
     assert changed == 8
     same, _ = train_augment(0, 0, 0, photometric=0.0)(img, tgt)
     assert torch.equal(same, img)
+
+
+def test_zoom_out_and_box_crop_keep_boxes_on_their_pixels():
+    torch.manual_seed(0)
+    aug = train_augment(0, 0, 0, zoom_out=1.0, box_crop=1.0)
+    shapes = set()
+    for _ in range(12):
+        img, tgt = aug(*scene())
+        shapes.add(tuple(img.shape[-2:]))
+        if len(tgt["boxes"]):
+            # the white block is the only white: its box is where its pixels landed (zoom-out fill is grey)
+            assert tgt["boxes"][0].tolist() == pytest.approx(white_extent(img.eq(255).to(torch.uint8)), abs=1)
+            assert tgt["labels"].tolist() == [1]
+        assert tuple(tgt["boxes"].canvas_size) == tuple(img.shape[-2:])
+    assert len(shapes) > 3  # sizes really vary
+
+
+def test_box_crop_leaves_negatives_alone():
+    img = tv_tensors.Image(torch.randint(0, 256, (3, 60, 100), dtype=torch.uint8))
+    empty = {
+        "boxes": tv_tensors.BoundingBoxes(torch.zeros(0, 4), format="XYXY", canvas_size=(60, 100)),
+        "labels": torch.zeros(0, dtype=torch.int64),
+    }
+    out, tgt = train_augment(0, 0, 0, box_crop=1.0)(img, empty)
+    assert torch.equal(out, img) and len(tgt["boxes"]) == 0

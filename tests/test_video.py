@@ -52,7 +52,7 @@ def test_video_every_second_frame_gives_lines_and_a_drawn_video(trained_run, tmp
 
 def test_video_frames_match_detection_on_the_decoded_frames(trained_run, tmp_path, capsys):
     from regiondet import Detector
-    from regiondet.inference.video import read_frames
+    from regiondet.inference.sources import read_frames
 
     video = tmp_path / "clip.mp4"
     webcam_video(video, count=3)
@@ -117,7 +117,7 @@ def test_alert_needs_k_of_the_last_n_frames(trained_run, tmp_path, capsys):
 
 def test_live_reader_gives_only_the_newest_frame(tmp_path):
     """A camera or stream read while the detector is busy: the backlog is skipped, not queued."""
-    from regiondet.inference.video import LiveReader, read_frames
+    from regiondet.inference.sources import LiveReader, read_frames
 
     video = tmp_path / "clip.mp4"
     webcam_video(video, count=8)
@@ -136,11 +136,11 @@ def test_live_reader_gives_only_the_newest_frame(tmp_path):
 
 def test_live_source_drawn_video_keeps_real_time(trained_run, tmp_path, capsys, monkeypatch):
     """Frames skipped while detecting are filled with the last drawn frame, at the source rate."""
-    from regiondet.inference import video as video_module
+    from regiondet.inference import sources as sources_module
 
     clip = tmp_path / "clip.mp4"
     webcam_video(clip, count=8, fps=5.0)
-    monkeypatch.setattr(video_module, "is_live", lambda source: True)  # read the file as a camera
+    monkeypatch.setattr(sources_module, "is_live", lambda source: True)  # read the file as a camera
     out = tmp_path / "out"
     assert main(["detect", str(clip), "--model", str(trained_run / "best.pt"), "--out", str(out)]) == 0
     frames = [x["frame"] for x in json_lines(capsys.readouterr().out)]

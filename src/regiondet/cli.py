@@ -1,4 +1,8 @@
-"""`regiondet` command line: train, evaluate, detect, export, data ... (one entry point)."""
+"""`regiondet` command line: train, evaluate, detect, export, data ... (one entry point).
+
+Each command parses its arguments, calls one function of the layer that does the work, and
+prints; what a command does lives in that layer, not here.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,33 @@ import os
 import sys
 from pathlib import Path
 
-from regiondet.engine.launch import LaunchFailed
+import torch
+
+from regiondet.benchmark.box_peers import PEERS as BOX_PEERS
+from regiondet.benchmark.boxes import format_box_table, run_box_benchmark
+from regiondet.benchmark.speed import format_speed, load_images, speed_benchmark
+from regiondet.benchmark.text import format_table, run_text_benchmark
+from regiondet.benchmark.text_peers import PEERS
+from regiondet.config import load_config
+from regiondet.data.formats.coco import write_coco
+from regiondet.data.formats.openimages import download_openimages, prepare_openimages
+from regiondet.data.spec import load_spec
+from regiondet.data.synthetic import write_synthetic_set
+from regiondet.engine.launch import LaunchFailed, launch_train
+from regiondet.engine.mining import mine_hard_examples
+from regiondet.engine.train import resume_config, train
 from regiondet.errors import UserError
-from regiondet.evaluation.box_peers import PEERS as BOX_PEERS
-from regiondet.evaluation.text_peers import PEERS
+from regiondet.evaluation.recorded import RecordedPredictions
+from regiondet.evaluation.scoring import evaluate_model, load_eval_sets
+from regiondet.experiments.grid import cell_state, load_grid, run_grid
+from regiondet.experiments.report import write_report
+from regiondet.inference.detect import detect_inputs
+from regiondet.inference.export import export_model
+from regiondet.inference.predictor import Detector
+from regiondet.inference.sources import expand_images
+from regiondet.inference.video import parse_alert
+from regiondet.io import atomic_write_text
+from regiondet.models.anchor_fit import describe_spec
 
 DEFAULT_MODEL = "default"
 
@@ -26,69 +53,47 @@ def _class_map(items: list[str] | None) -> dict[str, str | None]:
     return out
 
 
+def _threads(n: int | None) -> None:
+    """Before any model loads: an ONNX Runtime session takes its thread count at creation."""
+    if n:
+        torch.set_num_threads(n)
+
+
+def _save_json(path: str | None, data: dict) -> None:
+    if path:
+        atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")
+
+
 def cmd_train(a: argparse.Namespace) -> None:
-    from regiondet.config import load_config
-    from regiondet.engine.train import resume_config, train
-
+    cfg = load_config(a.config, a.set)  # a bad config is one line here, not once per process
     if a.nproc and a.nproc > 1 and "LOCAL_RANK" not in os.environ:  # the launcher, not a worker
-        from regiondet.engine.launch import launch_train
-
-        cfg = load_config(a.config, a.set)  # a bad config is one line here, not once per process
         argv = [a.config, *(["--resume"] if a.resume else []), *(x for s in a.set for x in ("--set", s))]
         hint = f"regiondet train {Path(cfg.train.out) / 'config.yaml'} --resume --nproc {a.nproc}"
         launch_train(argv, a.nproc, a.quiet, hint)
         print(cfg.train.out)
         return
-    cfg = load_config(a.config, a.set)
     if a.resume:
         cfg = resume_config(cfg, a.set)
-    out = train(cfg, resume=a.resume, progress=not a.quiet)
-    print(out)
+    print(train(cfg, resume=a.resume, progress=not a.quiet))
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    from regiondet.data.dataset import ClassMapper, as_negative
-    from regiondet.data.spec import load_spec
-    from regiondet.evaluation.detection import evaluate
-    from regiondet.inference.predictor import Detector
-    from regiondet.io import atomic_write_text
-
-    if a.threads:  # before loading: an ONNX Runtime session takes its thread count at creation
-        import torch
-
-        torch.set_num_threads(a.threads)
-    if a.detections:
-        from regiondet.evaluation.recorded import RecordedDetector
-
-        if a.model or a.set:
-            raise UserError("--detections scores a file of detections: leave out --model and --set")
-        det = RecordedDetector(a.detections, a.score)
-    else:
-        det = Detector.load(a.model or DEFAULT_MODEL, overrides=a.set)
-    raw = [s for spec in a.data for s in load_spec(spec)]
-    if a.detections:  # the data's classes too, so a class the file never names scores 0
-        names = {k.lower(): v for k, v in _class_map(a.class_map).items()}
-        det.with_classes([t for s in raw for lab in s.labels if (t := names.get(lab.lower(), lab))])
-    mapper = ClassMapper(det.classes, {**det.config.data.class_map, **_class_map(a.class_map)})
-    samples = mapper.apply_all(raw)
-    negatives = [as_negative(s) for spec in a.negatives or [] for s in load_spec(spec)]
-    if a.detections:
-        det.require(samples + negatives)
+    _threads(a.threads)
+    if a.detections and (a.model or a.set):
+        raise UserError("--detections scores a file of detections: leave out --model and --set")
+    source = (
+        RecordedPredictions(a.detections) if a.detections else Detector.load(a.model or DEFAULT_MODEL, overrides=a.set)
+    )
+    samples, negatives = load_eval_sets(source, a.data, a.negatives, _class_map(a.class_map))
+    plot = Path(a.plot) if a.plot else (Path(a.json).with_suffix(".pr.png") if a.json else None)
     saved: list[dict] | None = [] if a.save_detections else None
-    if det.config.model.task == "text":
-        from regiondet.evaluation.text_detection import evaluate_text
-
-        res = evaluate_text(det, samples, a.score, progress=not a.quiet, saved=saved)
-    else:
-        plot = Path(a.plot) if a.plot else (Path(a.json).with_suffix(".pr.png") if a.json else None)
-        res = evaluate(det, samples, negatives, a.score, a.voc07, plot, progress=not a.quiet, saved=saved)
+    res = evaluate_model(source, samples, negatives, a.score, a.voc07, plot, not a.quiet, saved)
     if saved is not None:
         lines = [{**line, "eval_score": res["score"]} for line in saved]  # --detections' default score
         atomic_write_text(Path(a.save_detections), "".join(json.dumps(line) + "\n" for line in lines))
     res["model"] = f"detections: {a.detections}" if a.detections else str(a.model or DEFAULT_MODEL)
     res["data"], res["negatives_data"] = a.data, a.negatives or []
-    if a.json:
-        atomic_write_text(Path(a.json), json.dumps(res, indent=2) + "\n")
+    _save_json(a.json, res)
     failed = res.pop("failures", [])
     print(json.dumps(res, indent=2))
     if failed:
@@ -96,188 +101,36 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         print(f"regiondet: {len(failed)} images with a missed object or a false alarm ({where})", file=sys.stderr)
 
 
-def _expand_images(paths: list[str]) -> list[Path]:
-    """Image files named or inside the named folders (not their sub-folders)."""
-    files = [f for f, _ in _expand_inputs(paths, videos=False)]
-    if not files:
-        raise UserError(f"no images found in {', '.join(paths)}")
-    return files
-
-
-def _expand_inputs(paths: list[str], videos: bool = True, recursive: bool = False) -> list[tuple[str | Path, Path]]:
-    """(input, output name) pairs: images, and with `videos` video files, stream URLs and camera
-    indices; a folder gives the images (and videos) in it, with `recursive` also in its
-    sub-folders, their output names keeping the sub-folder so equal file names do not collide."""
-    from regiondet.data.images import IMAGE_SUFFIXES
-    from regiondet.inference.video import VIDEO_SUFFIXES, is_live, output_name
-
-    wanted = IMAGE_SUFFIXES | (VIDEO_SUFFIXES if videos else set())
-    items: list[tuple[str | Path, Path]] = []
-    for text in paths:
-        p = Path(text)
-        if videos and is_live(text):
-            items.append((text, Path(output_name(text))))
-        elif p.is_dir():
-            found = p.rglob("*") if recursive else p.iterdir()
-            inside = sorted(f for f in found if f.is_file() and f.suffix.lower() in wanted)
-            items += [(f, f.relative_to(p).with_suffix("")) for f in inside]
-        elif p.exists():
-            items.append((p, Path(p.stem)))
-        else:
-            raise UserError("no such file or folder", p)
-    return _unique_outputs(items)
-
-
-def _unique_outputs(items: list[tuple[str | Path, Path]]) -> list[tuple[str | Path, Path]]:
-    """Output names that never write one drawn file over another: inputs whose drawn files
-    would share a name (x.jpg and x.png both drawn as x.jpg; v.avi and v.mp4 as v.mp4) keep
-    their source suffix in it (x_jpg.jpg, x_png.jpg); the same input named twice is an error."""
-    from regiondet.inference.video import is_video
-
-    def drawn(f: str | Path, name: Path) -> str:
-        return str(name) + (".mp4" if is_video(f) else ".jpg")
-
-    groups: dict[str, list[int]] = {}
-    for i, (f, name) in enumerate(items):
-        groups.setdefault(drawn(f, name), []).append(i)
-    out = list(items)
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        for i in members:
-            f, name = items[i]
-            suffix = Path(str(f)).suffix.lstrip(".").lower()
-            out[i] = (f, name.with_name(f"{name.name}_{suffix}") if suffix else name)
-    seen: dict[str, str | Path] = {}
-    for f, name in out:
-        key = drawn(f, name)
-        if key in seen:
-            raise UserError(f"named twice (also as {seen[key]}): each input once, please", f)
-        seen[key] = f
-    return out
-
-
-def _print_line(line: str) -> None:
-    print(line, flush=True)
-
-
 def cmd_detect(a: argparse.Namespace) -> None:
-    from regiondet.data.images import load_upright
-    from regiondet.inference.draw import draw_prediction
-    from regiondet.inference.predictor import Detector
-    from regiondet.inference.video import detect_video, is_live, is_video, parse_alert
-
-    if a.stride < 1:
-        raise UserError("--stride must be at least 1")
     alert = parse_alert(a.alert) if a.alert else None
     det = Detector.load(a.model or ("text" if a.task == "text" else DEFAULT_MODEL), score=a.score, overrides=a.set)
-    items = _expand_inputs(a.paths, recursive=a.recursive)
-    if not items:
-        raise UserError(f"no images or videos found in {', '.join(a.paths)}")
-    live = [str(f) for f, _ in items if is_live(str(f))]
-    if live and a.stride > 1 and not a.buffered:
-        raise UserError("--stride: a live source gives its newest frame; add --buffered to stride it", live[0])
     out = Path(a.out) if a.out else None
-    failed = 0
-    for f, name in items:
-        target = out / name.parent if out else None
-        if target:
-            target.mkdir(parents=True, exist_ok=True)
-        try:
-            if is_video(f):
-                detect_video(det, f, target, a.stride, _print_line, alert, a.buffered, name=name.name)
-                continue
-            image = load_upright(Path(f))
-        except UserError as e:  # one bad file in a folder must not stop the others
-            print(f"regiondet: skipped: {e}", file=sys.stderr)
-            failed += 1
-            continue
-        pred = det.predict(image)
-        print(json.dumps({"file": str(f), **pred.to_json(), "ms": round(pred.seconds * 1000, 1)}), flush=True)
-        if target:
-            draw_prediction(image, pred, det.classes).save(target / f"{name.name}.jpg", quality=90)
-    if failed == len(items):
-        raise UserError("no image or video could be read")
+    detect_inputs(det, a.paths, out, a.stride, a.buffered, a.recursive, alert)
 
 
 def cmd_export(a: argparse.Namespace) -> None:
-    from regiondet.inference.predictor import model_from_checkpoint, resolve_model_path
-    from regiondet.models.checkpoint import save_checkpoint
-
-    model, cfg, ckpt = model_from_checkpoint(resolve_model_path(a.checkpoint), a.set)
-    if a.average:
-        from regiondet.models.checkpoint import average_into
-
-        average_into(model, [resolve_model_path(a.checkpoint), *map(Path, a.average)])
-    score = a.score if a.score is not None else float(ckpt.get("default_score", cfg.train.eval_score))
-    out = Path(a.out)
-    if out.suffix.lower() == ".onnx":
-        from regiondet.inference.onnx_model import export_onnx
-
-        export_onnx(model.float(), cfg, score, out)
-    else:
-        extra = {"metrics": ckpt.get("metrics", {}), "default_score": score}
-        save_checkpoint(out, model, cfg, half=not a.fp32, **extra)
+    out = export_model(a.checkpoint, Path(a.out), a.score, a.fp32, a.average, a.set)
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
 
 
 def cmd_stats(a: argparse.Namespace) -> None:
-    from regiondet.config import load_config
-    from regiondet.data.spec import load_spec
-    from regiondet.data.stats import dataset_stats, format_stats
-
     if (a.set or a.suggest_anchors) and not a.config:
         flag = "--set" if a.set else "--suggest-anchors"
         raise UserError(f"{flag} works on the config given with --config; name one")
     model_cfg = load_config(a.config, a.set).model if a.config else None
     for spec in a.specs:
-        samples = load_spec(spec)
-        st = dataset_stats(samples)
-        text = format_stats(spec, st)
-        if model_cfg is not None:
-            from regiondet.models.anchor_fit import anchor_fit, format_anchor_fit
-
-            st["anchor_fit"] = anchor_fit(samples, model_cfg)
-            text += "\n" + format_anchor_fit(st["anchor_fit"])
-            if a.suggest_anchors:
-                from dataclasses import replace
-
-                from regiondet.models.anchor_fit import suggest_anchor_sizes
-
-                sizes = suggest_anchor_sizes(samples, model_cfg)
-                fit = anchor_fit(samples, replace(model_cfg, anchor_sizes=sizes))
-                st["anchor_suggestion"] = {"anchor_sizes": sizes, **fit}
-                flat = json.dumps(sizes).replace(" ", "")
-                text += f"\n  suggested (same form, --set model.anchor_sizes={flat}):\n" + format_anchor_fit(fit)
+        st, text = describe_spec(spec, load_spec(spec), model_cfg, a.suggest_anchors)
         print(json.dumps({"spec": spec, **st}) if a.json else text)
 
 
 def cmd_mine(a: argparse.Namespace) -> None:
-    from regiondet.data.dataset import ClassMapper, as_negative
-    from regiondet.data.spec import load_spec
-    from regiondet.engine.mining import mine_false_alarms, write_hard_examples
-    from regiondet.inference.predictor import Detector
-
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
+    _threads(a.threads)
     det = Detector.load(a.model, a.score)
-    mapper = ClassMapper(det.classes, {**det.config.data.class_map, **_class_map(a.class_map)})
-    if not a.specs and not a.negatives:
-        raise UserError("name images to search: labelled SPECs, or object-free ones with --negatives")
-    pool = [s for spec in a.specs for s in mapper.apply_all(load_spec(spec))]
-    pool += [as_negative(s) for spec in a.negatives for s in load_spec(spec)]
-    rows = mine_false_alarms(det, pool, det.score, progress=not a.quiet)
-    where = ", ".join(a.specs + a.negatives)
-    note = f"false alarms of {a.model} at score {det.score:g} on {where}: {len(rows)} of {len(pool)} images"
-    write_hard_examples(Path(a.out), rows, note)
+    note = mine_hard_examples(det, a.specs, a.negatives, _class_map(a.class_map), Path(a.out), a.model, not a.quiet)
     print(f"regiondet: {note}; written to {a.out} (add txt:{a.out} to data.train, or to data.negatives if object-free)")
 
 
 def cmd_openimages(a: argparse.Namespace) -> None:
-    from regiondet.data.formats.openimages import prepare_openimages
-
     counts = prepare_openimages(
         Path(a.descriptions),
         Path(a.boxes),
@@ -296,8 +149,6 @@ def cmd_openimages(a: argparse.Namespace) -> None:
 
 
 def cmd_download(a: argparse.Namespace) -> None:
-    from regiondet.data.formats.openimages import download_openimages
-
     fetched, skipped, failures = download_openimages(Path(a.dir), a.workers)
     for f in failures[:10]:
         print(f"regiondet: failed: {f}", file=sys.stderr)
@@ -307,9 +158,6 @@ def cmd_download(a: argparse.Namespace) -> None:
 
 
 def cmd_convert(a: argparse.Namespace) -> None:
-    from regiondet.data.formats.coco import write_coco
-    from regiondet.data.spec import load_spec
-
     samples = [s for spec in a.specs for s in load_spec(spec)]
     classes = a.classes or sorted({lab for s in samples for lab in s.labels})
     write_coco(samples, classes, Path(a.out))
@@ -317,8 +165,6 @@ def cmd_convert(a: argparse.Namespace) -> None:
 
 
 def cmd_grid(a: argparse.Namespace) -> None:
-    from regiondet.experiments.grid import cell_state, load_grid, run_grid
-
     if a.list:
         g, cells = load_grid(Path(a.grid))
         for c in cells:
@@ -329,12 +175,8 @@ def cmd_grid(a: argparse.Namespace) -> None:
 
 
 def cmd_report(a: argparse.Namespace) -> None:
-    from regiondet.experiments.report import write_report
-
     pending, out, g = [], a.out, None
     if a.grid:
-        from regiondet.experiments.grid import load_grid
-
         g, cells = load_grid(Path(a.grid))
         pending = [c.name for c in cells]
         out = out or g.get("report")
@@ -344,31 +186,20 @@ def cmd_report(a: argparse.Namespace) -> None:
 
 
 def cmd_synth(a: argparse.Namespace) -> None:
-    from regiondet.data.spec import load_spec
-    from regiondet.data.synthetic import write_synthetic_set
-
     backgrounds = [s for spec in a.backgrounds for s in load_spec(spec)]
     n = write_synthetic_set(backgrounds, Path(a.out), a.count, a.seed, a.crop)
     print(f"{a.out}: {n} images; read them with totaltext:{a.out}")
 
 
 def cmd_benchmark_text(a: argparse.Namespace) -> None:
-    from regiondet.data.spec import load_spec
-    from regiondet.evaluation.text_benchmark import format_table, run_text_benchmark
-    from regiondet.io import atomic_write_text
-
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
+    _threads(a.threads)
     samples = [s for spec in a.data for s in load_spec(spec)]
     if not samples:
         raise UserError(f"no images in {', '.join(a.data)}")
     model = None if a.model.lower() == "none" else a.model
 
     def save(rows: list[dict]) -> None:  # after every method: a failure later keeps these
-        if a.json:
-            atomic_write_text(Path(a.json), json.dumps({"data": a.data, "rows": rows}, indent=2) + "\n")
+        _save_json(a.json, {"data": a.data, "rows": rows})
         if a.markdown:
             atomic_write_text(Path(a.markdown), format_table(rows) + "\n")
 
@@ -377,17 +208,10 @@ def cmd_benchmark_text(a: argparse.Namespace) -> None:
 
 
 def cmd_benchmark_boxes(a: argparse.Namespace) -> None:
-    from regiondet.evaluation.box_benchmark import format_box_table, run_box_benchmark
-    from regiondet.io import atomic_write_text
-
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
+    _threads(a.threads)
 
     def save(rows: list[dict]) -> None:  # after every row: a failure later keeps these
-        if a.json:
-            atomic_write_text(Path(a.json), json.dumps({"data": a.data, "rows": rows}, indent=2) + "\n")
+        _save_json(a.json, {"data": a.data, "rows": rows})
         if a.markdown:
             atomic_write_text(Path(a.markdown), format_box_table(rows) + "\n")
 
@@ -398,18 +222,11 @@ def cmd_benchmark_boxes(a: argparse.Namespace) -> None:
 
 
 def cmd_benchmark_speed(a: argparse.Namespace) -> None:
-    import torch
-
-    from regiondet.evaluation.speed import format_speed, load_images, speed_benchmark
-    from regiondet.io import atomic_write_text
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    paths = _expand_images(a.images)
+    _threads(a.threads)
+    paths = expand_images(a.images)
     res = speed_benchmark(a.model, load_images(paths, a.size or None), a.runs, a.set)
     res.update(model=a.model, size=a.size, images=len(paths), overrides=a.set)
-    if a.json:
-        atomic_write_text(Path(a.json), json.dumps(res, indent=2) + "\n")
+    _save_json(a.json, res)
     print(format_speed(res))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from regiondet.errors import UserError
+from regiondet.io import read_yaml
 
 BACKBONES = ("vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn", "vgg16_fpn", "craft_fpn", "se_vgg16")
 
@@ -106,6 +107,8 @@ class TrainConfig:
     vflip: float = 0.0
     rot90: float = 0.0  # probability of a random 90/180/270-degree turn
     photometric: float = 0.0  # probability of each colour distortion (brightness, contrast, ...)
+    zoom_out: float = 0.0  # probability of placing the image on a canvas up to 2x its side (SSD)
+    box_crop: float = 0.0  # probability of SSD's crop around the boxes (images with boxes only)
     eval_every: int = 1
     eval_score: float = 0.5  # score for the no-detection / negatives figures (text: for P/R/H-mean)
     # the validation figure that picks best.pt (higher is better): boxes map50 (default), coco_ap
@@ -243,8 +246,6 @@ def read_config_dict(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
     the file naming it) loads that config first, then this file's keys replace its keys, as
     detectron2's `_BASE_` and MMEngine's `_base_` do. A second training stage states only what it
     changes."""
-    from regiondet.io import read_yaml
-
     path = Path(path)
     what = f"base config (named in {_chain[-1]})" if _chain else "config file"
     d = read_yaml(path, what)

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+
+from regiondet.errors import UserError
 
 
 def _new_file_mode(path: Path) -> int:
@@ -44,10 +47,6 @@ def _atomic(path: Path, write) -> None:
 
 def read_yaml(path: Path, what: str = "YAML file") -> dict:
     """A YAML mapping from a file; missing, malformed or non-mapping files are one-line UserErrors."""
-    import yaml
-
-    from regiondet.errors import UserError
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found", path)

@@ -11,6 +11,7 @@ from torchvision import tv_tensors
 
 from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
+from regiondet.data.spec import load_spec
 from regiondet.errors import UserError
 
 
@@ -49,6 +50,17 @@ class ClassMapper:
 
     def apply_all(self, samples: list[Sample]) -> list[Sample]:
         return [self.apply(s) for s in samples]
+
+
+def load_labelled(specs: list[str], classes: list[str], class_map: dict[str, str | None] | None = None) -> list[Sample]:
+    """The images of every SPEC with their labels as model class names (see ClassMapper)."""
+    mapper = ClassMapper(classes, class_map)
+    return [s for spec in specs for s in mapper.apply_all(load_spec(spec))]
+
+
+def load_negatives(specs: list[str]) -> list[Sample]:
+    """The images of every SPEC as object-free images (their annotations, if any, dropped)."""
+    return [as_negative(s) for spec in specs for s in load_spec(spec)]
 
 
 def as_negative(sample: Sample) -> Sample:

@@ -24,13 +24,49 @@ class RandomRot90(_RandomApplyTransform):
         return self._call_kernel(F.rotate, inpt, angle=params["angle"], expand=True)
 
 
-def train_augment(hflip: float, vflip: float, rot90: float, photometric: float = 0.0) -> v2.Compose:
-    """Flips and quarter turns, each applied with its own probability, and colour distortion
+class RandomBoxCrop(v2.Transform):
+    """With probability p, SSD's crop (torchvision's RandomIoUCrop: a patch that overlaps some
+    box by a drawn minimum IoU; boxes whose centre leaves it are dropped). Images without boxes
+    (negatives) pass unchanged: there is no box to keep in view."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.crop = v2.RandomIoUCrop()
+
+    def forward(self, *inputs: Any) -> Any:
+        sample = inputs if len(inputs) > 1 else inputs[0]
+        target = sample[1] if isinstance(sample, tuple | list) and len(sample) > 1 else None
+        has_boxes = isinstance(target, dict) and len(target.get("boxes", ())) > 0
+        if not has_boxes or torch.rand(()) >= self.p:
+            return sample
+        return self.crop(sample)
+
+
+# ImageNet mean in 0..255: the border a zoomed-out image gets, as SSD fills it
+ZOOM_FILL = (124, 116, 104)
+
+
+def train_augment(
+    hflip: float,
+    vflip: float,
+    rot90: float,
+    photometric: float = 0.0,
+    zoom_out: float = 0.0,
+    box_crop: float = 0.0,
+) -> v2.Compose:
+    """Flips and quarter turns, each applied with its own probability; colour distortion
     (SSD's brightness, contrast, saturation, hue and channel order, each with probability
-    `photometric`) so a model trained on photos also holds up on webcam frames."""
+    `photometric`) so a model trained on photos also holds up on webcam frames; and SSD's
+    geometry for small training sets: zoom out (the image placed on a canvas up to 2x its side,
+    so objects also appear small) and box-aware crops (so they also appear large and cut)."""
     steps: list[v2.Transform] = []
     if photometric > 0:
         steps.append(v2.RandomPhotometricDistort(p=photometric))
+    if zoom_out > 0:
+        steps.append(v2.RandomZoomOut(fill=ZOOM_FILL, side_range=(1.0, 2.0), p=zoom_out))
+    if box_crop > 0:
+        steps.append(RandomBoxCrop(box_crop))
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(hflip))
     if vflip > 0:

@@ -16,10 +16,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from regiondet.data.dataset import load_negatives
 from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
 from regiondet.evaluation.detection import image_outcome, labelled_only
+from regiondet.evaluation.scoring import load_eval_sets
 from regiondet.inference.predictor import Detector
 from regiondet.io import atomic_write_text
 
@@ -55,3 +57,24 @@ def write_hard_examples(path: Path, rows: list[dict], note: str) -> None:
         objects = [(b, lab) for b, lab, ig in zip(s.boxes, s.labels, s.ignore, strict=True) if not ig]
         lines += [f"{rel},{b[0]:.1f},{b[1]:.1f},{b[2]:.1f},{b[3]:.1f},{lab}" for b, lab in objects] or [f"{rel},,,,,"]
     atomic_write_text(Path(path), "\n".join(lines) + "\n")
+
+
+def mine_hard_examples(
+    detector: Detector,
+    specs: list[str],
+    negative_specs: list[str],
+    class_map: dict[str, str | None],
+    out: Path,
+    name: str,
+    progress: bool = True,
+) -> str:
+    """`regiondet data mine-negatives`: search labelled SPECs (objects kept) and object-free ones
+    for false alarms at the detector's score, write them to `out`; returns what was found."""
+    if not specs and not negative_specs:
+        raise UserError("name images to search: labelled SPECs, or object-free ones with --negatives")
+    pool = load_eval_sets(detector, specs, None, class_map)[0] + load_negatives(negative_specs)
+    rows = mine_false_alarms(detector, pool, detector.score, progress)
+    where = ", ".join(specs + negative_specs)
+    note = f"false alarms of {name} at score {detector.score:g} on {where}: {len(rows)} of {len(pool)} images"
+    write_hard_examples(out, rows, note)
+    return note

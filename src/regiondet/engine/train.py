@@ -19,9 +19,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from regiondet.config import Config, apply_overrides, config_from_dict
-from regiondet.data.dataset import ClassMapper, DetectionDataset, SeededItems, as_negative, collate
+from regiondet.data.dataset import DetectionDataset, SeededItems, collate, load_labelled, load_negatives
 from regiondet.data.sample import Sample
-from regiondet.data.spec import load_spec
 from regiondet.data.text_dataset import TextDataset
 from regiondet.data.transforms import train_augment
 from regiondet.engine.distributed import DistInfo, all_mean, any_rank, barrier, init_distributed, shutdown
@@ -30,12 +29,12 @@ from regiondet.engine.launch import LAUNCH_ENV
 from regiondet.engine.probes import TrainProbes
 from regiondet.engine.run_lock import RunLock
 from regiondet.errors import UserError
-from regiondet.evaluation.detection import evaluate
-from regiondet.evaluation.text_detection import evaluate_text
+from regiondet.evaluation.scoring import evaluate_model
 from regiondet.inference.predictor import Detector
 from regiondet.io import atomic_write_text
 from regiondet.models.checkpoint import load_matching, load_model_state, read_checkpoint, save_checkpoint
 from regiondet.models.faster_rcnn import build_model
+from regiondet.models.zoo import resolve_model_path
 
 # Validation figures logged per task; the first one picks best.pt.
 VAL_KEYS = {
@@ -46,14 +45,11 @@ VAL_KEYS = {
 
 def load_sets(cfg: Config) -> tuple[list[Sample], list[Sample], list[Sample]]:
     """(train, val, val_negatives) samples with labels mapped to the model's classes."""
-    mapper = ClassMapper(cfg.model.classes, cfg.data.class_map)
     if not cfg.data.train:
         raise UserError("data.train lists no dataset SPEC")
-    train = [s for spec in cfg.data.train for s in mapper.apply_all(load_spec(spec))]
-    train += [as_negative(s) for spec in cfg.data.negatives for s in load_spec(spec)]
-    val = [s for spec in cfg.data.val for s in mapper.apply_all(load_spec(spec))]
-    val_neg = [as_negative(s) for spec in cfg.data.val_negatives for s in load_spec(spec)]
-    return train, val, val_neg
+    train = load_labelled(cfg.data.train, cfg.model.classes, cfg.data.class_map) + load_negatives(cfg.data.negatives)
+    val = load_labelled(cfg.data.val, cfg.model.classes, cfg.data.class_map)
+    return train, val, load_negatives(cfg.data.val_negatives)
 
 
 def resume_config(cfg: Config, overrides: list[str]) -> Config:
@@ -149,11 +145,8 @@ def validate(
 ) -> dict:
     """Box task: VOC/COCO figures (PR curve in out_dir); text task: ICDAR 2015 P/R/H-mean."""
     detector = Detector(model, cfg, score=cfg.train.eval_score)
-    if cfg.model.task == "text":
-        result = evaluate_text(detector, val, progress=False)
-    else:
-        plot = out_dir / "pr_curve.png" if out_dir else None
-        result = evaluate(detector, val, val_neg or None, plot_path=plot, progress=False)
+    plot = out_dir / "pr_curve.png" if out_dir else None
+    result = evaluate_model(detector, val, val_neg, plot_path=plot, progress=False)
     model.train()
     return result
 
@@ -215,7 +208,8 @@ class Trainer:
             crop, scales = cfg.train.crop, tuple(cfg.train.scale_range)
             self.dataset = TextDataset(train_set, cfg.model.max_pairs, crop, scales, cfg.train.rotate)
         else:
-            augment = train_augment(cfg.train.hflip, cfg.train.vflip, cfg.train.rot90, cfg.train.photometric)
+            t = cfg.train
+            augment = train_augment(t.hflip, t.vflip, t.rot90, t.photometric, t.zoom_out, t.box_crop)
             self.dataset = DetectionDataset(train_set, cfg.model.classes, augment)
         self.sampler = DistributedSampler(self.dataset, info.world, info.rank, shuffle=True, seed=cfg.train.seed)
         self.per_epoch = cfg.train.steps_per_epoch or math.ceil(len(self.sampler) / cfg.train.batch_size)
@@ -236,8 +230,6 @@ class Trainer:
                 random.setstate(state["python_rng"])
 
     def _init_from(self, name: str) -> None:
-        from regiondet.inference.predictor import resolve_model_path
-
         path = resolve_model_path(name)
         loaded, skipped = load_matching(self.model, read_checkpoint(path)["model"], path)
         if self.info.main:

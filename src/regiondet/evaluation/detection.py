@@ -14,13 +14,13 @@ from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
 from regiondet.evaluation.coco import coco_metrics
 from regiondet.evaluation.proposals import ProposalRecorder, proposal_recall
-from regiondet.evaluation.recorded import RecordedDetector, detection_line
+from regiondet.evaluation.recorded import RecordedPredictions, default_score, detection_line
 from regiondet.evaluation.voc import APResult, voc_ap
 from regiondet.inference.predictor import Detector
 
 
 def _predict_all(
-    detector: Detector | RecordedDetector,
+    detector: Detector | RecordedPredictions,
     samples: list[Sample],
     desc: str,
     progress: bool,
@@ -30,7 +30,7 @@ def _predict_all(
     as detect's JSON lines, which --detections reads back."""
     preds, seconds = [], []
     for s in tqdm(samples, desc=desc, disable=not progress, leave=False):
-        if isinstance(detector, RecordedDetector):  # read back, in the image's own pixels
+        if isinstance(detector, RecordedPredictions):  # read back, in the image's own pixels
             p = detector.prediction(s)
             boxes = p.boxes
         else:
@@ -83,7 +83,7 @@ def per_class_ap(
 
 
 def evaluate(
-    detector: Detector | RecordedDetector,
+    detector: Detector | RecordedPredictions,
     samples: list[Sample],
     negatives: list[Sample] | None = None,
     score: float | None = None,
@@ -99,9 +99,9 @@ def evaluate(
     Samples' labels must already be model class names (see ClassMapper). `saved` collects every
     image's detections as JSON lines (evaluate --save-detections).
     """
-    score = detector.score if score is None else score
+    score = default_score(detector, score)
     classes = detector.classes
-    with ProposalRecorder(detector.model) as recorder:
+    with ProposalRecorder(getattr(detector, "model", None)) as recorder:
         preds, seconds = _predict_all(detector, samples, "evaluate", progress, saved)
     lens = lens_ap(samples, preds, voc07).ap if len(classes) > 1 else None
     preds = labelled_only(samples, preds, classes)
@@ -141,7 +141,7 @@ def evaluate(
 
 
 def evaluate_negatives(
-    detector: Detector | RecordedDetector,
+    detector: Detector | RecordedPredictions,
     negatives: list[Sample],
     score: float,
     progress: bool = True,

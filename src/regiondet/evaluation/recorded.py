@@ -1,10 +1,9 @@
-"""Detections read back from a file and scored like a model: `regiondet evaluate --detections`.
+"""Detections read back from a file, to be scored like a model's: `regiondet evaluate --detections`.
 
 A text model's evaluation here costs half an hour; its detections, once written by
 `regiondet evaluate --save-detections` or `regiondet detect --score LOW` (one JSON line per
-image: file, boxes, labels, scores, and polygons for text), can be scored again in seconds at
-other thresholds or on other subsets, and detections from any other tool written in the same
-form get the same evaluator
+image, Prediction.to_json), can be scored again in seconds at other thresholds or on other
+subsets, and detections from any other tool written in the same form get the same evaluator
 (MMDetection's `test.py --out` then `eval_metric.py`, detectron2's saved
 instances_predictions, do the same).
 """
@@ -14,68 +13,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
-from regiondet.config import Config, ModelConfig
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
-from regiondet.inference.predictor import Prediction
-
-
-def _prediction(line: dict, labels: list[str], where: tuple[Path, int]) -> Prediction:
-    """One detect line as a Prediction (class ids follow `labels`, in order of first appearance)."""
-    try:
-        boxes = np.asarray(line.get("boxes", []), np.float32).reshape(-1, 4)
-        scores = np.asarray(line.get("scores", [1.0] * len(boxes)), np.float32).reshape(-1)
-        names = [str(n) for n in line.get("labels", ["text"] * len(boxes))]
-        polygons = line.get("polygons")
-        polygons = None if polygons is None else [np.asarray(p, np.float32).reshape(-1, 2) for p in polygons]
-    except (TypeError, ValueError) as e:
-        raise UserError(f"malformed detections ({e})", *where) from None
-    counts = {len(boxes), len(scores), len(names)} | ({len(polygons)} if polygons is not None else set())
-    if len(counts) != 1:
-        raise UserError("boxes, scores, labels (and polygons) differ in length", *where)
-    for n in names:
-        if n not in labels:
-            labels.append(n)
-    order = np.argsort(-scores, kind="stable")  # evaluators expect the best score first
-    ids = np.array([labels.index(n) + 1 for n in names], np.int64)[order]
-    return Prediction(
-        boxes[order],
-        [names[i] for i in order],
-        scores[order],
-        float(line.get("ms", 0.0)) / 1000,
-        ids,
-        None if polygons is None else [polygons[i] for i in order],
-    )
+from regiondet.inference.prediction import Prediction
+from regiondet.inference.predictor import Detector
 
 
 def detection_line(sample: Sample, pred: Prediction) -> dict:
-    """One image's detections as `regiondet detect` prints them (what RecordedDetector reads),
-    with finer rounding than detect's (scores to 1e-6, not 1e-4) so that read back they rank
-    and score as they did."""
-    line = {
-        "file": str(sample.path),
-        "boxes": [[round(float(v), 2) for v in b] for b in pred.boxes],
-        "labels": list(pred.labels),
-        "scores": [round(float(v), 6) for v in pred.scores],
-    }
-    if pred.polygons is not None:
-        line["polygons"] = [[[round(float(x), 2), round(float(y), 2)] for x, y in q] for q in pred.polygons]
-    return {**line, "ms": round(pred.seconds * 1000, 1)}
+    """One image's detections as `regiondet detect` prints them: its file, then Prediction.to_json."""
+    return {"file": str(sample.path), **pred.to_json()}
 
 
-class RecordedDetector:
-    """Detector's interface over a detections file: `classes`, `score`, `config` (task and
-    classes), and the recorded Prediction of each image by its path."""
+class RecordedPredictions:
+    """The lines of a detections file by image: `prediction(sample)`, the `task` they are of
+    (text when they carry polygons), the class names in order of first appearance, and the
+    score the saving evaluation used (`eval_score`), if any."""
 
-    model = None  # no network: no proposals to record
-
-    def __init__(self, path: str | Path, score: float | None = None):
+    def __init__(self, path: str | Path):
         path = Path(path)
         if not path.is_file():
             raise UserError("detections file not found", path)
-        self.path, self.labels = path, []
+        self.path = path
+        self.classes: list[str] = []
         self.by_path: dict[Path, Prediction] = {}
         self.by_name: dict[str, list[Path]] = {}
         text, eval_scores = False, set()
@@ -92,23 +51,24 @@ class RecordedDetector:
             text |= "polygons" in line
             eval_scores.add(line.get("eval_score"))
             resolved = file.resolve()
-            self.by_path[resolved] = _prediction(line, self.labels, (path, i))
+            try:
+                self.by_path[resolved] = Prediction.from_json(line, self.classes)
+            except UserError as e:
+                raise UserError(str(e), path, i) from None
             self.by_name.setdefault(file.name, []).append(resolved)
         if not self.by_path:
             raise UserError("no detections in the file (an empty run?)", path)
         self.task = "text" if text else "box"
-        # the score the saving evaluation used, else everything (detect applied its own threshold)
         saved = eval_scores.pop() if len(eval_scores) == 1 else None
-        self.score = score if score is not None else float(saved) if isinstance(saved, int | float) else 0.0
-        self.classes = list(self.labels) or ["text" if text else "object"]
-        self.config = Config(model=ModelConfig(task=self.task, classes=self.classes))
+        self.eval_score = float(saved) if isinstance(saved, int | float) else None
+        if not self.classes:
+            self.classes = ["text" if text else "object"]
 
-    def with_classes(self, names: list[str]) -> None:
+    def add_classes(self, names: list[str]) -> None:
         """Add the data's classes the detections never name (their AP is then 0, not absent)."""
         for n in names:
             if n.lower() not in {c.lower() for c in self.classes}:
                 self.classes.append(n)
-        self.config.model.classes = self.classes
 
     def require(self, samples: list[Sample]) -> None:
         """Fail before any scoring when some images have no line (how many, and the first)."""
@@ -129,3 +89,13 @@ class RecordedDetector:
         if pred is None:
             self.require([sample])
         return pred
+
+
+def default_score(source: Detector | RecordedPredictions, score: float | None = None) -> float:
+    """The score the rates are read at: the one given, else the model's own, else (recorded
+    detections) the one their saving evaluation used, else every detection (0)."""
+    if score is not None:
+        return score
+    if isinstance(source, Detector):
+        return source.score
+    return source.eval_score if source.eval_score is not None else 0.0

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
 from regiondet.evaluation.proposals import ProposalRecorder, proposal_recall
-from regiondet.evaluation.recorded import RecordedDetector, detection_line
+from regiondet.evaluation.recorded import RecordedPredictions, default_score, detection_line
 from regiondet.evaluation.text import match_image, recall_by_height, text_height, text_metrics
 from regiondet.inference.predictor import Detector
 
@@ -83,7 +83,7 @@ def evaluate_polygons(
 
 
 def evaluate_text(
-    detector: Detector | RecordedDetector,
+    detector: Detector | RecordedPredictions,
     samples: list[Sample],
     score: float | None = None,
     progress: bool = True,
@@ -93,15 +93,15 @@ def evaluate_text(
     """evaluate_polygons of a regiondet text model at its score (or the one given), plus the ladder
     and, for torchvision models, proposal_recall by word height. `saved` collects each image's
     outlines (down to the ladder's lowest score) as detect's JSON lines."""
-    score = detector.score if score is None else score
+    score = default_score(detector, score)
     floor = min((score, *ladder))
-    if isinstance(detector, RecordedDetector):  # evaluate_polygons asks for samples in order
+    if isinstance(detector, RecordedPredictions):  # evaluate_polygons asks for samples in order
         recorded = iter([detector.prediction(s) for s in samples])  # any missing image fails first
 
     preds = []
 
     def detect(pixels: np.ndarray):
-        if isinstance(detector, RecordedDetector):
+        if isinstance(detector, RecordedPredictions):
             pred = next(recorded)
         else:  # the time evaluate_polygons measures (outlines and their NMS too) goes in the saved lines
             start = time.perf_counter()
@@ -110,9 +110,9 @@ def evaluate_text(
         preds.append(pred)
         return pred.polygons or [], pred.scores
 
-    with ProposalRecorder(detector.model) as recorder:
+    with ProposalRecorder(getattr(detector, "model", None)) as recorder:
         res = evaluate_polygons(detect, samples, progress, score=score, ladder=ladder)
-    if isinstance(detector, RecordedDetector):  # the recorded run's times, not the file lookups
+    if isinstance(detector, RecordedPredictions):  # the recorded run's times, not the file lookups
         ms = [1000 * p.seconds for p in preds]
         res["latency_ms_median"], res["latency_ms_p90"] = float(np.median(ms)), float(np.percentile(ms, 90))
     if saved is not None:

@@ -16,14 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regiondet.config import config_from_dict, merge_sections, read_config_dict
+from regiondet.data.images import load_upright
+from regiondet.engine.history import read_history
+from regiondet.engine.train import train
 from regiondet.errors import UserError
+from regiondet.evaluation.scoring import evaluate_model, load_eval_sets
+from regiondet.experiments.report import record_folder
+from regiondet.inference.draw import draw_prediction
+from regiondet.inference.predictor import Detector
 from regiondet.io import atomic_write_text, read_yaml
+from regiondet.models.checkpoint import read_checkpoint
 
 
 def record_dir(g: dict) -> Path | None:
     """Where `regiondet report` records finished cells, if the grid names its report."""
-    from regiondet.experiments.report import record_folder
-
     return record_folder(g["report"]) if g.get("report") else None
 
 
@@ -99,9 +105,6 @@ def run_grid(path: Path, only: list[str] | None = None, progress: bool = True, r
     """Train and evaluate every unfinished cell (or those whose name contains one of `only`).
     With `reevaluate`, only evaluate the trained cells again (after the `evaluate` section
     changed), training nothing."""
-    from regiondet.config import config_from_dict as build
-    from regiondet.engine.train import train
-
     g, cells = load_grid(path)
     done = []
     for cell in cells:
@@ -119,7 +122,7 @@ def run_grid(path: Path, only: list[str] | None = None, progress: bool = True, r
             continue
         if state == "recorded":  # finished elsewhere: its numbers are in the report's record
             continue
-        cfg = build(cell.config, cell.name)
+        cfg = config_from_dict(cell.config, cell.name)
         resume = (out / "last.pt").is_file()
         if not resume or not _finished(out, cfg.train.epochs):
             train(cfg, resume=resume, progress=progress)
@@ -129,24 +132,14 @@ def run_grid(path: Path, only: list[str] | None = None, progress: bool = True, r
 
 
 def _finished(out: Path, epochs: int) -> bool:
-    from regiondet.models.checkpoint import read_checkpoint
-
     return read_checkpoint(out / "last.pt")["epoch"] >= epochs
 
 
 def evaluate_cell(out: Path, cell: Cell, ev: dict, progress: bool) -> dict:
     """eval.json (the report's numbers) and drawn samples for the cell's best model."""
-    from regiondet.data.dataset import ClassMapper, as_negative
-    from regiondet.data.spec import load_spec
-    from regiondet.engine.history import read_history
-    from regiondet.evaluation.detection import evaluate
-    from regiondet.inference.predictor import Detector
-
     det = Detector.load(out / "best.pt")
-    mapper = ClassMapper(det.classes, det.config.data.class_map)
-    samples = [s for spec in ev["data"] for s in mapper.apply_all(load_spec(spec))]
-    negatives = [as_negative(s) for spec in ev.get("negatives", []) for s in load_spec(spec)]
-    res = evaluate(det, samples, negatives, ev.get("score"), plot_path=out / "pr_curve.png", progress=progress)
+    samples, negatives = load_eval_sets(det, ev["data"], ev.get("negatives", []))
+    res = evaluate_model(det, samples, negatives, ev.get("score"), plot_path=out / "pr_curve.png", progress=progress)
     rows = read_history(out / "metrics.csv")
     res.update(
         cell=cell.name,
@@ -171,9 +164,6 @@ def evaluate_cell(out: Path, cell: Cell, ev: dict, progress: bool) -> dict:
 def draw_samples(det, groups: dict, folder: Path) -> None:
     """Detections on the first labelled images (the same in every cell), on the worst failures
     (most objects missed, then most false alarms) and on negatives that fired."""
-    from regiondet.data.images import load_upright
-    from regiondet.inference.draw import draw_prediction
-
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.jpg"):
         stale.unlink()

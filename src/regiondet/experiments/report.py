@@ -17,6 +17,7 @@ import numpy as np
 
 from regiondet.config import config_from_dict
 from regiondet.engine.history import read_history
+from regiondet.errors import UserError
 from regiondet.io import atomic_write_text
 from regiondet.models.weights import WEIGHT_SOURCES
 
@@ -48,8 +49,6 @@ def record_folder(page: Path) -> Path:
 
 
 def _read_cell(folder: Path, recorded: bool) -> dict:
-    from regiondet.errors import UserError
-
     try:
         res = json.loads((folder / "eval.json").read_text())
     except (OSError, ValueError) as e:

@@ -26,6 +26,7 @@ import torch
 
 from regiondet.config import Config, config_from_dict, inference_overrides
 from regiondet.errors import UserError
+from regiondet.models.fold_bn import fold_batch_norms
 from regiondet.models.sizes import test_sizes
 
 CONFIG_KEY, SCORE_KEY = "regiondet_config", "regiondet_default_score"
@@ -54,8 +55,6 @@ def _require(name: str):
 def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, opset: int = 17) -> None:
     """Trace the model on one image and write `path` (atomically) with config and score inside.
     The model's batch norms are folded in place: pass a model you no longer train."""
-    from regiondet.models.fold_bn import fold_batch_norms
-
     onnx = _require("onnx")
     fold_batch_norms(model)  # frozen norms merged into their convolutions: fewer nodes
     side = test_sizes(cfg.model)[0]

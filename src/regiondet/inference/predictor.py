@@ -3,66 +3,26 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from shapely.geometry import Polygon
 from torchvision.ops import nms
 
 from regiondet.config import Config, inference_overrides
 from regiondet.data.images import load_upright, to_rgb8
+from regiondet.data.point_pairs import pairs_to_polygon
 from regiondet.errors import UserError
 from regiondet.inference.multiscale import run_scales
 from regiondet.inference.nesting import nested_boxes
+from regiondet.inference.onnx_model import OnnxModel
+from regiondet.inference.prediction import Prediction
 from regiondet.models.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.models.faster_rcnn import build_model
 from regiondet.models.fold_bn import fold_batch_norms
-
-ZOO = Path(__file__).resolve().parent.parent / "zoo"
-MODELS = {
-    "default": "camera_phone.pt",
-    "camera_phone": "camera_phone.pt",
-    "text": "text.pt.gz",  # CRAFT-based, best H-mean; seconds per image on a CPU
-    "text_fast": "text_fast.pt",  # MobileNetV2, ~10x faster, fewer words found
-}
-
-
-@dataclass
-class Prediction:
-    """Detections on one image, in its pixel coordinates, best score first."""
-
-    boxes: np.ndarray  # (N, 4) xyxy
-    labels: list[str]
-    scores: np.ndarray  # (N,)
-    seconds: float = 0.0
-    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    polygons: list[np.ndarray] | None = None  # text models: (2k, 2) outlines, top edge then bottom
-
-    def to_json(self) -> dict:
-        out = {
-            "boxes": [[round(float(v), 1) for v in b] for b in self.boxes],
-            "labels": self.labels,
-            "scores": [round(float(s), 4) for s in self.scores],
-        }
-        if self.polygons is not None:
-            out["polygons"] = [[[round(float(x), 1), round(float(y), 1)] for x, y in p] for p in self.polygons]
-        return out
-
-
-def resolve_model_path(path_or_name: str | Path) -> Path:
-    """A shipped model's name (see MODELS) or a file path."""
-    name = str(path_or_name)
-    if name in MODELS:
-        path = ZOO / MODELS[name]
-        if not path.is_file():
-            raise UserError(f"shipped model '{name}' is not in this version of regiondet (no {path.name})", path)
-        return path
-    path = Path(name)
-    if not path.exists() and not path.suffix and len(path.parts) == 1:  # a mistyped name, not a file
-        raise UserError(f"no such file, nor a shipped model ({', '.join(MODELS)})", path)
-    return path
+from regiondet.models.zoo import resolve_model_path
 
 
 def model_from_checkpoint(path: Path, overrides: list[str] | None = None) -> tuple[torch.nn.Module, Config, dict]:
@@ -128,8 +88,6 @@ class Detector:
     def _load_onnx(cls, path: Path, score: float | None, device: str, overrides: list[str] | None) -> Detector:
         """An exported .onnx file run by ONNX Runtime; the settings outside its graph (test sizes,
         multi-scale, polygon NMS) still take overrides, the rest were fixed at export."""
-        from regiondet.inference.onnx_model import OnnxModel
-
         if not path.is_file():
             raise UserError("model file not found", path)
         model = OnnxModel(path, overrides=overrides)
@@ -175,10 +133,6 @@ class Detector:
 
 def text_polygons(out: dict, keep: torch.Tensor, nms_thresh: float) -> tuple[torch.Tensor, list[np.ndarray]]:
     """Outlines from the point pairs, then polygon NMS (shapely IoU) in score order."""
-    from shapely.geometry import Polygon
-
-    from regiondet.data.point_pairs import pairs_to_polygon
-
     idx = torch.where(keep)[0].tolist()  # already in descending score order
     pairs = out["keypoints"].unflatten(1, (-1, 2)).cpu().numpy()
     counts = out["num_pairs"].cpu().numpy()

@@ -8,13 +8,14 @@ anchor shape centred on it, grid offsets ignored), after the config's test-time 
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
 
 from regiondet.config import ModelConfig
 from regiondet.data.sample import Sample
-from regiondet.data.stats import SIZE_BINS, SIZE_LABELS
+from regiondet.data.stats import SIZE_BINS, SIZE_LABELS, dataset_stats, format_stats
 from regiondet.errors import UserError
 from regiondet.models.anchors import anchor_levels, anchor_shapes
 from regiondet.models.sizes import test_sizes
@@ -115,3 +116,21 @@ def format_anchor_fit(fit: dict) -> str:
             f"{pct(r['reach_0.5'])} >= 0.5, median best IoU {r['best_iou_median']:.2f}"
         )
     return "\n".join(lines)
+
+
+def describe_spec(spec: str, samples: list[Sample], cfg: ModelConfig | None, suggest: bool) -> tuple[dict, str]:
+    """`regiondet data stats` for one SPEC: (figures, text). With a model config, how many boxes
+    its anchors reach; with `suggest`, anchor sizes fitted to the data in the config's form."""
+    st = dataset_stats(samples)
+    text = format_stats(spec, st)
+    if cfg is None:
+        return st, text
+    st["anchor_fit"] = anchor_fit(samples, cfg)
+    text += "\n" + format_anchor_fit(st["anchor_fit"])
+    if suggest:
+        sizes = suggest_anchor_sizes(samples, cfg)
+        fit = anchor_fit(samples, replace(cfg, anchor_sizes=sizes))
+        st["anchor_suggestion"] = {"anchor_sizes": sizes, **fit}
+        flat = json.dumps(sizes).replace(" ", "")
+        text += f"\n  suggested (same form, --set model.anchor_sizes={flat}):\n" + format_anchor_fit(fit)
+    return st, text

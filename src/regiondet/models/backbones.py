@@ -22,7 +22,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from regiondet.config import ModelConfig
 from regiondet.errors import UserError
 from regiondet.models.craft import CraftDecoder, CraftFPN, load_craft_state
-from regiondet.models.se_vgg import craft_state, load_craft_trunk, vgg16_features
+from regiondet.models.se_vgg import SEVGG16, craft_state, load_craft_trunk, vgg16_features
 from regiondet.models.tf_same import use_tf_same_padding
 from regiondet.models.weights import (
     COCO_SSD_BN_EPS,
@@ -231,8 +231,6 @@ def craft_fpn_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool
 
 def se_vgg16_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> Trunk:
     """ATRR's SE-VGG16 (VGG16-BN + SE blocks, stride 16) with an fc6/fc7 head."""
-    from regiondet.models.se_vgg import SEVGG16
-
     body = SEVGG16(batch_norm=True, frozen_bn=frozen_bn)
     if cfg.weights == "craft" and state is not None:
         load_craft_trunk(body.features)

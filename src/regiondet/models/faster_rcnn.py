@@ -14,6 +14,7 @@ from regiondet.models.backbones import build_trunk
 from regiondet.models.partial_labels import PartialLabelRoIHeads
 from regiondet.models.rpn_ignore import IgnoreAwareRPN
 from regiondet.models.sizes import SizeTransform, test_sizes
+from regiondet.models.text_heads import PointPairHead, TextRoIHeads
 from regiondet.models.weights import COCO_SSD_MEAN, COCO_SSD_STD
 
 
@@ -93,8 +94,6 @@ def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
 
 def _text_heads(heads, cfg: ModelConfig, width: int):
     """The same RoI heads with ATRR's point-pair LSTM added (text task)."""
-    from regiondet.models.text_heads import PointPairHead, TextRoIHeads
-
     return TextRoIHeads(
         heads.box_roi_pool,
         heads.box_head,

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from regiondet.errors import UserError
-from regiondet.inference.predictor import Prediction
+from regiondet.inference.prediction import Prediction
 from regiondet.models.weights import coco_ssd_paths, opencv_net
 
 COCO_CELL_PHONE = 77  # the TF object detection API's COCO label map id of "cell phone"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from regiondet.benchmark.text_peers import load_peer
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
 from regiondet.evaluation.text_detection import evaluate_polygons, evaluate_text
-from regiondet.evaluation.text_peers import load_peer
 from regiondet.inference.predictor import Detector
 
 

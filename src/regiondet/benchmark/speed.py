@@ -9,6 +9,8 @@ Timings depend on what else runs on the machine: measure on an idle CPU.
 
 from __future__ import annotations
 
+import importlib.util
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -16,6 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from regiondet.data.images import load_upright
+from regiondet.inference.multiscale import run_scales
+from regiondet.inference.onnx_model import export_onnx
+from regiondet.inference.predictor import Detector, to_tensor
 
 # Stages of a torchvision GeneralizedRCNN, by attribute path; absent ones are skipped.
 STAGES = ("transform", "backbone.body", "backbone.fpn", "backbone", "rpn", "roi_heads")
@@ -31,9 +38,6 @@ def _module(model: torch.nn.Module, path: str) -> torch.nn.Module | None:
 
 def load_images(paths: list[Path], size: int | None) -> list[torch.Tensor]:
     """RGB tensors in [0, 1], resized to size x size when size is given."""
-    from regiondet.data.images import load_upright
-    from regiondet.inference.predictor import to_tensor
-
     out = []
     for p in paths:
         image = load_upright(p)
@@ -47,7 +51,6 @@ def load_images(paths: list[Path], size: int | None) -> list[torch.Tensor]:
 def time_model(model: torch.nn.Module, images: list[torch.Tensor], runs: int, warmup: int = 2, cfg=None) -> dict:
     """Median and p90 ms of a full forward and the median ms of each stage, over `runs` passes.
     With a ModelConfig, a forward reads the image at each of its test sizes (`test_scales`)."""
-    from regiondet.inference.multiscale import run_scales
 
     def forward(x: torch.Tensor) -> None:
         run_scales(model, x, cfg) if cfg else model([x])
@@ -98,7 +101,6 @@ def speed_benchmark(
 ) -> dict:
     """The model as loaded (batch norms folded, channels-last) against the same weights without
     each speed-up."""
-    from regiondet.inference.predictor import Detector
 
     variants = {}
     for name, flags in VARIANTS.items():
@@ -114,11 +116,6 @@ def speed_benchmark(
 def _time_onnx(model: str | Path, images: list[torch.Tensor], runs: int, overrides: list[str] | None) -> dict | None:
     """The same weights exported to ONNX and run by ONNX Runtime; None when onnx/onnxruntime
     are not installed."""
-    import importlib.util
-    import tempfile
-
-    from regiondet.inference.onnx_model import export_onnx
-    from regiondet.inference.predictor import Detector
 
     if Path(str(model)).suffix == ".onnx" or not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
         return None

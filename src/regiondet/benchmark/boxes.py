@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from regiondet.data.dataset import ClassMapper, as_negative
-from regiondet.data.spec import load_spec, parse_spec
-from regiondet.evaluation.box_peers import load_box_peer
+from regiondet.benchmark.box_peers import load_box_peer
+from regiondet.data.dataset import load_negatives
+from regiondet.data.spec import parse_spec
 from regiondet.evaluation.detection import evaluate, evaluate_negatives
+from regiondet.evaluation.scoring import load_eval_sets
 from regiondet.inference.predictor import Detector
 
 
@@ -28,9 +29,8 @@ def run_box_benchmark(
     """One row per (method, set): regiondet's model first, then each peer, each set in turn;
     the negatives (object-free images) as one more row per method."""
     det = Detector.load(model, score)
-    mapper = ClassMapper(det.classes, {**det.config.data.class_map, **class_map})
-    sets = [(spec, mapper.apply_all(load_spec(spec))) for spec in data]
-    negs = [as_negative(s) for spec in negatives or [] for s in load_spec(spec)]
+    sets = [(spec, load_eval_sets(det, [spec], None, class_map)[0]) for spec in data]
+    negs = load_negatives(negatives or [])
     methods = [(f"regiondet ({model})", det)]
     methods += [(name, load_box_peer(name, det.classes, det.score, threads)) for name in peers]
     rows: list[dict] = []

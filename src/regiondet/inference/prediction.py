@@ -1,0 +1,69 @@
+"""A model's detections on one image, and their one JSON form.
+
+`regiondet detect` prints it (one line per image or video frame), `evaluate --save-detections`
+writes it, and `evaluate --detections` reads it back: one rounding everywhere (boxes to 0.01 px,
+scores to 1e-6), fine enough that detections read back rank and score as they did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from regiondet.errors import UserError
+
+
+@dataclass
+class Prediction:
+    """Detections on one image, in its pixel coordinates, best score first."""
+
+    boxes: np.ndarray  # (N, 4) xyxy
+    labels: list[str]
+    scores: np.ndarray  # (N,)
+    seconds: float = 0.0
+    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    polygons: list[np.ndarray] | None = None  # text models: (2k, 2) outlines, top edge then bottom
+
+    def to_json(self) -> dict:
+        """boxes, labels, scores (polygons for text models) and ms: what detect prints per image."""
+        out = {
+            "boxes": [[round(float(v), 2) for v in b] for b in self.boxes],
+            "labels": list(self.labels),
+            "scores": [round(float(s), 6) for s in self.scores],
+        }
+        if self.polygons is not None:
+            out["polygons"] = [[[round(float(x), 2), round(float(y), 2)] for x, y in p] for p in self.polygons]
+        out["ms"] = round(self.seconds * 1000, 1)
+        return out
+
+    @classmethod
+    def from_json(cls, line: dict, classes: list[str] | None = None) -> Prediction:
+        """A detect line read back, best score first. Class ids follow `classes` (1-based), and a
+        label it lacks is appended to it, so ids stay stable over the lines of one file."""
+        classes = [] if classes is None else classes
+        try:
+            boxes = np.asarray(line.get("boxes", []), np.float32).reshape(-1, 4)
+            scores = np.asarray(line.get("scores", [1.0] * len(boxes)), np.float32).reshape(-1)
+            names = [str(n) for n in line.get("labels", ["text"] * len(boxes))]
+            polygons = line.get("polygons")
+            polygons = None if polygons is None else [np.asarray(p, np.float32).reshape(-1, 2) for p in polygons]
+            seconds = float(line.get("ms", 0.0)) / 1000
+        except (TypeError, ValueError, AttributeError) as e:
+            raise UserError(f"malformed detections ({e})") from None
+        counts = {len(boxes), len(scores), len(names)} | ({len(polygons)} if polygons is not None else set())
+        if len(counts) != 1:
+            raise UserError("boxes, scores, labels (and polygons) differ in length")
+        for n in names:
+            if n not in classes:
+                classes.append(n)
+        order = np.argsort(-scores, kind="stable")  # evaluators expect the best score first
+        ids = np.array([classes.index(n) + 1 for n in names], np.int64)[order]
+        return cls(
+            boxes[order],
+            [names[i] for i in order],
+            scores[order],
+            seconds,
+            ids,
+            None if polygons is None else [polygons[i] for i in order],
+        )

@@ -1,0 +1,257 @@
+"""Where images and frames come from: files, folders, videos, cameras and streams, named on the
+command line or by the service, are expanded and opened here, once.
+
+A file is read frame by frame. A live source (a camera by index, an rtsp:// or http:// stream)
+is read in a thread that keeps only the newest frame, as Ultralytics' stream loader does: a
+detector slower than the camera would otherwise work through an ever older backlog, and a
+warning about a lens would come seconds late.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from regiondet.data.images import IMAGE_SUFFIXES
+from regiondet.errors import UserError
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
+
+
+def camera_index(source: str | Path) -> int | None:
+    """The device number of a camera source ('0', '1', ... with no such file), else None."""
+    text = str(source)
+    return int(text) if text.isdigit() and not Path(text).exists() else None
+
+
+def is_live(source: str | Path) -> bool:
+    """A camera or a stream: frames arrive in real time, whether or not they are read."""
+    return camera_index(source) is not None or str(source).startswith(STREAM_PREFIXES)
+
+
+def is_video(path: str | Path) -> bool:
+    """A video file by its suffix, a stream URL that OpenCV can open, or a camera index."""
+    return is_live(path) or Path(str(path)).suffix.lower() in VIDEO_SUFFIXES
+
+
+def cv2_module():
+    """OpenCV, imported when a video is first opened: it is an extra (`regiondet[video]`)."""
+    try:
+        import cv2
+    except ImportError:
+        raise UserError("reading video needs OpenCV: pip install 'regiondet[video]'") from None
+    return cv2
+
+
+class VideoReader:
+    """An opened video or stream: its frame rate, and every `stride`-th frame as
+    (frame index, seconds, HxWx3 RGB array). Opened once, so a stream is connected once."""
+
+    def __init__(self, source: str | Path, stride: int = 1):
+        self.source, self.stride = source, stride
+        self.cap, self.fps = _open(source)
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        index, read = 0, 0
+        announced = int(max(0.0, self.cap.get(cv2_module().CAP_PROP_FRAME_COUNT) or 0.0))
+        try:
+            while self.cap.grab():
+                if index % self.stride == 0:  # frames between are grabbed, not decoded
+                    ok, frame = self.cap.retrieve()
+                    if not ok:
+                        break
+                    read += 1
+                    yield index, index / self.fps, np.ascontiguousarray(frame[:, :, ::-1])
+                index += 1
+        finally:
+            self.cap.release()
+        if read == 0:
+            raise UserError("no frame could be decoded (empty or corrupt video)", self.source)
+        if index < announced - max(1, announced // 100):  # containers' counts may be off by a frame
+            print(
+                f"regiondet: {self.source}: the video ended after {index} of the {announced} frames "
+                "its container announces (truncated or damaged)",
+                file=sys.stderr,
+            )
+
+
+def _open(source: str | Path):
+    """(an opened cv2.VideoCapture, its frame rate) for a file, stream or camera index."""
+    cv2 = cv2_module()
+    camera = camera_index(source)
+    if not is_live(source) and not Path(source).is_file():  # a camera index counts as live
+        raise UserError("video file not found", source)
+    with _native_stderr_silenced():  # FFmpeg and OpenCV print their own lines for a bad source
+        cap = cv2.VideoCapture(camera if camera is not None else str(source))
+        opened = cap.isOpened()
+    if not opened:
+        if camera is not None:
+            raise UserError(f"cannot open camera {camera} (no such device, or in use)")
+        raise UserError("cannot open the video (unknown codec or not a video)", source)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    return cap, (fps if 0 < fps < 1000 else 25.0)
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send what C libraries write to file descriptor 2 to /dev/null for the block; Python's
+    own sys.stderr is flushed first and comes back after."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a detached process): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class LiveReader:
+    """A camera or stream read in a thread that keeps only the newest frame; iterating gives
+    (frame index, seconds since opening, HxWx3 RGB array) of the newest frame not yet given,
+    skipping the frames that arrived while the caller was busy."""
+
+    def __init__(self, source: str | Path):
+        self.source = source
+        self.cap, self.fps = _open(source)
+        self._cond = threading.Condition()
+        self._newest: tuple[int, float, np.ndarray] | None = None
+        self._finished = self._stop = False
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._read, name=f"regiondet-live-{source}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        index = 0
+        try:
+            while not self._stop:
+                ok, frame = self.cap.read()  # OpenCV releases the GIL while it waits and decodes
+                if not ok:
+                    break
+                with self._cond:
+                    self._newest = (index, time.monotonic() - self._start, frame)
+                    self._cond.notify()
+                index += 1
+        finally:
+            with self._cond:
+                self._finished = True
+                self._cond.notify()
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        given = -1
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda g=given: self._finished or (self._newest and self._newest[0] > g))
+                    if self._newest is None or self._newest[0] <= given:
+                        break  # finished, nothing newer
+                    index, seconds, frame = self._newest
+                given = index
+                yield index, seconds, np.ascontiguousarray(frame[:, :, ::-1])
+        finally:
+            self._stop = True
+            self._thread.join(timeout=5)
+            if not self._thread.is_alive():  # a stalled stream may still hold the capture
+                self.cap.release()
+        if given < 0:
+            raise UserError("no frame could be read from the live source", self.source)
+
+
+def output_name(source: str | Path) -> str:
+    """The stem of a source's drawn video: the file's stem, 'camera0', or the stream's last part."""
+    camera = camera_index(source)
+    if camera is not None:
+        return f"camera{camera}"
+    return Path(str(source).rstrip("/")).stem or "stream"
+
+
+def read_frames(source: str | Path, stride: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(frame index, seconds, HxWx3 RGB array) for every `stride`-th frame."""
+    return iter(VideoReader(source, stride))
+
+
+def open_frames(source: str | Path, stride: int = 1, buffered: bool = False) -> VideoReader | LiveReader:
+    """A video file's every `stride`-th frame, or a live source's newest frame each time one is
+    asked for (every frame in turn with `buffered`, which is also the only way to stride one)."""
+    check_live_stride([source], stride, buffered)
+    return LiveReader(source) if is_live(source) and not buffered else VideoReader(source, stride)
+
+
+def check_live_stride(sources: list[str | Path], stride: int, buffered: bool) -> None:
+    """A live source gives its newest frame, so there is nothing to stride unless it is buffered."""
+    if stride < 1:
+        raise UserError("--stride must be at least 1")
+    live = [s for s in sources if is_live(s)]
+    if live and stride > 1 and not buffered:
+        raise UserError("--stride: a live source gives its newest frame; add --buffered to stride it", live[0])
+
+
+def expand_images(paths: list[str]) -> list[Path]:
+    """Image files named or inside the named folders (not their sub-folders)."""
+    files = [Path(f) for f, _ in expand_inputs(paths, videos=False)]
+    if not files:
+        raise UserError(f"no images found in {', '.join(paths)}")
+    return files
+
+
+def expand_inputs(paths: list[str], videos: bool = True, recursive: bool = False) -> list[tuple[str | Path, Path]]:
+    """(input, output name) pairs: images, and with `videos` video files, stream URLs and camera
+    indices; a folder gives the images (and videos) in it, with `recursive` also in its
+    sub-folders, their output names keeping the sub-folder so equal file names do not collide."""
+    wanted = IMAGE_SUFFIXES | (VIDEO_SUFFIXES if videos else set())
+    items: list[tuple[str | Path, Path]] = []
+    for text in paths:
+        p = Path(text)
+        if videos and is_live(text):
+            items.append((text, Path(output_name(text))))
+        elif p.is_dir():
+            found = p.rglob("*") if recursive else p.iterdir()
+            inside = sorted(f for f in found if f.is_file() and f.suffix.lower() in wanted)
+            items += [(f, f.relative_to(p).with_suffix("")) for f in inside]
+        elif p.exists():
+            items.append((p, Path(p.stem)))
+        else:
+            raise UserError("no such file or folder", p)
+    return unique_outputs(items)
+
+
+def drawn_name(source: str | Path, name: Path) -> str:
+    """The file a source's drawn output is written to: an .mp4 for a video, a .jpg for an image."""
+    return str(name) + (".mp4" if is_video(source) else ".jpg")
+
+
+def unique_outputs(items: list[tuple[str | Path, Path]]) -> list[tuple[str | Path, Path]]:
+    """Output names that never write one drawn file over another: inputs whose drawn files
+    would share a name (x.jpg and x.png both drawn as x.jpg; v.avi and v.mp4 as v.mp4) keep
+    their source suffix in it (x_jpg.jpg, x_png.jpg); the same input named twice is an error."""
+    groups: dict[str, list[int]] = {}
+    for i, (f, name) in enumerate(items):
+        groups.setdefault(drawn_name(f, name), []).append(i)
+    out = list(items)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        for i in members:
+            f, name = items[i]
+            suffix = Path(str(f)).suffix.lstrip(".").lower()
+            out[i] = (f, name.with_name(f"{name.name}_{suffix}") if suffix else name)
+    seen: dict[str, str | Path] = {}
+    for f, name in out:
+        key = drawn_name(f, name)
+        if key in seen:
+            raise UserError(f"named twice (also as {seen[key]}): each input once, please", f)
+        seen[key] = f
+    return out

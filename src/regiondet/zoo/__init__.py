@@ -1,0 +1,1 @@
+"""Package data: the camera model and the model cards of every shipped model."""
