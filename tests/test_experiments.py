@@ -159,7 +159,7 @@ def result(axes: dict[str, str], map50: float) -> dict:
 
 def test_findings_compare_only_cells_that_differ_in_one_axis():
     """In a fractional grid, a mean over the other axes would mix settings; matched cells do not."""
-    from regiondet.experiments.report import findings, matched_groups
+    from regiondet.experiments.analysis import findings, matched_groups
 
     def cell(backbone, rois, m):
         return result({"backbone": backbone, "rois": rois}, m)
@@ -171,10 +171,14 @@ def test_findings_compare_only_cells_that_differ_in_one_axis():
     assert [[c["cell"] for c in g] for _, g in by_rois] == [["mnv2-50", "mnv2-256"], ["vgg-50", "vgg-4"]]
     text = " ".join(findings(cells))
     assert "at rois 50: `vgg` 0.700" in text and "`mnv2` 0.600" in text and "at backbone mnv2: `50` 0.600" in text
+    # the grid file's reference (the thesis's results) is set beside the cells, not typed into the code
+    told = findings(cells, {"best": "The reference reached 0.9.", "axes": {"rois": "More RoIs helped there."}})
+    assert told[0].endswith("The reference reached 0.9.") and "More RoIs helped there." in told[2]
+    assert "reference" not in " ".join(findings(cells)) and "thesis" not in " ".join(findings(cells))
 
 
 def test_a_seed_axis_states_the_noise_floor_after_the_other_findings():
-    from regiondet.experiments.report import findings
+    from regiondet.experiments.analysis import findings
 
     def cell(rois, seed, m):
         return result({"rois": rois, "seed": seed}, m)

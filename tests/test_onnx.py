@@ -56,6 +56,13 @@ def test_onnx_bad_inputs_are_one_line_errors(trained_run, tmp_path, capsys):
     proto.metadata_props.extend(kept)
     onnx.save(proto, str(legacy))
     cases.append((["detect", str(CAMERA_VALID), "--model", str(legacy), "--set", "model.test_scales=[320]"], "again"))
+    newer = tmp_path / "newer.onnx"  # a file from a later regiondet whose layout this one cannot know
+    proto = onnx.load(str(ok))
+    for prop in proto.metadata_props:
+        if prop.key == "regiondet_format":
+            prop.value = "99"
+    onnx.save(proto, str(newer))
+    cases.append((["detect", str(CAMERA_VALID), "--model", str(newer)], "newer regiondet"))
     capsys.readouterr()
     for argv, words in cases:
         assert main(argv) != 0

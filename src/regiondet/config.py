@@ -17,7 +17,31 @@ import yaml
 from regiondet.errors import UserError
 from regiondet.io import read_yaml
 
-BACKBONES = ("vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn", "vgg16_fpn", "craft_fpn", "se_vgg16")
+# The backbones (models/backbones.py builds each) and the torchvision ImageNet weights each
+# starts from with `weights: imagenet`.
+BACKBONES = {
+    "vgg16": "VGG16_Weights.IMAGENET1K_V1",
+    "resnet50_c4": "ResNet50_Weights.IMAGENET1K_V1",
+    "mobilenet_v2_fpn": "MobileNet_V2_Weights.IMAGENET1K_V1",
+    "mobilenet_v3_fpn": "MobileNet_V3_Large_Weights.IMAGENET1K_V1",
+    "vgg16_fpn": "VGG16_BN_Weights.IMAGENET1K_V1",
+    "craft_fpn": "VGG16_BN_Weights.IMAGENET1K_V1",
+    "se_vgg16": "VGG16_BN_Weights.IMAGENET1K_V1",
+}
+# The validation figures of each task, logged every epoch, and whether higher is better; the
+# first picks best.pt unless train.select names another higher-is-better one (or ap50:CLASS).
+VAL_FIGURES = {
+    "box": {
+        "map50": "higher",
+        "coco_ap": "higher",
+        "no_detection_rate": "lower",
+        "negatives_with_detection_rate": "lower",
+    },
+    "text": {"hmean": "higher", "precision": "higher", "recall": "higher"},
+}
+SELECT = {
+    task: tuple(k for k, better in figures.items() if better == "higher") for task, figures in VAL_FIGURES.items()
+}
 
 
 @dataclass
@@ -156,7 +180,7 @@ def config_from_dict(d: dict, source: str = "config") -> Config:
     except TypeError as e:
         raise UserError(str(e), source) from None
     if cfg.model.backbone not in BACKBONES:
-        raise UserError(f"backbone '{cfg.model.backbone}' unknown; choose from {BACKBONES}", source)
+        raise UserError(f"backbone '{cfg.model.backbone}' unknown; choose from {list(BACKBONES)}", source)
     if cfg.model.task not in ("box", "text"):
         raise UserError("model.task must be box or text", source)
     if cfg.model.max_pairs < 2:
@@ -172,9 +196,6 @@ def config_from_dict(d: dict, source: str = "config") -> Config:
         raise UserError("train.rotate is a maximum angle in degrees, from 0 to 180", source)
     _check_select(cfg, source)
     return cfg
-
-
-SELECT = {"box": ("map50", "coco_ap"), "text": ("hmean", "precision", "recall")}
 
 
 def _check_select(cfg: Config, source: str) -> None:

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from regiondet.config import Config, apply_overrides, config_from_dict
+from regiondet.config import VAL_FIGURES, Config, apply_overrides, config_from_dict
 from regiondet.data.dataset import DetectionDataset, SeededItems, collate, load_labelled, load_negatives
 from regiondet.data.sample import Sample
 from regiondet.data.text_dataset import TextDataset
@@ -35,12 +35,6 @@ from regiondet.io import atomic_write_text
 from regiondet.models.checkpoint import load_matching, load_model_state, read_checkpoint, save_checkpoint
 from regiondet.models.faster_rcnn import build_model
 from regiondet.models.zoo import resolve_model_path
-
-# Validation figures logged per task; the first one picks best.pt.
-VAL_KEYS = {
-    "box": ("map50", "coco_ap", "no_detection_rate", "negatives_with_detection_rate"),
-    "text": ("hmean", "precision", "recall"),
-}
 
 
 def load_sets(cfg: Config) -> tuple[list[Sample], list[Sample], list[Sample]]:
@@ -152,9 +146,9 @@ def validate(
 
 
 def selected(res: dict, cfg: Config) -> float | None:
-    """The validation figure train.select names (default: the task's first VAL_KEYS figure);
+    """The validation figure train.select names (default: the task's first VAL_FIGURES figure);
     None when it cannot be measured (a class without validation objects), so no epoch wins on it."""
-    key = cfg.train.select or VAL_KEYS[cfg.model.task][0]
+    key = cfg.train.select or next(iter(VAL_FIGURES[cfg.model.task]))
     if key.startswith("ap50:"):
         by_name = {c.lower(): ap for c, ap in res.get("ap50_per_class", {}).items()}
         value = by_name.get(key[5:].lower())
@@ -350,7 +344,7 @@ class Trainer:
         score = None
         if self.info.main and self.val and due:
             res = validate(self.model, cfg, self.val, self.val_neg, self.out)
-            for k in VAL_KEYS[cfg.model.task]:
+            for k in VAL_FIGURES[cfg.model.task]:
                 row[f"val_{k}"] = res[k]
             if len(cfg.model.classes) > 1 and "ap50_per_class" in res:
                 row.update({f"val_ap50_{c}": ap for c, ap in res["ap50_per_class"].items()})

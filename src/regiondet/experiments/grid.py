@@ -21,7 +21,7 @@ from regiondet.engine.history import read_history
 from regiondet.engine.train import train
 from regiondet.errors import UserError
 from regiondet.evaluation.scoring import evaluate_model, load_eval_sets
-from regiondet.experiments.report import record_folder
+from regiondet.experiments.cells import record_folder
 from regiondet.inference.draw import draw_prediction
 from regiondet.inference.predictor import Detector
 from regiondet.io import atomic_write_text, read_yaml

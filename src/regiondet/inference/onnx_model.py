@@ -30,6 +30,9 @@ from regiondet.models.fold_bn import fold_batch_norms
 from regiondet.models.sizes import test_sizes
 
 CONFIG_KEY, SCORE_KEY = "regiondet_config", "regiondet_default_score"
+# The layout of regiondet's ONNX files (inputs, outputs, metadata), as checkpoints carry theirs:
+# a file from a newer regiondet is refused with a clear line instead of misread.
+FORMAT_KEY, ONNX_FORMAT = "regiondet_format", 1
 RESIZE_KEY = "regiondet_resize"  # "outside": the graph takes images at the size it is given
 # inference settings applied outside the graph, so an exported file still takes them (--set)
 OUTSIDE_KEYS = (
@@ -69,7 +72,12 @@ def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, o
     finally:
         del model.transform.resize  # the class's resize again
     proto = onnx.load(str(part))
-    meta = {CONFIG_KEY: json.dumps(cfg.to_dict()), SCORE_KEY: str(score), RESIZE_KEY: "outside"}
+    meta = {
+        FORMAT_KEY: str(ONNX_FORMAT),
+        CONFIG_KEY: json.dumps(cfg.to_dict()),
+        SCORE_KEY: str(score),
+        RESIZE_KEY: "outside",
+    }
     onnx.helper.set_model_props(proto, meta)
     onnx.save(proto, str(part))
     os.replace(part, path)
@@ -110,6 +118,8 @@ class OnnxModel:
         meta = self.session.get_modelmeta().custom_metadata_map
         if CONFIG_KEY not in meta:
             raise UserError("an ONNX model without regiondet's config: export it with `regiondet export`", path)
+        if not meta.get(FORMAT_KEY, "0").isdigit() or int(meta.get(FORMAT_KEY, "0")) > ONNX_FORMAT:
+            raise UserError("ONNX file written by a newer regiondet; upgrade regiondet", path)
         config = config_from_dict(json.loads(meta[CONFIG_KEY]), str(path))
         self.resize_outside = meta.get(RESIZE_KEY) == "outside"
         self.config = self._with(config, overrides or [], path)

@@ -19,14 +19,13 @@ from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from regiondet.config import ModelConfig
+from regiondet.config import BACKBONES, ModelConfig
 from regiondet.errors import UserError
 from regiondet.models.craft import CraftDecoder, CraftFPN, load_craft_state
 from regiondet.models.se_vgg import SEVGG16, craft_state, load_craft_trunk, vgg16_features
 from regiondet.models.tf_same import use_tf_same_padding
 from regiondet.models.weights import (
     COCO_SSD_BN_EPS,
-    IMAGENET,
     coco_ssd_state,
     deepsort_weights_path,
     load_by_position,
@@ -69,7 +68,7 @@ def _source_state(cfg: ModelConfig) -> tuple[dict[str, torch.Tensor] | None, str
         tensors, path = coco_ssd_state()
         return OrderedDict((str(i), t) for i, t in enumerate(tensors)), path
     if w == "imagenet":
-        return torchvision_state_dict(IMAGENET[cfg.backbone]), IMAGENET[cfg.backbone]
+        return torchvision_state_dict(BACKBONES[cfg.backbone]), BACKBONES[cfg.backbone]
     if w.startswith("torchvision:"):
         return torchvision_state_dict(w.split(":", 1)[1]), w
     return load_state_dict_file(Path(w)), w
@@ -253,6 +252,9 @@ BUILDERS = {
     "craft_fpn": craft_fpn_trunk,
     "se_vgg16": se_vgg16_trunk,
 }
+
+
+assert set(BUILDERS) == set(BACKBONES), "config.BACKBONES and BUILDERS name the same backbones"
 
 
 def build_trunk(cfg: ModelConfig, load_weights: bool = True) -> Trunk:

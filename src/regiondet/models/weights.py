@@ -28,15 +28,6 @@ COCO_SSD_TEXT = "models/ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
 COCO_SSD_SCOPE = "FeatureExtractor/MobilenetV2/"
 # How that graph was trained: inputs scaled to [-1, 1] and batch norm with this epsilon.
 COCO_SSD_MEAN, COCO_SSD_STD, COCO_SSD_BN_EPS = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1e-3
-IMAGENET = {
-    "vgg16": "VGG16_Weights.IMAGENET1K_V1",
-    "resnet50_c4": "ResNet50_Weights.IMAGENET1K_V1",
-    "mobilenet_v2_fpn": "MobileNet_V2_Weights.IMAGENET1K_V1",
-    "mobilenet_v3_fpn": "MobileNet_V3_Large_Weights.IMAGENET1K_V1",
-    "vgg16_fpn": "VGG16_BN_Weights.IMAGENET1K_V1",
-    "craft_fpn": "VGG16_BN_Weights.IMAGENET1K_V1",
-    "se_vgg16": "VGG16_BN_Weights.IMAGENET1K_V1",
-}
 
 
 def deepsort_weights_path() -> Path:
