@@ -222,7 +222,7 @@ def test_speed_benchmark_times_both_variants_and_every_stage(trained_run, tmp_pa
 
 def test_every_shipped_model_loads_with_its_card_and_fits_its_size_limit():
     """Each name in MODELS resolves to an installed file that loads (weights_only), has a model
-    card in regiondet/zoo, and stays within the size the issues set (camera 25 MB, text 60 MB)."""
+    card in regiondet/zoo, and stays within its size limit (camera 25 MB, text 60 MB)."""
     limits = {"camera_phone.pt": 25e6, "text.pt.gz": 60e6, "text_fast.pt": 60e6}
     assert {m.file for m in MODELS.values()} == set(limits)
     for name, shipped in MODELS.items():

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 import regiondet
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "regiondet"
-LAYERS = ["data", "models", "inference", "evaluation", "benchmark", "engine", "experiments", "cli"]
+LAYERS = ["data", "models", "inference", "evaluation", "benchmark", "engine", "experiments", "serve", "cli"]
 BASE = {"config", "errors", "io", "zoo"}  # below every layer (zoo: package data)
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import torch
+import uvicorn
 
 from regiondet.benchmark.box_peers import PEERS as BOX_PEERS
 from regiondet.benchmark.boxes import format_box_table, run_box_benchmark
@@ -39,6 +40,7 @@ from regiondet.inference.sources import expand_images
 from regiondet.inference.video import parse_alert
 from regiondet.io import atomic_write_text
 from regiondet.models.anchor_fit import describe_spec
+from regiondet.serve.app import Settings, check_listen, create_app
 
 DEFAULT_MODEL = "default"
 
@@ -230,6 +232,16 @@ def cmd_benchmark_speed(a: argparse.Namespace) -> None:
     print(format_speed(res))
 
 
+def cmd_serve(a: argparse.Namespace) -> None:
+    token = a.token or os.environ.get("REGIONDET_TOKEN") or None
+    check_listen(a.host, token)
+    _threads(a.threads)
+    app = create_app(Settings(a.model, token, a.max_upload_mb, a.queue, a.score, a.threads))
+    where = f"http://{'[' + a.host + ']' if ':' in a.host else a.host}:{a.port}/"
+    print(f"regiondet: serving {a.model} on {where} (API docs: {where}docs); Ctrl-C stops", file=sys.stderr)
+    uvicorn.run(app, host=a.host, port=a.port, access_log=False, log_level="warning")
+
+
 INFER_SET_HELP = "change an inference setting of the model, e.g. model.rpn_post_nms_top_n_test=100"
 
 
@@ -286,6 +298,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--alert", metavar="K/N", help="videos: alert while K of the last N frames have a detection")
     d.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     d.set_defaults(func=cmd_detect)
+
+    v = sub.add_parser("serve", help="an HTTP service and web page: images, videos and the webcam, live")
+    v.add_argument("--model", default=DEFAULT_MODEL, help="the model requests get by default (file or shipped name)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (not loopback: needs --token)")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--token", help="a secret every request must carry (default: $REGIONDET_TOKEN)")
+    v.add_argument("--score", type=float, help="default score threshold (default: each model's own)")
+    v.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload or frame accepted")
+    v.add_argument("--queue", type=int, default=4, help="requests that may wait for the model (more get 503)")
+    v.add_argument("--threads", type=int, help="torch CPU threads")
+    v.set_defaults(func=cmd_serve)
 
     x = sub.add_parser("export", help="a compact inference checkpoint (fp16), or an .onnx file for ONNX Runtime")
     x.add_argument("checkpoint", help="a training checkpoint, or a shipped model name (default, text)")

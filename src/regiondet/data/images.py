@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -20,13 +22,14 @@ MAX_PIXELS = 89_478_485
 
 
 @contextmanager
-def _opened(path: Path) -> Iterator[Image.Image]:
+def _opened(path: Path | str, data: BinaryIO | None = None) -> Iterator[Image.Image]:
     """Image.open with regiondet's errors: missing, unreadable and oversized files are a
-    UserError naming the file; Pillow's bomb warning and error become that error too."""
+    UserError naming the file; Pillow's bomb warning and error become that error too.
+    With `data`, the bytes are read from it and `path` only names them in errors."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(data if data is not None else path) as im:
                 w, h = im.size
                 if w * h > MAX_PIXELS:
                     raise UserError(
@@ -82,6 +85,14 @@ def load_rgb(path: Path) -> np.ndarray:
 def load_upright(path: Path) -> Image.Image:
     """An image for display or inference on user photos: EXIF rotation applied, RGB."""
     with _opened(path) as im:
+        im.load()
+        return to_rgb8(ImageOps.exif_transpose(im))
+
+
+def decode_upright(data: bytes, name: str = "upload") -> Image.Image:
+    """`load_upright` for bytes in memory (an upload, a video frame): nothing touches the disk;
+    a truncated, corrupt or oversized image is a UserError naming `name`."""
+    with _opened(name, io.BytesIO(data)) as im:
         im.load()
         return to_rgb8(ImageOps.exif_transpose(im))
 

@@ -1,0 +1,1 @@
+"""`regiondet serve`: the HTTP service and its web page."""

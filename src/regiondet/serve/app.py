@@ -1,0 +1,317 @@
+"""`regiondet serve`: the detectors over HTTP, a WebSocket for live frames, and a web page.
+
+Nothing a client sends is kept: uploads and frames are read into memory, decoded, detected on
+and dropped; no request body is spooled to disk (Starlette would spool a multipart file over
+1 MB: the body is read here, capped, and parsed from memory). Each request is bounded: a byte
+limit (413), the decoder's pixel limit (400), and a bounded queue in front of the one model
+worker (503 with Retry-After when full), so a flood or a hostile file costs a refusal, never
+the service. On any address but loopback every request must carry the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartParser
+
+from regiondet import __version__
+from regiondet.data.images import MAX_PIXELS, decode_upright
+from regiondet.errors import UserError
+from regiondet.inference.predictor import Detector
+from regiondet.inference.video import Alert, parse_alert
+from regiondet.models.zoo import MODELS, shipped_path
+
+MB = 1024 * 1024
+STATIC = "regiondet.serve.static"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class Busy(Exception):
+    """The queue in front of the model is full."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+@dataclass
+class Settings:
+    model: str = "default"  # the model a request gets when it names none (a shipped name or a file)
+    token: str | None = None  # required on every request when set
+    max_upload_mb: float = 20.0
+    queue: int = 4  # requests that may wait for the model; more get 503
+    score: float | None = None  # default score (else each model's own)
+    threads: int | None = None
+
+
+@dataclass
+class Worker:
+    """The loaded detectors and the bounded queue in front of them: one detection at a time
+    (a CPU has no room for two), at most `queue` waiting."""
+
+    settings: Settings
+    detectors: dict[str, Detector] = field(default_factory=dict)
+    waiting: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def available(self) -> list[dict]:
+        """The models a client may pick: the service's own, and every installed shipped model."""
+        out = [{"name": self.settings.model, "default": True, "about": _about(self.settings.model)}]
+        for name, shipped in MODELS.items():
+            if name == self.settings.model or name == "camera_phone":
+                continue
+            try:
+                shipped_path(name)
+            except UserError:
+                continue  # not installed (the text extra)
+            out.append({"name": name, "default": False, "about": shipped.about})
+        return out
+
+    def detector(self, name: str | None) -> Detector:
+        name = name or self.settings.model
+        if name not in {m["name"] for m in self.available()}:
+            raise ApiError(404, f"no model '{name}' here (GET /v1/models lists them)")
+        if name not in self.detectors:
+            self.detectors[name] = Detector.load(name, score=self.settings.score)
+        return self.detectors[name]
+
+    async def run(self, fn, *args):
+        """fn(*args) in a thread, after the ones before it; Busy if the queue is full."""
+        if self.waiting >= self.settings.queue:
+            raise Busy
+        self.waiting += 1
+        try:
+            async with self.lock:
+                return await run_in_threadpool(fn, *args)
+        finally:
+            self.waiting -= 1
+
+
+def _about(name: str) -> str:
+    return MODELS[name].about if name in MODELS else Path(name).name
+
+
+def detect_bytes(det: Detector, data: bytes, name: str, score: float | None) -> dict:
+    """Detections on an encoded image: detect's JSON plus the image's size and the model."""
+    image = decode_upright(data, name)
+    pred = det.predict(image, score=score)
+    return {"width": image.width, "height": image.height, **pred.to_json()}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it passes `limit` bytes, announced or not."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"upload of {int(declared) / MB:.1f} MB is over the limit of {limit / MB:.0f} MB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"upload is over the limit of {limit / MB:.0f} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _image_from(request: Request, limit: int) -> tuple[bytes, str]:
+    """(image bytes, name) from a multipart upload (field `image` or the first file) or a raw body."""
+    body = await _read_body(request, limit)
+    kind = request.headers.get("content-type", "")
+    if not kind.startswith("multipart/form-data"):
+        if not body:
+            raise ApiError(400, "no image: send it as the request body or as a multipart file field 'image'")
+        return body, "upload"
+    parser = MultiPartParser(request.headers, _once(body), max_files=1, max_fields=10, max_part_size=limit)
+    parser.spool_max_size = limit + 1  # a file part stays in memory: never rolled over to a temporary file
+    try:
+        form = await parser.parse()
+    except Exception as e:  # malformed multipart
+        raise ApiError(400, f"malformed multipart upload ({e})") from None
+    part = form.get("image") or next((v for v in form.values() if hasattr(v, "read")), None)
+    if part is None or not hasattr(part, "read"):
+        raise ApiError(400, "no file in the upload: send the image in a field named 'image'")
+    data = await part.read()
+    await form.close()
+    return data, part.filename or "upload"
+
+
+async def _once(body: bytes):
+    yield body
+
+
+def _token_ok(given: str | None, token: str | None) -> bool:
+    return token is None or (given is not None and hmac.compare_digest(given.encode(), token.encode()))
+
+
+def _given_token(headers, query) -> str | None:
+    auth = headers.get("authorization", "")
+    return auth[7:] if auth.lower().startswith("bearer ") else query.get("token")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The service: GET / (the page), GET /healthz, GET /v1/models, POST /v1/detect, WS /v1/live."""
+    worker = Worker(settings)
+    worker.detector(None)  # load the default model now: a bad --model fails at start, not per request
+    app = FastAPI(
+        title="regiondet",
+        summary="Cameras, phones and scene text in images and live frames; nothing is stored.",
+        version=__version__,
+    )
+    limit = int(settings.max_upload_mb * MB)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if not _token_ok(_given_token(request.headers, request.query_params), settings.token):
+            return JSONResponse({"error": "a token is required: Authorization: Bearer TOKEN or ?token="}, 401)
+        return await call_next(request)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, e: ApiError):
+        return JSONResponse({"error": e.message}, e.status, headers=e.headers)
+
+    @app.get("/healthz", summary="Liveness: the service answers and its default model is loaded")
+    async def healthz() -> dict:
+        return {"status": "ok", "model": settings.model, "version": __version__, "waiting": worker.waiting}
+
+    @app.get("/v1/models", summary="The models a request may name")
+    async def models() -> dict:
+        return {"models": worker.available()}
+
+    @app.post(
+        "/v1/detect",
+        summary="Detect on one image",
+        description=(
+            "Send the image as the request body (any image type) or as a multipart file field "
+            "`image`. Returns `boxes` (x1, y1, x2, y2 pixels), `labels`, `scores`, `polygons` for "
+            f"text models, `ms`, the image's `width` and `height`. Limits: the upload size, "
+            f"{MAX_PIXELS / 1e6:.0f} Mpx per image, and a queue (503 with Retry-After when full)."
+        ),
+    )
+    async def detect(request: Request, model: str | None = None, score: float | None = None) -> dict:
+        data, name = await _image_from(request, limit)
+        det = worker.detector(model)
+        try:
+            result = await worker.run(detect_bytes, det, data, name, score)
+        except Busy:
+            raise ApiError(503, "busy: too many requests waiting, try again shortly", {"Retry-After": "1"}) from None
+        except UserError as e:
+            raise ApiError(400, str(e)) from None
+        return {"model": model or settings.model, **result}
+
+    @app.websocket("/v1/live")
+    async def live(ws: WebSocket, model: str | None = None, score: float | None = None, alert: str = "3/5"):
+        """Binary messages in (encoded frames, e.g. JPEG), one JSON message out per frame
+        detected: the newest frame each time the model is free, the ones in between dropped."""
+        if not _token_ok(_given_token(ws.headers, ws.query_params), settings.token):
+            await ws.close(code=4401, reason="token required")
+            return
+        await ws.accept()
+        try:
+            det = worker.detector(model)
+            k, n = parse_alert(alert)
+        except (ApiError, UserError) as e:
+            await ws.send_json({"error": e.message if isinstance(e, ApiError) else str(e)})
+            await ws.close(code=4400)
+            return
+        await _live_loop(ws, worker, det, score, Alert(k, n), limit)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(_static("index.html"))
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        kinds = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+        suffix = Path(name).suffix
+        if suffix not in kinds or "/" in name or name.startswith("."):
+            raise ApiError(404, "not found")
+        try:
+            return Response(_static(name), media_type=kinds[suffix])
+        except FileNotFoundError:
+            raise ApiError(404, "not found") from None
+
+    return app
+
+
+async def _live_loop(ws: WebSocket, worker: Worker, det: Detector, score: float | None, alarm: Alert, limit: int):
+    """Receive frames into a one-frame slot (a newer frame replaces one not yet taken) while
+    detecting on the slot's frame whenever it changes; events mark where an alert starts and ends."""
+    slot: dict = {"frame": None, "index": -1, "dropped": 0}
+    ready = asyncio.Event()
+    closed = asyncio.Event()
+    start = time.monotonic()
+
+    async def receive() -> None:
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("bytes")
+                if data is None:
+                    continue  # text messages carry nothing yet
+                if slot["frame"] is not None:
+                    slot["dropped"] += 1
+                slot["frame"], slot["index"] = (data if len(data) <= limit else b""), slot["index"] + 1
+                ready.set()
+        finally:
+            closed.set()
+            ready.set()
+
+    receiver = asyncio.create_task(receive())
+    was_on = False
+    try:
+        while True:
+            await ready.wait()
+            ready.clear()
+            if closed.is_set() and slot["frame"] is None:
+                break
+            data, index, dropped = slot["frame"], slot["index"], slot["dropped"]
+            slot["frame"], slot["dropped"] = None, 0
+            if data is None:
+                continue
+            seconds = round(time.monotonic() - start, 3)
+            try:
+                if not data:
+                    raise UserError(f"frame over the limit of {limit / MB:.0f} MB")
+                result = await worker.run(detect_bytes, det, data, f"frame {index}", score)
+            except Busy:
+                await ws.send_json({"frame": index, "error": "busy", "dropped": dropped})
+                continue
+            except UserError as e:
+                await ws.send_json({"frame": index, "error": str(e), "dropped": dropped})
+                continue
+            on = alarm.update(len(result["scores"]) > 0)
+            events = []
+            if on != was_on:
+                events.append({"event": "alert_start" if on else "alert_end", "frame": index, "time_s": seconds})
+            was_on = on
+            await ws.send_text(
+                json.dumps(
+                    {"frame": index, "time_s": seconds, "dropped": dropped, **result, "alert": on, "events": events}
+                )
+            )
+    except WebSocketDisconnect:
+        pass
+    finally:
+        receiver.cancel()
+
+
+def _static(name: str) -> str:
+    return (resources.files(STATIC) / name).read_text(encoding="utf-8")
+
+
+def check_listen(host: str, token: str | None) -> None:
+    """Listening beyond this machine needs a token: the page and API would be open to the network."""
+    if host not in LOOPBACK and not token:
+        raise UserError(f"listening on {host} needs --token (or REGIONDET_TOKEN): every request must then carry it")

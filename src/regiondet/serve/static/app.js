@@ -1,0 +1,184 @@
+// regiondet's page: an image goes to POST /v1/detect; a video or the webcam streams JPEG frames
+// over the WebSocket /v1/live, one frame in flight at a time, so the boxes are always of a
+// recent frame. Nothing is stored, here or on the server.
+"use strict";
+
+const token = new URLSearchParams(location.search).get("token");
+const $ = (id) => document.getElementById(id);
+const view = $("view"), ctx = view.getContext("2d"), video = $("video");
+const COLOURS = { camera: "#e53935", phone: "#fb8c00", text: "#43a047" };
+let live = null;        // {ws, stream, timer}
+let last = null;        // the newest detections, in the sent frame's pixels
+let still = null;       // the image shown when not live
+
+function api(path) {
+  const url = new URL(path, location.href);
+  if (token) url.searchParams.set("token", token);
+  return url;
+}
+
+function status(text) { $("status").textContent = text; }
+
+function query() {
+  const q = new URLSearchParams({ model: $("model").value });
+  const score = parseFloat($("score").value);
+  if (!Number.isNaN(score)) q.set("score", score);
+  return q;
+}
+
+async function loadModels() {
+  const res = await fetch(api("v1/models"));
+  const body = await res.json();
+  if (!res.ok) { status(body.error || "cannot list the models"); return; }
+  for (const m of body.models) {
+    const opt = new Option(`${m.name}: ${m.about}`, m.name, m.default, m.default);
+    $("model").add(opt);
+  }
+  status("ready: drop an image or a video, or use the webcam");
+}
+
+function drawDetections(result, sx, sy) {
+  const list = $("detections");
+  list.replaceChildren();
+  ctx.lineWidth = Math.max(2, view.width / 320);
+  ctx.font = `${Math.max(12, view.width / 45)}px system-ui, sans-serif`;
+  result.boxes.forEach((b, i) => {
+    const label = result.labels[i], score = result.scores[i];
+    const colour = COLOURS[label] || "#1e88e5";
+    ctx.strokeStyle = colour;
+    const poly = result.polygons && result.polygons[i];
+    if (poly) {
+      ctx.beginPath();
+      poly.forEach(([x, y], k) => (k ? ctx.lineTo(x * sx, y * sy) : ctx.moveTo(x * sx, y * sy)));
+      ctx.closePath();
+      ctx.stroke();
+    } else {
+      ctx.strokeRect(b[0] * sx, b[1] * sy, (b[2] - b[0]) * sx, (b[3] - b[1]) * sy);
+    }
+    const text = `${label} ${score.toFixed(2)}`;
+    ctx.fillStyle = colour;
+    const w = ctx.measureText(text).width + 8, h = parseInt(ctx.font, 10) + 6;
+    ctx.fillRect(b[0] * sx, Math.max(0, b[1] * sy - h), w, h);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(text, b[0] * sx + 4, Math.max(h - 6, b[1] * sy - 6));
+    const li = document.createElement("li");
+    li.textContent = text;
+    list.append(li);
+  });
+}
+
+function showAlert(on) { $("alert").hidden = !on; }
+
+function timeline(events) {
+  for (const e of events || []) {
+    const li = document.createElement("li");
+    li.className = e.event;
+    li.textContent = `${e.event === "alert_start" ? "lens in view" : "lens gone"} at ${e.time_s.toFixed(1)} s (frame ${e.frame})`;
+    $("timeline").prepend(li);
+  }
+}
+
+async function detectImage(file) {
+  stopLive();
+  const bitmap = await createImageBitmap(file).catch(() => null);
+  status(`detecting on ${file.name}...`);
+  const res = await fetch(api("v1/detect?" + query()), { method: "POST", body: file });
+  const body = await res.json();
+  if (!res.ok) { status(`${res.status}: ${body.error}`); return; }
+  if (bitmap) {
+    view.width = bitmap.width; view.height = bitmap.height;
+    ctx.drawImage(bitmap, 0, 0);
+    still = bitmap;
+  }
+  drawDetections(body, 1, 1);
+  const lens = body.labels.filter((l) => l === "camera" || l === "phone").length;
+  showAlert(lens > 0);
+  status(`${file.name}: ${body.labels.length} found in ${body.ms} ms (${body.model})`);
+}
+
+function frameLoop() {
+  if (!live) return;
+  if (video.readyState >= 2) {
+    if (view.width !== video.videoWidth) { view.width = video.videoWidth; view.height = video.videoHeight; }
+    ctx.drawImage(video, 0, 0, view.width, view.height);
+    if (last) drawDetections(last, view.width / last.width, view.height / last.height);
+  }
+  requestAnimationFrame(frameLoop);
+}
+
+function sendFrame() {
+  if (!live || live.ws.readyState !== WebSocket.OPEN || video.readyState < 2 || video.ended) {
+    if (live && video.ended) status("the video has ended");
+    return;
+  }
+  const grab = document.createElement("canvas");
+  grab.width = video.videoWidth; grab.height = video.videoHeight;
+  grab.getContext("2d").drawImage(video, 0, 0);
+  grab.toBlob((blob) => blob && live && live.ws.readyState === WebSocket.OPEN && live.ws.send(blob), "image/jpeg", 0.85);
+}
+
+function startLive(source) {
+  stopLive();
+  const url = api("v1/live?" + query());
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  live = { ws, stream: source.stream || null };
+  $("stop").disabled = false;
+  ws.onopen = () => { status("live: detecting"); sendFrame(); };
+  ws.onmessage = (msg) => {
+    const result = JSON.parse(msg.data);
+    if (result.error && result.boxes === undefined) { status(result.error); } else {
+      last = result;
+      showAlert(result.alert);
+      timeline(result.events);
+      status(`live: frame ${result.frame}, ${result.labels.length} found in ${result.ms} ms`);
+    }
+    setTimeout(sendFrame, 0);  // the next frame only now: one in flight, never a backlog
+  };
+  ws.onclose = (e) => { if (live && live.ws === ws) status(e.reason || "live stopped"); };
+  requestAnimationFrame(frameLoop);
+}
+
+function stopLive() {
+  if (!live) return;
+  const { ws, stream } = live;
+  live = null;
+  ws.close();
+  if (stream) stream.getTracks().forEach((t) => t.stop());
+  video.pause();
+  $("stop").disabled = true;
+  showAlert(false);
+}
+
+async function useFile(file) {
+  if (!file) return;
+  if (file.type.startsWith("video/")) {
+    video.srcObject = null;
+    video.src = URL.createObjectURL(file);
+    await video.play();
+    startLive({});
+  } else {
+    await detectImage(file);
+  }
+}
+
+$("file").addEventListener("change", (e) => useFile(e.target.files[0]));
+$("webcam").addEventListener("click", async () => {
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+    video.src = "";
+    video.srcObject = stream;
+    await video.play();
+    startLive({ stream });
+  } catch (err) {
+    status(`no webcam: ${err.message}`);
+  }
+});
+$("stop").addEventListener("click", () => { stopLive(); status("stopped"); });
+const drop = $("drop");
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); useFile(e.dataTransfer.files[0]); });
+
+loadModels();

@@ -1,0 +1,186 @@
+"""`regiondet serve` on real photos: the API, the live WebSocket, limits, the token, no disk."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import io
+import json
+import tempfile
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import CAMERA_VALID, DATA, ICDAR
+from regiondet.cli import main
+from regiondet.serve.app import Settings, create_app
+
+PHONES = DATA / "phone-photos" / "cellphone" / "test" / "images"
+
+
+@pytest.fixture(scope="module")
+def app():
+    return create_app(Settings(model="default"))
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    with TestClient(app) as c:
+        yield c
+
+
+def jpeg(path, side: int = 416) -> bytes:
+    im = Image.open(path).convert("RGB")
+    im.thumbnail((side, side))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def camera_photo() -> bytes:
+    return sorted(CAMERA_VALID.glob("*.jpg"))[0].read_bytes()
+
+
+def test_health_models_and_page(client):
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["model"] == "default"
+    names = [m["name"] for m in client.get("/v1/models").json()["models"]]
+    assert names[0] == "default" and "text_fast" in names
+    page = client.get("/")
+    assert page.status_code == 200 and 'src="static/app.js"' in page.text
+    assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/static/..%2Fapp.py").status_code == 404
+    assert "/v1/detect" in client.get("/openapi.json").json()["paths"]
+
+
+def test_detect_takes_a_raw_body_or_a_multipart_file_with_the_same_answer(client):
+    data = camera_photo()
+    raw = client.post("/v1/detect", content=data, headers={"content-type": "image/jpeg"})
+    form = client.post("/v1/detect", files={"image": ("photo.jpg", data, "image/jpeg")})
+    assert raw.status_code == 200 and form.status_code == 200, (raw.text, form.text)
+    a, b = raw.json(), form.json()
+    assert a["boxes"] == b["boxes"] and a["labels"] == b["labels"] and a["model"] == "default"
+    assert (a["width"], a["height"]) == Image.open(io.BytesIO(data)).size
+    assert a["labels"] and set(a["labels"]) <= {"camera", "phone"}  # a camera photo: something found
+    low = client.post("/v1/detect?score=0.05", content=data).json()
+    assert len(low["scores"]) >= len(a["scores"]) and min(low["scores"]) >= 0.05
+
+
+def _bomb_png() -> bytes:
+    """A PNG of 20000 x 10000 pixels (200 Mpx) in a few kilobytes."""
+    buf = io.BytesIO()
+    Image.new("1", (20000, 10000)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_bad_input_is_a_json_4xx_and_the_service_goes_on(app):
+    small = create_app(Settings(model="default", max_upload_mb=1))
+    data = camera_photo()
+    cases = [
+        (b"this is not an image", 400, "not a readable image"),
+        (data[: len(data) // 2], 400, "truncated"),
+        (_bomb_png(), 400, "over the limit"),
+        (b"", 400, "no image"),
+        (b"\xff" * (2 * 1024 * 1024), 413, "over the limit of 1 MB"),
+    ]
+    with TestClient(small) as c:
+        for body, status, words in cases:
+            res = c.post("/v1/detect", content=body)
+            assert res.status_code == status and words in res.json()["error"], (words, res.text)
+        res = c.post("/v1/detect?model=../../etc/passwd", content=data)
+        assert res.status_code == 404 and "no model" in res.json()["error"]
+        res = c.post("/v1/detect", content=b"--x\r\nbroken", headers={"content-type": "multipart/form-data; boundary=x"})
+        assert res.status_code == 400
+        assert c.post("/v1/detect", content=data).status_code == 200  # still serving
+        assert c.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_flood_gets_503_with_retry_after_and_the_rest_are_answered():
+    app = create_app(Settings(model="default", queue=1))
+    data = camera_photo()
+
+    async def flood() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await asyncio.gather(*(c.post("/v1/detect", content=data) for _ in range(8)))
+
+    answers = asyncio.run(flood())
+    codes = [r.status_code for r in answers]
+    assert 200 in codes and 503 in codes, codes
+    busy = next(r for r in answers if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
+
+
+def test_nothing_an_upload_carries_touches_the_disk(client, monkeypatch):
+    """A 3 MB multipart upload (Starlette spools files over 1 MB to a temporary file) with
+    every way to create a file refused: the request still succeeds."""
+    noise = np.random.default_rng(0).integers(0, 256, (1000, 1000, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "PNG")
+    assert buf.tell() > 2_500_000
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a file was created while serving")
+
+    real_open = builtins.open
+
+    def read_only_open(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+"):
+            raise AssertionError(f"a file was opened for writing: {file}")
+        return real_open(file, mode, *args, **kwargs)
+
+    for name in ("TemporaryFile", "NamedTemporaryFile", "mkstemp", "mkdtemp"):
+        monkeypatch.setattr(tempfile, name, refuse)
+    monkeypatch.setattr(builtins, "open", read_only_open)
+    res = client.post("/v1/detect", files={"image": ("noise.png", buf.getvalue(), "image/png")})
+    assert res.status_code == 200, res.text
+
+
+def test_a_token_guards_every_request_and_the_network_needs_one(capsys):
+    app = create_app(Settings(model="default", token="s3cret"))
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 401
+        assert c.get("/").status_code == 401
+        assert c.get("/healthz", headers={"authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/healthz", headers={"authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/?token=s3cret").status_code == 200
+        with pytest.raises(Exception), c.websocket_connect("/v1/live") as ws:  # closed before accepting
+            ws.receive_json()
+    assert main(["serve", "--host", "0.0.0.0", "--port", "8765"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs --token" in err[0]
+
+
+def test_live_frames_raise_an_alert_while_a_phone_is_in_view_and_drop_it_after(client):
+    """Real frames: five phone photos, then five street scenes; K/N = 2/3."""
+    phones = [jpeg(p) for p in sorted(PHONES.glob("*.jpg"))[:5]]
+    streets = [jpeg(p) for p in sorted((ICDAR / "images").glob("*.jpg"))[:5]]
+    replies = []
+    with client.websocket_connect("/v1/live?alert=2/3&score=0.5") as ws:
+        for frame in phones + streets:
+            ws.send_bytes(frame)
+            replies.append(ws.receive_json())
+    assert [r["frame"] for r in replies] == list(range(10)) and all(r["dropped"] == 0 for r in replies)
+    assert any(r["alert"] for r in replies[:5]) and not replies[-1]["alert"]
+    events = [e for r in replies for e in r["events"]]
+    assert [e["event"] for e in events] == ["alert_start", "alert_end"], events
+    assert events[0]["frame"] < 5 <= events[1]["frame"]
+
+
+def test_live_works_on_the_newest_frame_never_a_backlog(client):
+    frames = [jpeg(p) for p in sorted(PHONES.glob("*.jpg"))[:8]]
+    with client.websocket_connect("/v1/live") as ws:
+        for frame in frames:  # all at once, faster than the model
+            ws.send_bytes(frame)
+        replies = [ws.receive_json()]
+        while replies[-1]["frame"] != len(frames) - 1:
+            replies.append(ws.receive_json())
+        ws.send_bytes(b"not a jpeg")
+        bad = ws.receive_json()
+    assert len(replies) < len(frames)  # some frames were never detected on
+    assert len(replies) + sum(r["dropped"] for r in replies) == len(frames)
+    assert bad["frame"] == len(frames) and "not a readable image" in bad["error"]
+    json.dumps(replies)  # plain JSON all the way
