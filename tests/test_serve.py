@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.websockets import WebSocketDisconnect
 
 from conftest import CAMERA_VALID, DATA, ICDAR
 from regiondet.cli import main
@@ -92,7 +93,8 @@ def test_bad_input_is_a_json_4xx_and_the_service_goes_on(app):
             assert res.status_code == status and words in res.json()["error"], (words, res.text)
         res = c.post("/v1/detect?model=../../etc/passwd", content=data)
         assert res.status_code == 404 and "no model" in res.json()["error"]
-        res = c.post("/v1/detect", content=b"--x\r\nbroken", headers={"content-type": "multipart/form-data; boundary=x"})
+        broken = {"content-type": "multipart/form-data; boundary=x"}
+        res = c.post("/v1/detect", content=b"--x\r\nbroken", headers=broken)
         assert res.status_code == 400
         assert c.post("/v1/detect", content=data).status_code == 200  # still serving
         assert c.get("/healthz").json()["status"] == "ok"
@@ -147,8 +149,12 @@ def test_a_token_guards_every_request_and_the_network_needs_one(capsys):
         assert c.get("/healthz", headers={"authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/healthz", headers={"authorization": "Bearer s3cret"}).status_code == 200
         assert c.get("/?token=s3cret").status_code == 200
-        with pytest.raises(Exception), c.websocket_connect("/v1/live") as ws:  # closed before accepting
+        with pytest.raises(WebSocketDisconnect) as closed, c.websocket_connect("/v1/live") as ws:
             ws.receive_json()
+        assert closed.value.code == 4401  # closed before accepting
+        with c.websocket_connect("/v1/live?token=s3cret") as ws:
+            ws.send_bytes(camera_photo())
+            assert "boxes" in ws.receive_json()
     assert main(["serve", "--host", "0.0.0.0", "--port", "8765"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs --token" in err[0]
