@@ -229,6 +229,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def page() -> HTMLResponse:
         return HTMLResponse(_static("index.html"))
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)
+
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> Response:
         kinds = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}

@@ -1,0 +1,140 @@
+"""The page in a real browser: Playwright driving Debian's Chromium against `regiondet serve`.
+
+The webcam is a clip Chromium plays as its camera (`--use-file-for-fake-video-capture`): a
+real phone photo panned and zoomed, then real street scenes. The page must show the alert
+while the phone is in view and drop it after. Screenshots are kept in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import DATA, ICDAR, ROOT
+
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt install chromium)")
+ARTIFACTS = ROOT / "test-artifacts"
+PHONES = DATA / "phone-photos" / "cellphone" / "test" / "images"
+W, H, FPS = 640, 480, 10
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """`regiondet serve` in its own process, as a user starts it."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regiondet.cli", "serve", "--port", str(port), "--threads", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url + "healthz", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode()) from None
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def _fit(image: Image.Image) -> np.ndarray:
+    """A W x H RGB frame: the image scaled to cover it, centre-cropped."""
+    scale = max(W / image.width, H / image.height)
+    im = image.resize((round(image.width * scale), round(image.height * scale)))
+    left, top = (im.width - W) // 2, (im.height - H) // 2
+    return np.asarray(im.crop((left, top, left + W, top + H)).convert("RGB"))
+
+
+def phone_then_streets(path: Path, phone_s: float = 4.0, street_s: float = 5.0) -> None:
+    """A .y4m clip: a real phone photo panned and zoomed (the phone always in view), then
+    real street scenes without a lens."""
+    photo = Image.open(sorted(PHONES.glob("*.jpg"))[0]).convert("RGB")
+    streets = [Image.open(p).convert("RGB") for p in sorted((ICDAR / "images").glob("*.jpg"))[:3]]
+    frames = []
+    n = int(phone_s * FPS)
+    for i in range(n):  # zoom from the whole photo to 85 % of it, drifting right
+        t = i / max(n - 1, 1)
+        side = 1.0 - 0.15 * t
+        w, h = photo.width * side, photo.height * side
+        left = (photo.width - w) * t
+        top = (photo.height - h) / 2
+        frames.append(_fit(photo.crop((int(left), int(top), int(left + w), int(top + h)))))
+    per = int(street_s * FPS) // len(streets)
+    frames += [_fit(s) for s in streets for _ in range(per)]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{W} H{H} F{FPS}:1 Ip A1:1 C420jpeg\n".encode())
+        for rgb in frames:
+            f.write(b"FRAME\n" + cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes())
+
+
+def test_dropping_a_photo_draws_its_boxes(server):
+    ARTIFACTS.mkdir(exist_ok=True)
+    photo = sorted(PHONES.glob("*.jpg"))[0]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        page.goto(server)
+        page.wait_for_selector("#model option", state="attached")
+        page.set_input_files("#file", str(photo))
+        page.wait_for_selector("#detections li", timeout=30_000)
+        found = page.locator("#detections li").all_inner_texts()
+        assert any(t.startswith("phone") for t in found), found
+        assert page.locator("#alert").is_visible()
+        assert "found in" in page.locator("#status").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "page_photo.png"))
+        browser.close()
+
+
+def test_the_webcam_alert_follows_the_phone_in_and_out_of_view(server, tmp_path):
+    clip = tmp_path / "phone_then_streets.y4m"
+    phone_then_streets(clip)
+    ARTIFACTS.mkdir(exist_ok=True)
+    args = [*FLAGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    args.append(f"--use-file-for-fake-video-capture={clip}")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page()
+        page.goto(server)
+        page.wait_for_selector("#model option", state="attached")
+        page.click("#webcam")
+        page.wait_for_selector("#alert", state="visible", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "page_webcam_alert.png"))
+        page.wait_for_selector("#alert", state="hidden", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "page_webcam_clear.png"))
+        events = page.locator("#timeline li").all_inner_texts()
+        page.click("#stop")
+        browser.close()
+    assert any("lens in view" in e for e in events) and any("lens gone" in e for e in events), events
