@@ -192,7 +192,7 @@ def test_speed_benchmark_times_both_variants_and_every_stage(trained_run, tmp_pa
             "--images",
             *map(str, images),
             "--size",
-            "128",
+            "160x120",
             "--runs",
             "3",
             "--threads",
@@ -203,7 +203,7 @@ def test_speed_benchmark_times_both_variants_and_every_stage(trained_run, tmp_pa
     )
     assert code == 0
     res = json.loads(out.read_text())
-    assert res["images"] == 2 and res["size"] == 128 and res["threads"] == 1
+    assert res["images"] == 2 and res["size"] == "160x120" and res["threads"] == 1
     onnx = "ONNX Runtime (regiondet export model.onnx)"  # onnx and onnxruntime are in the dev extra
     assert list(res["variants"]) == ["as loaded", "no channels-last", "plain (no folding, no channels-last)", onnx]
     assert res["variants"][onnx]["ms_median"] > 0 and not res["variants"][onnx]["stages_ms_median"]
@@ -215,7 +215,9 @@ def test_speed_benchmark_times_both_variants_and_every_stage(trained_run, tmp_pa
         assert 0 < sum(stages.values()) <= variant["ms_p90"] * 1.5
     assert res["speedup"] > 0
     printed = capsys.readouterr().out
-    assert "| as loaded |" in printed and "| backbone.body |" in printed
+    assert "| as loaded |" in printed and "| backbone.body |" in printed and "| frames per second |" in printed
+    assert main(["benchmark", "speed", "--size", "640by480"]) != 0
+    assert "--size takes N or WxH" in capsys.readouterr().err
     assert main(["benchmark", "speed", "--images", str(tmp_path / "missing")]) != 0
     assert "no such file or folder" in capsys.readouterr().err
 

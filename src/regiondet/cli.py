@@ -17,7 +17,7 @@ import uvicorn
 
 from regiondet.benchmark.box_peers import PEERS as BOX_PEERS
 from regiondet.benchmark.boxes import format_box_table, run_box_benchmark
-from regiondet.benchmark.speed import format_speed, load_images, speed_benchmark
+from regiondet.benchmark.speed import format_speed, load_images, parse_size, speed_benchmark
 from regiondet.benchmark.text import format_table, run_text_benchmark
 from regiondet.benchmark.text_peers import PEERS
 from regiondet.config import load_config
@@ -226,7 +226,7 @@ def cmd_benchmark_boxes(a: argparse.Namespace) -> None:
 def cmd_benchmark_speed(a: argparse.Namespace) -> None:
     _threads(a.threads)
     paths = expand_images(a.images)
-    res = speed_benchmark(a.model, load_images(paths, a.size or None), a.runs, a.set)
+    res = speed_benchmark(a.model, load_images(paths, parse_size(a.size)), a.runs, a.set)
     res.update(model=a.model, size=a.size, images=len(paths), overrides=a.set)
     _save_json(a.json, res)
     print(format_speed(res))
@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs = b.add_parser("speed", help="latency of a model with and without each inference speed-up, per stage")
     bs.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")
     bs.add_argument("--images", nargs="+", default=["samples"], help="image files or folders")
-    bs.add_argument("--size", type=int, default=416, help="resize every image to size x size (0: keep)")
+    bs.add_argument("--size", default="416", help="resize every image to N x N or WxH, e.g. 640x480 (0: keep)")
     bs.add_argument("--runs", type=int, default=30)
     bs.add_argument("--threads", type=int, help="torch CPU threads")
     bs.add_argument("--json", help="write the figures here")

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from regiondet.data.images import load_upright
+from regiondet.errors import UserError
 from regiondet.inference.multiscale import run_scales
 from regiondet.inference.onnx_model import export_onnx
 from regiondet.inference.predictor import Detector, to_tensor
@@ -36,13 +37,22 @@ def _module(model: torch.nn.Module, path: str) -> torch.nn.Module | None:
     return model
 
 
-def load_images(paths: list[Path], size: int | None) -> list[torch.Tensor]:
-    """RGB tensors in [0, 1], resized to size x size when size is given."""
+def parse_size(text: str) -> tuple[int, int] | None:
+    """`--size`: "416" (416 x 416), "640x480" (a webcam frame, width x height), "0" (keep)."""
+    w, sep, h = str(text).lower().partition("x")
+    if not (w.isdigit() and (not sep or h.isdigit())):
+        raise UserError(f"--size takes N or WxH, e.g. 416 or 640x480 (got '{text}')")
+    size = (int(w), int(h) if sep else int(w))
+    return None if size == (0, 0) else size
+
+
+def load_images(paths: list[Path], size: tuple[int, int] | None) -> list[torch.Tensor]:
+    """RGB tensors in [0, 1], resized to `size` (width, height) when given."""
     out = []
     for p in paths:
         image = load_upright(p)
         if size:
-            image = image.resize((size, size), Image.BILINEAR)
+            image = image.resize(size, Image.BILINEAR)
         out.append(to_tensor(image))
     return out
 
@@ -128,9 +138,9 @@ def _time_onnx(model: str | Path, images: list[torch.Tensor], runs: int, overrid
 
 
 def format_speed(res: dict) -> str:
-    lines = ["| variant | median ms | p90 ms |", "|---|---|---|"]
+    lines = ["| variant | median ms | p90 ms | frames per second |", "|---|---|---|---|"]
     for name, r in res["variants"].items():
-        lines.append(f"| {name} | {r['ms_median']:.1f} | {r['ms_p90']:.1f} |")
+        lines.append(f"| {name} | {r['ms_median']:.1f} | {r['ms_p90']:.1f} | {1000 / r['ms_median']:.1f} |")
     lines += ["", f"as loaded: {res['speedup']:.2f}x faster than plain ({res['threads']} threads)", ""]
     stages = next(iter(res["variants"].values()))["stages_ms_median"]
     total = sum(stages.values())
