@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import onnx
+import pytest
 import torch
 
 from conftest import CAMERA_VALID, ICDAR
@@ -87,3 +88,21 @@ def test_text_model_exports_with_its_point_pairs(tmp_path, capsys):
     assert [len(p) for p in b.polygons] == [len(p) for p in a.polygons]  # the same pair counts
     for pa, pb in zip(a.polygons, b.polygons, strict=True):
         np.testing.assert_allclose(pb, pa, atol=0.5)
+
+
+def test_a_checkpoint_runs_in_onnx_runtime_exported_in_memory(trained_run, tmp_path, capsys):
+    """runtime="onnxruntime": the same detections as PyTorch, without a file written; "auto"
+    takes it for a box model."""
+    torch_det = Detector.load(trained_run / "best.pt", score=0.05)
+    ort_det = Detector.load(trained_run / "best.pt", score=0.05, runtime="onnxruntime")
+    assert ort_det.runtime == "onnxruntime" and torch_det.runtime == "torch"
+    assert Detector.load(trained_run / "best.pt", runtime="auto").runtime == "onnxruntime"
+    for path in sorted(CAMERA_VALID.glob("*.jpg"))[:3]:
+        a, b = torch_det.predict(path), ort_det.predict(path)
+        assert a.labels == b.labels
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=0.05)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+    assert not list(trained_run.glob("*.onnx")) and not list(tmp_path.iterdir())
+    with pytest.raises(SystemExit):
+        main(["detect", str(CAMERA_VALID), "--runtime", "tensorrt"])
+    assert "invalid choice: 'tensorrt'" in capsys.readouterr().err

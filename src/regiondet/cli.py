@@ -35,8 +35,8 @@ from regiondet.experiments.grid import cell_state, load_grid, run_grid
 from regiondet.experiments.report import write_report
 from regiondet.inference.detect import detect_inputs
 from regiondet.inference.export import export_model
-from regiondet.inference.predictor import Detector
-from regiondet.inference.sources import expand_images
+from regiondet.inference.predictor import RUNTIMES, Detector
+from regiondet.inference.sources import expand_images, is_video
 from regiondet.inference.video import parse_alert
 from regiondet.io import atomic_write_text
 from regiondet.models.anchor_fit import describe_spec
@@ -105,7 +105,10 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 def cmd_detect(a: argparse.Namespace) -> None:
     alert = parse_alert(a.alert) if a.alert else None
-    det = Detector.load(a.model or ("text" if a.task == "text" else DEFAULT_MODEL), score=a.score, overrides=a.set)
+    # videos and live sources run in ONNX Runtime when it is installed: more frames per second
+    runtime = a.runtime or ("auto" if any(is_video(p) for p in a.paths) else "torch")
+    name = a.model or ("text" if a.task == "text" else DEFAULT_MODEL)
+    det = Detector.load(name, score=a.score, overrides=a.set, runtime=runtime)
     out = Path(a.out) if a.out else None
     detect_inputs(det, a.paths, out, a.stride, a.buffered, a.recursive, alert)
 
@@ -236,7 +239,7 @@ def cmd_serve(a: argparse.Namespace) -> None:
     token = a.token or os.environ.get("REGIONDET_TOKEN") or None
     check_listen(a.host, token)
     _threads(a.threads)
-    app = create_app(Settings(a.model, token, a.max_upload_mb, a.queue, a.score, a.threads))
+    app = create_app(Settings(a.model, token, a.max_upload_mb, a.queue, a.score, a.threads, a.runtime))
     where = f"http://{'[' + a.host + ']' if ':' in a.host else a.host}:{a.port}/"
     print(f"regiondet: serving {a.model} on {where} (API docs: {where}docs); Ctrl-C stops", file=sys.stderr)
     uvicorn.run(app, host=a.host, port=a.port, access_log=False, log_level="warning")
@@ -297,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--recursive", "-r", action="store_true", help="also look in sub-folders")
     d.add_argument("--alert", metavar="K/N", help="videos: alert while K of the last N frames have a detection")
     d.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
+    d.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="torch, onnxruntime (exported in memory), auto (for videos and cameras: ONNX Runtime if installed)",
+    )
     d.set_defaults(func=cmd_detect)
 
     v = sub.add_parser("serve", help="an HTTP service and web page: images, videos and the webcam, live")
@@ -308,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload or frame accepted")
     v.add_argument("--queue", type=int, default=4, help="requests that may wait for the model (more get 503)")
     v.add_argument("--threads", type=int, help="torch CPU threads")
+    v.add_argument("--runtime", choices=RUNTIMES, default="auto", help="auto: ONNX Runtime for box models if installed")
     v.set_defaults(func=cmd_serve)
 
     x = sub.add_parser("export", help="a compact inference checkpoint (fp16), or an .onnx file for ONNX Runtime")

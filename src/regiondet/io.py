@@ -68,6 +68,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     _atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic(path, lambda f: f.write(data))
+
+
 def atomic_torch_save(path: Path, obj: Any) -> None:
     """torch.save, gzip-compressed when the name ends in .gz (fp16 weights shrink by ~9 %)."""
     if Path(path).name.endswith(".gz"):

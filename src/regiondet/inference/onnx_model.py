@@ -16,8 +16,9 @@ polygon NMS stays in Python (shapely), as for the PyTorch model.
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import torch
 
 from regiondet.config import Config, config_from_dict, inference_overrides
 from regiondet.errors import UserError
+from regiondet.io import atomic_write_bytes
 from regiondet.models.fold_bn import fold_batch_norms
 from regiondet.models.sizes import test_sizes
 
@@ -48,6 +50,11 @@ OUTSIDE_KEYS = (
 OUTPUTS = {"box": ("boxes", "labels", "scores"), "text": ("boxes", "scores", "labels", "keypoints", "num_pairs")}
 
 
+def onnx_available() -> bool:
+    """Both onnx (to export) and onnxruntime (to run) are installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
 def _require(name: str):
     try:
         return __import__(name)
@@ -55,23 +62,34 @@ def _require(name: str):
         raise UserError(f"ONNX needs the '{name}' package: pip install 'regiondet[onnx]'") from None
 
 
-def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, opset: int = 17) -> None:
-    """Trace the model on one image and write `path` (atomically) with config and score inside.
-    The model's batch norms are folded in place: pass a model you no longer train."""
+def onnx_bytes(model: torch.nn.Module, cfg: Config, score: float, opset: int = 17) -> bytes:
+    """The model traced on one image as an ONNX graph, config and score in its metadata, in
+    memory. The model's batch norms are folded in place: pass a model you no longer train."""
     onnx = _require("onnx")
     fold_batch_norms(model)  # frozen norms merged into their convolutions: fewer nodes
     side = test_sizes(cfg.model)[0]
     example = torch.rand(3, side, side)
-    part = path.with_name(f".{path.name}.part")
     outputs = OUTPUTS[cfg.model.task]
     axes = {"image": {1: "height", 2: "width"}, **{name: {0: "n"} for name in outputs}}
     # OnnxModel resizes before the graph, so the graph's own resize is left out: any size in
     model.transform.resize = lambda image, target=None: (image, target)
+    buffer = io.BytesIO()
     try:
-        _trace(model, example, part, outputs, axes, opset)
+        with warnings.catch_warnings():  # the tracer warns about every Python number it freezes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model.eval(),
+                ([example],),
+                buffer,
+                input_names=["image"],
+                output_names=list(outputs),
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+            )
     finally:
         del model.transform.resize  # the class's resize again
-    proto = onnx.load(str(part))
+    proto = onnx.load_from_string(buffer.getvalue())
     meta = {
         FORMAT_KEY: str(ONNX_FORMAT),
         CONFIG_KEY: json.dumps(cfg.to_dict()),
@@ -79,42 +97,29 @@ def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, o
         RESIZE_KEY: "outside",
     }
     onnx.helper.set_model_props(proto, meta)
-    onnx.save(proto, str(part))
-    os.replace(part, path)
+    return proto.SerializeToString()
 
 
-def _trace(model: torch.nn.Module, example: torch.Tensor, part: Path, outputs, axes: dict, opset: int) -> None:
-    try:
-        with warnings.catch_warnings():  # the tracer warns about every Python number it freezes
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model.eval(),
-                ([example],),
-                str(part),
-                input_names=["image"],
-                output_names=list(outputs),
-                dynamic_axes=axes,
-                opset_version=opset,
-                dynamo=False,
-            )
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
+def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, opset: int = 17) -> None:
+    """onnx_bytes written to `path` atomically."""
+    atomic_write_bytes(Path(path), onnx_bytes(model, cfg, score, opset))
 
 
 class OnnxModel:
     """Called like a torchvision detector in eval mode: a list of one (3, H, W) tensor in,
     a list of one dict of boxes / labels / scores (text: and keypoints / num_pairs) out."""
 
-    def __init__(self, path: Path, threads: int | None = None, overrides: list[str] | None = None):
+    def __init__(self, path: Path | bytes, threads: int | None = None, overrides: list[str] | None = None):
         ort = _require("onnxruntime")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            graph = path if isinstance(path, bytes) else str(path)
+            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files
             raise UserError(f"not a readable ONNX model ({str(e).splitlines()[0][:120]})", path) from None
+        path = "(in memory)" if isinstance(path, bytes) else path
         meta = self.session.get_modelmeta().custom_metadata_map
         if CONFIG_KEY not in meta:
             raise UserError("an ONNX model without regiondet's config: export it with `regiondet export`", path)

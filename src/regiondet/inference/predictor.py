@@ -17,12 +17,16 @@ from regiondet.data.point_pairs import pairs_to_polygon
 from regiondet.errors import UserError
 from regiondet.inference.multiscale import run_scales
 from regiondet.inference.nesting import nested_boxes
-from regiondet.inference.onnx_model import OnnxModel
+from regiondet.inference.onnx_model import OnnxModel, onnx_available, onnx_bytes
 from regiondet.inference.prediction import Prediction
 from regiondet.models.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.models.faster_rcnn import build_model
 from regiondet.models.fold_bn import fold_batch_norms
 from regiondet.models.zoo import resolve_model_path
+
+# Where a checkpoint runs: PyTorch, ONNX Runtime (exported in memory), or ONNX Runtime for box
+# models when it is installed (the live path's choice).
+RUNTIMES = ("torch", "onnxruntime", "auto")
 
 
 def model_from_checkpoint(path: Path, overrides: list[str] | None = None) -> tuple[torch.nn.Module, Config, dict]:
@@ -58,6 +62,7 @@ class Detector:
         self.classes = list(config.model.classes)
         self.score = score
         self.device = device
+        self.runtime = "onnxruntime" if isinstance(model, OnnxModel) else "torch"
 
     @classmethod
     def load(
@@ -68,20 +73,29 @@ class Detector:
         fold: bool = True,
         channels_last: bool = True,
         overrides: list[str] | None = None,
+        runtime: str = "torch",
     ) -> Detector:
         """A model by file or shipped name, made fast for inference: batch norms folded into their
         convolutions, and weights in channels-last layout (MobileNetV2's body runs about 2x faster
         on a CPU). The flags turn either off, to measure what it gives. `overrides`
-        (`model.key=value`) change inference settings such as the test proposal count."""
+        (`model.key=value`) change inference settings such as the test proposal count.
+        `runtime="onnxruntime"` exports a checkpoint to ONNX in memory and runs it in ONNX Runtime
+        (the same detections, faster on a CPU); "auto" does so for box models when onnx and
+        onnxruntime are installed, else stays with PyTorch."""
+        if runtime not in RUNTIMES:
+            raise UserError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}")
         path = resolve_model_path(path_or_name)
         if path.suffix.lower() == ".onnx":
             return cls._load_onnx(path, score, device, overrides)
         model, cfg, ckpt = model_from_checkpoint(path, overrides)
+        default = float(ckpt.get("default_score", cfg.train.eval_score))
+        if runtime == "onnxruntime" or (runtime == "auto" and cfg.model.task == "box" and onnx_available()):
+            graph = OnnxModel(onnx_bytes(model, cfg, default))
+            return cls(graph, graph.config, default if score is None else score, device)
         if fold:
             fold_batch_norms(model)  # inference only: norms merged into their convolutions
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        default = float(ckpt.get("default_score", cfg.train.eval_score))
         return cls(model, cfg, default if score is None else score, device)
 
     @classmethod

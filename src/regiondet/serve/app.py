@@ -53,6 +53,7 @@ class Settings:
     queue: int = 4  # requests that may wait for the model; more get 503
     score: float | None = None  # default score (else each model's own)
     threads: int | None = None
+    runtime: str = "auto"  # ONNX Runtime for box models when installed (Detector.load)
 
 
 @dataclass
@@ -83,7 +84,7 @@ class Worker:
         if name not in {m["name"] for m in self.available()}:
             raise ApiError(404, f"no model '{name}' here (GET /v1/models lists them)")
         if name not in self.detectors:
-            self.detectors[name] = Detector.load(name, score=self.settings.score)
+            self.detectors[name] = Detector.load(name, score=self.settings.score, runtime=self.settings.runtime)
         return self.detectors[name]
 
     async def run(self, fn, *args):
@@ -181,7 +182,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/healthz", summary="Liveness: the service answers and its default model is loaded")
     async def healthz() -> dict:
-        return {"status": "ok", "model": settings.model, "version": __version__, "waiting": worker.waiting}
+        default = worker.detector(None)
+        return {
+            "status": "ok",
+            "model": settings.model,
+            "runtime": default.runtime,
+            "version": __version__,
+            "waiting": worker.waiting,
+        }
 
     @app.get("/v1/models", summary="The models a request may name")
     async def models() -> dict:
