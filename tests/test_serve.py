@@ -161,8 +161,14 @@ def test_a_token_guards_every_request_and_the_network_needs_one(capsys):
 
 
 def test_live_frames_raise_an_alert_while_a_phone_is_in_view_and_drop_it_after(client):
-    """Real frames: five phone photos, then five street scenes; K/N = 2/3."""
-    phones = [jpeg(p) for p in sorted(PHONES.glob("*.jpg"))[:5]]
+    """Real frames: a phone photo drifting over five frames, then five street scenes; K/N = 2/3.
+    The phone is one track: its alert starts at its second frame and ends in the streets."""
+    photo = Image.open(sorted(PHONES.glob("*.jpg"))[0]).convert("RGB").resize((416, 416))
+    phones = []
+    for i in range(5):
+        buf = io.BytesIO()
+        photo.crop((8 * i, 0, 8 * i + 384, 384)).save(buf, "JPEG", quality=85)
+        phones.append(buf.getvalue())
     streets = [jpeg(p) for p in sorted((ICDAR / "images").glob("*.jpg"))[:5]]
     replies = []
     with client.websocket_connect("/v1/live?alert=2/3&score=0.5") as ws:
@@ -170,10 +176,13 @@ def test_live_frames_raise_an_alert_while_a_phone_is_in_view_and_drop_it_after(c
             ws.send_bytes(frame)
             replies.append(ws.receive_json())
     assert [r["frame"] for r in replies] == list(range(10)) and all(r["dropped"] == 0 for r in replies)
-    assert any(r["alert"] for r in replies[:5]) and not replies[-1]["alert"]
+    assert [r["alert"] for r in replies] == [False] + [True] * 5 + [False] * 4
+    assert all(len(r["tracks"]) == len(r["boxes"]) for r in replies)
     events = [e for r in replies for e in r["events"]]
-    assert [e["event"] for e in events] == ["alert_start", "alert_end"], events
-    assert events[0]["frame"] < 5 <= events[1]["frame"]
+    assert [(e["event"], e["track"], e["label"], e["frame"]) for e in events] == [
+        ("alert_start", 1, "phone", 1),
+        ("alert_end", 1, "phone", 6),
+    ]
 
 
 def test_live_works_on_the_newest_frame_never_a_backlog(client):

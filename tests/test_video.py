@@ -87,31 +87,42 @@ def test_corrupt_video_is_skipped_and_sub_folders_need_recursive(trained_run, tm
     assert "--stride" in capsys.readouterr().err
 
 
-def test_alert_needs_k_of_the_last_n_frames(trained_run, tmp_path, capsys):
-    from regiondet.inference.video import Alert
+def phone_then_streets(path: Path, phone_frames: int = 5, street_frames: int = 4, fps: float = 5.0) -> None:
+    """An .mp4 of a real phone photo drifting across 5 frames, then real street scenes."""
+    photo = Image.open(sorted((DATA / "phone-photos" / "cellphone" / "test" / "images").glob("*.jpg"))[0])
+    photo = photo.convert("RGB").resize((416, 416))
+    frames = [np.asarray(photo.crop((8 * i, 0, 8 * i + 384, 384)).resize((320, 320))) for i in range(phone_frames)]
+    streets = sorted((DATA / "icdar2015" / "images").glob("*.jpg"))[:street_frames]
+    frames += [np.asarray(Image.open(f).convert("RGB").resize((320, 320))) for f in streets]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (320, 320))
+    for f in frames:
+        writer.write(np.ascontiguousarray(f[:, :, ::-1]))
+    writer.release()
 
-    alarm = Alert(2, 3)
-    assert [alarm.update(f) for f in (True, False, True, True, False, False, True)] == [
-        False,
-        False,
-        True,
-        True,
-        True,
-        False,
-        False,
-    ]
+
+def test_the_alert_follows_one_tracked_phone_and_its_events_are_written(tmp_path, capsys):
+    """The shipped model on real frames: the phone is one track; its alert starts at its second
+    frame (2/3) and ends once two of its last three frames miss it; --events gets both."""
     video = tmp_path / "clip.mp4"
-    webcam_video(video, count=4)
-    model = str(trained_run / "best.pt")
-    every_box = ["--score", "0", "--set", "model.box_score_thresh=0"]  # an untrained model still finds something
-    assert main(["detect", str(video), "--model", model, *every_box, "--alert", "2/3"]) == 0
+    phone_then_streets(video)
+    events = tmp_path / "events.jsonl"
+    assert main(["detect", str(video), "--alert", "2/3", "--events", str(events), "--runtime", "torch"]) == 0
     printed = capsys.readouterr()
     lines = json_lines(printed.out)
-    assert all(x["scores"] for x in lines)
-    assert [x["alert"] for x in lines] == [False, True, True, True]
-    assert printed.err.count("alert at frame 1 (0.2 s)") == 1
+    assert [x["alert"] for x in lines] == [False, True, True, True, True, True, False, False, False]
+    tracks = {t for x in lines[:5] for t, label in zip(x["tracks"], x["labels"], strict=True) if label == "phone"}
+    assert tracks == {1}  # the same phone all along
+    written = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(e["event"], e["track"], e["label"], e["frame"]) for e in written] == [
+        ("alert_start", 1, "phone", 1),
+        ("alert_end", 1, "phone", 6),
+    ]
+    assert written[1]["first_time_s"] == 0 and written[1]["last_time_s"] == 0.8 and written[1]["file"] == str(video)
+    assert printed.err.count("regiondet: alert: phone (track 1) at frame 1 (0.2 s)") == 1
+    assert main(["detect", str(video), "--alert", "2/3", "--events", str(events), "--runtime", "torch"]) == 0
+    assert len(events.read_text().splitlines()) == 4  # appended, the first run's lines kept
     for bad in ("3", "4/3", "0/2", "a/b"):
-        assert main(["detect", str(video), "--model", model, "--alert", bad]) != 0
+        assert main(["detect", str(video), "--alert", bad]) != 0
         assert "--alert" in capsys.readouterr().err
 
 

@@ -104,13 +104,15 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 
 def cmd_detect(a: argparse.Namespace) -> None:
-    alert = parse_alert(a.alert) if a.alert else None
+    alert = parse_alert(a.alert) if a.alert else ((3, 5) if a.events else None)
     # videos and live sources run in ONNX Runtime when it is installed: more frames per second
     runtime = a.runtime or ("auto" if any(is_video(p) for p in a.paths) else "torch")
     name = a.model or ("text" if a.task == "text" else DEFAULT_MODEL)
     det = Detector.load(name, score=a.score, overrides=a.set, runtime=runtime)
     out = Path(a.out) if a.out else None
-    detect_inputs(det, a.paths, out, a.stride, a.buffered, a.recursive, alert)
+    detect_inputs(
+        det, a.paths, out, a.stride, a.buffered, a.recursive, alert, events=Path(a.events) if a.events else None
+    )
 
 
 def cmd_export(a: argparse.Namespace) -> None:
@@ -298,7 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="cameras and streams: detect on every frame in turn, even falling behind (default: the newest frame)",
     )
     d.add_argument("--recursive", "-r", action="store_true", help="also look in sub-folders")
-    d.add_argument("--alert", metavar="K/N", help="videos: alert while K of the last N frames have a detection")
+    d.add_argument(
+        "--alert", metavar="K/N", help="videos, cameras: alert per tracked lens seen in K of its last N frames"
+    )
+    d.add_argument(
+        "--events", metavar="FILE.jsonl", help="append each alert_start / alert_end here (implies --alert 3/5)"
+    )
     d.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     d.add_argument(
         "--runtime",

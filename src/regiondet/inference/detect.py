@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from regiondet.data.images import load_upright
@@ -29,14 +30,32 @@ def detect_inputs(
     recursive: bool = False,
     alert: tuple[int, int] | None = None,
     emit: Callable[[str], None] = _print_line,
+    events: Path | None = None,
 ) -> int:
     """Detect on every input; returns how many could not be read. A file that cannot be read is
     skipped with a one-line note, so one bad file in a folder does not stop the others; if none
-    can be read, that is an error."""
+    can be read, that is an error. With `events`, each alert_start / alert_end of the videos and
+    live sources is appended to that file as a JSON line the moment it happens."""
     items = expand_inputs(paths, recursive=recursive)
     if not items:
         raise UserError(f"no images or videos found in {', '.join(paths)}")
     check_live_stride([f for f, _ in items], stride, buffered)
+    failed = 0
+    with ExitStack() as stack:
+        sink = stack.enter_context(open(events, "a", encoding="utf-8")) if events else None
+
+        def on_event(event: dict) -> None:
+            if sink is not None:
+                sink.write(json.dumps(event) + "\n")
+                sink.flush()
+
+        failed = _detect_items(det, items, out, stride, buffered, alert, emit, on_event)
+    if failed == len(items):
+        raise UserError("no image or video could be read")
+    return failed
+
+
+def _detect_items(det, items, out, stride, buffered, alert, emit, on_event) -> int:
     failed = 0
     for f, name in items:
         target = out / name.parent if out else None
@@ -44,7 +63,7 @@ def detect_inputs(
             target.mkdir(parents=True, exist_ok=True)
         try:
             if is_video(f):
-                detect_video(det, f, target, stride, emit, alert, buffered, name=name.name)
+                detect_video(det, f, target, stride, emit, alert, buffered, name=name.name, on_event=on_event)
                 continue
             image = load_upright(Path(f))
         except UserError as e:
@@ -55,6 +74,4 @@ def detect_inputs(
         emit(json.dumps({"file": str(f), **pred.to_json()}))
         if target:
             draw_prediction(image, pred, det.classes).save(target / f"{name.name}.jpg", quality=90)
-    if failed == len(items):
-        raise UserError("no image or video could be read")
     return failed

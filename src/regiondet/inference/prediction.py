@@ -25,6 +25,18 @@ class Prediction:
     class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     polygons: list[np.ndarray] | None = None  # text models: (2k, 2) outlines, top edge then bottom
 
+    def above(self, score: float) -> Prediction:
+        """The detections at `score` or above (the order is kept: best first)."""
+        keep = np.flatnonzero(np.asarray(self.scores) >= score)
+        return Prediction(
+            self.boxes[keep],
+            [self.labels[i] for i in keep],
+            self.scores[keep],
+            self.seconds,
+            self.class_ids[keep] if len(self.class_ids) == len(self.scores) else self.class_ids,
+            None if self.polygons is None else [self.polygons[i] for i in keep],
+        )
+
     def to_json(self) -> dict:
         """boxes, labels, scores (polygons for text models) and ms: what detect prints per image."""
         out = {

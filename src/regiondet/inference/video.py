@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,8 +20,10 @@ from PIL import Image
 
 from regiondet.errors import UserError
 from regiondet.inference.draw import draw_prediction
+from regiondet.inference.prediction import Prediction
 from regiondet.inference.predictor import Detector
 from regiondet.inference.sources import cv2_module, open_frames, output_name
+from regiondet.inference.tracking import AlertTracker
 
 
 class VideoWriter:
@@ -51,18 +52,6 @@ class VideoWriter:
             self.writer = None
 
 
-class Alert:
-    """On when at least k of the last n processed frames had a detection: one frame is noise,
-    a lens held towards the wearer stays in view."""
-
-    def __init__(self, k: int, n: int):
-        self.k, self.seen = k, deque(maxlen=n)
-
-    def update(self, found: bool) -> bool:
-        self.seen.append(found)
-        return sum(self.seen) >= self.k
-
-
 def parse_alert(text: str) -> tuple[int, int]:
     k, sep, n = text.partition("/")
     if not (sep and k.isdigit() and n.isdigit()):
@@ -70,6 +59,34 @@ def parse_alert(text: str) -> tuple[int, int]:
     if not 1 <= int(k) <= int(n):
         raise UserError(f"--alert K/N needs 1 <= K <= N (got '{text}')")
     return int(k), int(n)
+
+
+def track_frame(
+    detector: Detector,
+    tracker: AlertTracker,
+    frame: np.ndarray | Image.Image,
+    index: int,
+    seconds: float,
+    score: float | None = None,
+) -> tuple[Prediction, dict]:
+    """Detect on one frame of a stream and follow its lenses: (the detections at the detector's
+    score, the line's tracking fields: `tracks` (each detection's track id), `alert`, `events`).
+    Weaker detections, down to the tracker's `low`, only keep existing tracks alive. `score`
+    replaces the detector's own."""
+    score = detector.score if score is None else score
+    found = detector.predict(frame, score=min(tracker.low, score))
+    ids, events = tracker.update(found.boxes, found.scores, found.labels, index, seconds)
+    keep = np.asarray(found.scores) >= score
+    fields = {"tracks": [i for i, k in zip(ids, keep, strict=True) if k], "alert": tracker.alert}
+    if events:
+        fields["events"] = events
+    return found.above(score), fields
+
+
+def new_tracker(detector: Detector, alert: tuple[int, int], score: float | None = None) -> AlertTracker:
+    """A tracker whose confident detections are the detector's (at its score, or `score`), K/N per track."""
+    score = detector.score if score is None else score
+    return AlertTracker(alert[0], alert[1], high=score, low=min(0.1, score))
 
 
 def detect_video(
@@ -81,30 +98,32 @@ def detect_video(
     alert: tuple[int, int] | None = None,
     buffered: bool = False,
     name: str | None = None,
+    on_event: Callable[[dict], None] | None = None,
 ) -> int:
     """Run the detector on every `stride`-th frame of a file (of a live source: on the newest
     frame each time it is ready, unless `buffered`): one JSON line each, and with `out` the
     drawn frames as out/<name>.mp4 at the source's rate divided by stride, a drawn frame held
     over the frames skipped after it so the video keeps real time. With `alert` (k, n) each
-    line says whether k of the last n frames had a detection, and stderr notes each start of
-    an alert. Returns frames done."""
-    alarm, was_on = (Alert(*alert) if alert else None), False
+    object is tracked and alerts while k of its last n frames had it: each line gives the
+    detections' track ids and whether an alert is on, `on_event` gets each alert_start and
+    alert_end (stderr notes each start). Returns frames done."""
+    tracker = new_tracker(detector, alert) if alert else None
     frames = open_frames(source, stride, buffered)
     writer, held, last = None, None, None
     if out is not None:
         writer = VideoWriter(out / f"{name or output_name(source)}.mp4", frames.fps / stride)
     done = 0
     try:
+        index, seconds = -1, 0.0
         for index, seconds, frame in frames:
-            pred = detector.predict(frame)
+            if tracker is None:
+                pred, fields = detector.predict(frame), {}
+            else:
+                pred, fields = track_frame(detector, tracker, frame, index, seconds)
+                _announce(fields.get("events", []), source, on_event)
             line = {"file": str(source), "frame": index, "time_s": round(seconds, 3), **pred.to_json()}
             ms = line.pop("ms")
-            if alarm is not None:
-                line["alert"] = on = alarm.update(len(pred.scores) > 0)
-                if on and not was_on:
-                    print(f"regiondet: alert at frame {index} ({seconds:.1f} s) of {source}", file=sys.stderr)
-                was_on = on
-            emit(json.dumps({**line, "ms": ms}))
+            emit(json.dumps({**line, **fields, "ms": ms}))
             if writer is not None:
                 for _ in range((index - last) // stride - 1 if last is not None else 0):
                     writer.write(held)  # the frames skipped while detecting: hold the last drawn one
@@ -117,4 +136,15 @@ def detect_video(
     finally:
         if writer is not None:
             writer.close()
+        if tracker is not None:  # alerts still on end with the stream
+            _announce(tracker.close(index, seconds), source, on_event)
     return done
+
+
+def _announce(events: list[dict], source: str | Path, on_event: Callable[[dict], None] | None) -> None:
+    for e in events:
+        if e["event"] == "alert_start":
+            where = f"frame {e['frame']} ({e['time_s']:.1f} s)"
+            print(f"regiondet: alert: {e['label']} (track {e['track']}) at {where} of {source}", file=sys.stderr)
+        if on_event is not None:
+            on_event({"file": str(source), **e})

@@ -27,7 +27,8 @@ from regiondet import __version__
 from regiondet.data.images import MAX_PIXELS, decode_upright
 from regiondet.errors import UserError
 from regiondet.inference.predictor import Detector
-from regiondet.inference.video import Alert, parse_alert
+from regiondet.inference.tracking import AlertTracker
+from regiondet.inference.video import new_tracker, parse_alert, track_frame
 from regiondet.models.zoo import MODELS, shipped_path
 
 MB = 1024 * 1024
@@ -231,7 +232,7 @@ def create_app(settings: Settings) -> FastAPI:
             await ws.send_json({"error": e.message if isinstance(e, ApiError) else str(e)})
             await ws.close(code=4400)
             return
-        await _live_loop(ws, worker, det, score, Alert(k, n), limit)
+        await _live_loop(ws, worker, det, score, new_tracker(det, (k, n), score), limit)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -255,9 +256,21 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _live_loop(ws: WebSocket, worker: Worker, det: Detector, score: float | None, alarm: Alert, limit: int):
+def track_bytes(
+    det: Detector, tracker: AlertTracker, data: bytes, index: int, seconds: float, score: float | None
+) -> dict:
+    """One live frame: detect's JSON, the image's size, each detection's track id, the alert."""
+    image = decode_upright(data, f"frame {index}")
+    pred, fields = track_frame(det, tracker, image, index, seconds, score)
+    return {"width": image.width, "height": image.height, **pred.to_json(), **fields}
+
+
+async def _live_loop(
+    ws: WebSocket, worker: Worker, det: Detector, score: float | None, tracker: AlertTracker, limit: int
+):
     """Receive frames into a one-frame slot (a newer frame replaces one not yet taken) while
-    detecting on the slot's frame whenever it changes; events mark where an alert starts and ends."""
+    detecting on the slot's frame whenever it changes; each lens is tracked and its alert's
+    start and end sent as events."""
     slot: dict = {"frame": None, "index": -1, "dropped": 0}
     ready = asyncio.Event()
     closed = asyncio.Event()
@@ -281,7 +294,6 @@ async def _live_loop(ws: WebSocket, worker: Worker, det: Detector, score: float 
             ready.set()
 
     receiver = asyncio.create_task(receive())
-    was_on = False
     try:
         while True:
             await ready.wait()
@@ -296,23 +308,15 @@ async def _live_loop(ws: WebSocket, worker: Worker, det: Detector, score: float 
             try:
                 if not data:
                     raise UserError(f"frame over the limit of {limit / MB:.0f} MB")
-                result = await worker.run(detect_bytes, det, data, f"frame {index}", score)
+                result = await worker.run(track_bytes, det, tracker, data, index, seconds, score)
             except Busy:
                 await ws.send_json({"frame": index, "error": "busy", "dropped": dropped})
                 continue
             except UserError as e:
                 await ws.send_json({"frame": index, "error": str(e), "dropped": dropped})
                 continue
-            on = alarm.update(len(result["scores"]) > 0)
-            events = []
-            if on != was_on:
-                events.append({"event": "alert_start" if on else "alert_end", "frame": index, "time_s": seconds})
-            was_on = on
-            await ws.send_text(
-                json.dumps(
-                    {"frame": index, "time_s": seconds, "dropped": dropped, **result, "alert": on, "events": events}
-                )
-            )
+            result.setdefault("events", [])
+            await ws.send_text(json.dumps({"frame": index, "time_s": seconds, "dropped": dropped, **result}))
     except WebSocketDisconnect:
         pass
     finally:

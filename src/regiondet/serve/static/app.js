@@ -73,7 +73,9 @@ function timeline(events) {
   for (const e of events || []) {
     const li = document.createElement("li");
     li.className = e.event;
-    li.textContent = `${e.event === "alert_start" ? "lens in view" : "lens gone"} at ${e.time_s.toFixed(1)} s (frame ${e.frame})`;
+    const what = e.event === "alert_start" ? `lens in view: ${e.label} #${e.track}` : `lens gone: ${e.label} #${e.track}`;
+    const best = e.event === "alert_end" ? `, best score ${e.best_score.toFixed(2)}` : "";
+    li.textContent = `${what} at ${e.time_s.toFixed(1)} s (frame ${e.frame}${best})`;
     $("timeline").prepend(li);
   }
 }

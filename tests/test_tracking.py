@@ -1,0 +1,66 @@
+"""The per-lens alert: ByteTrack's two-stage association and the K-of-N rule per track."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from regiondet.inference.tracking import AlertTracker
+
+A = [100, 100, 160, 200]  # a phone on the left
+B = [400, 120, 470, 230]  # a camera on the right
+
+
+def run(tracker: AlertTracker, frames: list[list[tuple[list[float], float, str]]]) -> tuple[list, list]:
+    ids, events = [], []
+    for i, dets in enumerate(frames):
+        boxes = np.array([d[0] for d in dets], np.float32).reshape(-1, 4)
+        got, ev = tracker.update(boxes, np.array([d[1] for d in dets]), [d[2] for d in dets], i, i / 10)
+        ids.append(got)
+        events += ev
+    return ids, events
+
+
+def shifted(box: list[float], dx: float) -> list[float]:
+    return [box[0] + dx, box[1], box[2] + dx, box[3]]
+
+
+def test_a_weak_frame_keeps_the_track_and_a_new_label_is_the_same_lens():
+    tracker = AlertTracker(k=3, n=5, high=0.5, low=0.1)
+    frames = [
+        [(shifted(A, 5 * i), s, lab)]
+        for i, (s, lab) in enumerate([(0.9, "phone"), (0.3, "phone"), (0.8, "camera"), (0.95, "phone")])
+    ]
+    ids, events = run(tracker, frames)
+    assert ids == [[1], [1], [1], [1]]  # the 0.3 frame matched in the second stage; the label change kept it
+    assert [(e["event"], e["frame"], e["label"]) for e in events] == [("alert_start", 2, "phone")]
+    assert events[0]["best_score"] == 0.9 and events[0]["first_time_s"] == 0.0
+
+
+def test_two_lenses_two_tracks_and_a_one_frame_blip_raises_nothing():
+    tracker = AlertTracker(k=2, n=3, high=0.5, low=0.1, max_misses=3)
+    frames = [
+        [(A, 0.9, "phone")],
+        [(A, 0.9, "phone"), (B, 0.7, "camera")],
+        [(A, 0.9, "phone"), (B, 0.8, "camera")],
+        [(A, 0.9, "phone"), ([700, 50, 720, 80], 0.6, "phone")],  # a blip, once
+        [(A, 0.9, "phone")],
+        [(A, 0.9, "phone")],
+        [(A, 0.9, "phone")],
+    ]
+    ids, events = run(tracker, frames)
+    assert ids[1] == [1, 2] and ids[3] == [1, 3]
+    assert [(e["event"], e["track"], e["frame"]) for e in events] == [
+        ("alert_start", 1, 1),
+        ("alert_start", 2, 2),
+        ("alert_end", 2, 4),  # two of its last three frames without it
+    ]
+    assert tracker.alert and [t.id for t in tracker.tracks] == [1]  # 2 and 3 dropped after 3 misses
+    ended = tracker.close(7, 0.7)
+    assert [(e["event"], e["track"], e["last_time_s"]) for e in ended] == [("alert_end", 1, 0.6)]
+    assert not tracker.alert
+
+
+def test_weak_detections_alone_never_start_a_track():
+    tracker = AlertTracker(k=1, n=1, high=0.5, low=0.1)
+    ids, events = run(tracker, [[(A, 0.3, "phone")], [(A, 0.4, "phone")]])
+    assert ids == [[0], [0]] and events == [] and not tracker.tracks
