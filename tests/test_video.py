@@ -196,3 +196,19 @@ def test_truncated_video_says_how_many_frames_it_gave_and_library_noise_is_silen
     assert main(["--quiet", "detect", str(tmp_path / "cut.mp4"), "--model", model]) == 2
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "cut.mp4" in err[0] and all(line.startswith("regiondet:") for line in err)
+
+
+def test_benchmark_alerts_on_clips_made_from_real_photos(tmp_path, capsys):
+    """Three phone photos between street scenes: each alerts while its phone is in view, never
+    before the K-th frame of it."""
+    out = tmp_path / "alerts.json"
+    phones = "yolo:" + str(DATA / "phone-photos" / "cellphone" / "data.yaml") + ":test?labels=phone&limit=3"
+    streets = f"icdar2015:{DATA / 'icdar2015'}?part=holdout&fraction=0.2&seed=0&limit=3"
+    argv = ["--quiet", "benchmark", "alerts", "--lens", phones, "--negatives", streets, "--alert", "3/5"]
+    assert main([*argv, "--runtime", "torch", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["lens_clips"] == 3 and res["lens_clips_alerted"] == 3
+    assert res["frames_to_alert_median"] >= 2  # 3 of 5: the third frame with the lens at the earliest
+    assert res["lens_free_clips"] == 1 and res["lens_free_minutes"] == 30 / 10 / 60
+    assert res["alerts_per_lens_free_minute"] == res["alerts_without_lens"] / res["lens_free_minutes"]
+    assert "| lens clips with an alert while the lens is in view | 3 of 3 |" in capsys.readouterr().out

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import uvicorn
 
+from regiondet.benchmark.alerts import format_alerts, run_alert_benchmark
 from regiondet.benchmark.box_peers import PEERS as BOX_PEERS
 from regiondet.benchmark.boxes import format_box_table, run_box_benchmark
 from regiondet.benchmark.speed import format_speed, load_images, parse_size, speed_benchmark
@@ -228,6 +229,18 @@ def cmd_benchmark_boxes(a: argparse.Namespace) -> None:
     print(format_box_table(rows))
 
 
+def cmd_benchmark_alerts(a: argparse.Namespace) -> None:
+    _threads(a.threads)
+    det = Detector.load(a.model, a.score, runtime=a.runtime)
+    lens, negatives = load_eval_sets(det, a.lens, a.negatives, _class_map(a.class_map))
+    if not negatives:
+        raise UserError("--negatives: object-free scenes are needed between and without the lenses")
+    res = run_alert_benchmark(det, lens, negatives, parse_alert(a.alert), fps=a.fps, progress=not a.quiet)
+    res.update(model=a.model, runtime=det.runtime, lens_data=a.lens, negatives_data=a.negatives)
+    _save_json(a.json, res)
+    print(format_alerts(res))
+
+
 def cmd_benchmark_speed(a: argparse.Namespace) -> None:
     _threads(a.threads)
     paths = expand_images(a.images)
@@ -373,6 +386,19 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--json", help="write all figures here")
     bb.add_argument("--markdown", help="write the table here")
     bb.set_defaults(func=cmd_benchmark_boxes)
+
+    ba = b.add_parser("alerts", help="the live alert on clips made from photos: frames to alert, alerts without a lens")
+    ba.add_argument("--lens", action="append", required=True, metavar="SPEC", help="labelled photos of lenses")
+    ba.add_argument("--negatives", action="append", required=True, metavar="SPEC", help="object-free scenes")
+    ba.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")
+    ba.add_argument("--alert", default="3/5", metavar="K/N", help="the alert rule per tracked lens")
+    ba.add_argument("--fps", type=float, default=10.0, help="frames per second the clips stand for")
+    ba.add_argument("--score", type=float, help="score of a confident detection (default: the model's)")
+    ba.add_argument("--class-map", action="append", default=[], metavar="SOURCE=CLASS", help="as in evaluate")
+    ba.add_argument("--runtime", choices=RUNTIMES, default="auto", help="as in detect")
+    ba.add_argument("--threads", type=int, help="CPU threads")
+    ba.add_argument("--json", help="write the figures here")
+    ba.set_defaults(func=cmd_benchmark_alerts)
 
     bs = b.add_parser("speed", help="latency of a model with and without each inference speed-up, per stage")
     bs.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")

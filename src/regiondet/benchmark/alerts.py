@@ -1,0 +1,122 @@
+"""How the live alert behaves: how many frames after a lens comes into view the alert starts,
+and how many alerts frames without a lens raise.
+
+There is no labelled video of lenses pointed at a camera here, so the clips are made from
+labelled photos the way a phone held up moves: each lens photo drifts and zooms slowly over
+`lens_frames` frames, between stretches of object-free scenes (also drifting). Every frame
+goes through the same path as `regiondet detect VIDEO --alert K/N` (track_frame).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from regiondet.data.images import load_upright
+from regiondet.data.sample import Sample
+from regiondet.inference.predictor import Detector
+from regiondet.inference.video import new_tracker, track_frame
+
+SIDE = 416  # frames are SIDE x SIDE
+
+
+def drift(image: Image.Image, frames: int, seed: int) -> Iterator[Image.Image]:
+    """`frames` views of an image: a window of 85-100 % of its shorter side panning and
+    zooming slowly, as a hand-held camera sees a still scene."""
+    rng = np.random.default_rng(seed)
+    side = min(image.size)
+    start, end = rng.uniform(0.85, 1.0, 2)
+    for i in range(frames):
+        t = i / max(frames - 1, 1)
+        w = side * (start + (end - start) * t)
+        left = (image.width - w) * (0.5 + 0.4 * np.sin(2 * np.pi * t + seed) / 2)
+        top = (image.height - w) * (0.5 + 0.4 * np.cos(2 * np.pi * t + seed) / 2)
+        yield image.crop((int(left), int(top), int(left + w), int(top + w))).resize((SIDE, SIDE))
+
+
+def run_alert_benchmark(
+    detector: Detector,
+    lens: list[Sample],
+    negatives: list[Sample],
+    alert: tuple[int, int],
+    lens_frames: int = 20,
+    gap_frames: int = 10,
+    negative_frames: int = 30,
+    fps: float = 10.0,
+    progress: bool = True,
+) -> dict:
+    """Lens clips (gap, lens, gap) and lens-free clips; returns the figures and the raw counts."""
+    if not negatives:
+        raise ValueError("object-free scenes are needed between and without the lenses")
+    delays, missed, false_in_lens_clips, ms = [], 0, 0, []
+    clips = [s for s in lens if (~s.ignore).any()]
+    for c, sample in enumerate(tqdm(clips, desc="lens clips", disable=not progress, leave=False)):
+        before, after = negatives[c % len(negatives)], negatives[(c + 1) % len(negatives)]
+        frames = [*drift(load_upright(before.path), gap_frames, c)]
+        frames += drift(load_upright(sample.path), lens_frames, c)
+        frames += drift(load_upright(after.path), gap_frames, c + 1)
+        starts, times = _alert_starts(detector, alert, frames, fps)
+        ms += times
+        inside = [f for f in starts if gap_frames <= f < gap_frames + lens_frames]
+        # an alert before the lens, or after it left and its track's window emptied, is false
+        outside = [f for f in starts if f < gap_frames or f >= gap_frames + lens_frames + alert[1]]
+        false_in_lens_clips += len(outside)
+        if inside:
+            delays.append(inside[0] - gap_frames)
+        else:
+            missed += 1
+    alerts_without_lens, negative_clips = 0, 0
+    for c in tqdm(range(0, len(negatives), 3), desc="lens-free clips", disable=not progress, leave=False):
+        scenes = negatives[c : c + 3]
+        frames = [f for i, s in enumerate(scenes) for f in drift(load_upright(s.path), negative_frames // 3, c + i)]
+        starts, times = _alert_starts(detector, alert, frames, fps)
+        ms += times
+        alerts_without_lens += len(starts)
+        negative_clips += 1
+    minutes = negative_clips * negative_frames / fps / 60
+    return {
+        "alert": f"{alert[0]}/{alert[1]}",
+        "fps": fps,
+        "lens_clips": len(clips),
+        "lens_clips_alerted": len(clips) - missed,
+        "frames_to_alert_median": float(np.median(delays)) if delays else None,
+        "frames_to_alert_p90": float(np.percentile(delays, 90)) if delays else None,
+        "false_alerts_in_lens_clips": false_in_lens_clips,
+        "lens_free_clips": negative_clips,
+        "lens_free_minutes": minutes,
+        "alerts_without_lens": alerts_without_lens,
+        "alerts_per_lens_free_minute": alerts_without_lens / minutes if minutes else None,
+        "ms_per_frame_median": float(np.median(ms)) if ms else None,
+    }
+
+
+def _alert_starts(
+    detector: Detector, alert: tuple[int, int], frames: list[Image.Image], fps: float
+) -> tuple[list[int], list[float]]:
+    """Frame indices where an alert started, and ms per frame."""
+    tracker = new_tracker(detector, alert)
+    starts, ms = [], []
+    for i, frame in enumerate(frames):
+        pred, fields = track_frame(detector, tracker, frame, i, i / fps)
+        ms.append(pred.seconds * 1000)
+        starts += [e["frame"] for e in fields.get("events", []) if e["event"] == "alert_start"]
+    return starts, ms
+
+
+def format_alerts(res: dict) -> str:
+    delay = res["frames_to_alert_median"]
+    lines = [
+        f"| alert {res['alert']} at {res['fps']:g} fps | value |",
+        "|---|---|",
+        f"| lens clips with an alert while the lens is in view | {res['lens_clips_alerted']} of {res['lens_clips']} |",
+        f"| frames from the lens coming into view to the alert, median / p90 | "
+        f"{delay if delay is not None else '-'} / {res['frames_to_alert_p90'] if delay is not None else '-'} |",
+        f"| alerts without a lens in view, in the lens clips | {res['false_alerts_in_lens_clips']} |",
+        f"| alerts in {res['lens_free_clips']} lens-free clips ({res['lens_free_minutes']:.1f} min at this rate) | "
+        f"{res['alerts_without_lens']} |",
+        f"| ms per frame, median | {res['ms_per_frame_median']:.0f} |",
+    ]
+    return "\n".join(lines)
