@@ -111,9 +111,8 @@ def cmd_detect(a: argparse.Namespace) -> None:
     name = a.model or ("text" if a.task == "text" else DEFAULT_MODEL)
     det = Detector.load(name, score=a.score, overrides=a.set, runtime=runtime)
     out = Path(a.out) if a.out else None
-    detect_inputs(
-        det, a.paths, out, a.stride, a.buffered, a.recursive, alert, events=Path(a.events) if a.events else None
-    )
+    events = Path(a.events) if a.events else None
+    detect_inputs(det, a.paths, out, a.stride, a.buffered, a.recursive, alert, events=events, blur_faces=a.blur_faces)
 
 
 def cmd_export(a: argparse.Namespace) -> None:
@@ -305,7 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", help="checkpoint file or shipped model name (default: the task's shipped model)")
     d.add_argument("--task", choices=["box", "text"], default="box", help="which shipped model to use")
     d.add_argument("--score", type=float)
-    d.add_argument("--out", help="folder for annotated images (and .mp4 videos)")
+    d.add_argument("--out", help="folder for annotated images (and .mp4 videos), faces blurred")
+    d.add_argument(
+        "--no-blur-faces",
+        dest="blur_faces",
+        action="store_false",
+        help="keep faces as they are in what --out writes (default: blurred, as the thesis's ethics chapter asks)",
+    )
     d.add_argument("--stride", type=int, default=1, help="video files: detect on every Nth frame")
     d.add_argument(
         "--buffered",

@@ -12,6 +12,7 @@ from pathlib import Path
 from regiondet.data.images import load_upright
 from regiondet.errors import UserError
 from regiondet.inference.draw import draw_prediction
+from regiondet.inference.faces import FaceBlur
 from regiondet.inference.predictor import Detector
 from regiondet.inference.sources import check_live_stride, expand_inputs, is_video
 from regiondet.inference.video import detect_video
@@ -31,15 +32,18 @@ def detect_inputs(
     alert: tuple[int, int] | None = None,
     emit: Callable[[str], None] = _print_line,
     events: Path | None = None,
+    blur_faces: bool = True,
 ) -> int:
     """Detect on every input; returns how many could not be read. A file that cannot be read is
     skipped with a one-line note, so one bad file in a folder does not stop the others; if none
     can be read, that is an error. With `events`, each alert_start / alert_end of the videos and
-    live sources is appended to that file as a JSON line the moment it happens."""
+    live sources is appended to that file as a JSON line the moment it happens. Whatever is
+    written to `out` has its faces blurred first, unless `blur_faces` is False."""
     items = expand_inputs(paths, recursive=recursive)
     if not items:
         raise UserError(f"no images or videos found in {', '.join(paths)}")
     check_live_stride([f for f, _ in items], stride, buffered)
+    blur = FaceBlur() if out is not None and blur_faces else None
     failed = 0
     with ExitStack() as stack:
         sink = stack.enter_context(open(events, "a", encoding="utf-8")) if events else None
@@ -49,13 +53,13 @@ def detect_inputs(
                 sink.write(json.dumps(event) + "\n")
                 sink.flush()
 
-        failed = _detect_items(det, items, out, stride, buffered, alert, emit, on_event)
+        failed = _detect_items(det, items, out, stride, buffered, alert, emit, on_event, blur)
     if failed == len(items):
         raise UserError("no image or video could be read")
     return failed
 
 
-def _detect_items(det, items, out, stride, buffered, alert, emit, on_event) -> int:
+def _detect_items(det, items, out, stride, buffered, alert, emit, on_event, blur) -> int:
     failed = 0
     for f, name in items:
         target = out / name.parent if out else None
@@ -63,7 +67,7 @@ def _detect_items(det, items, out, stride, buffered, alert, emit, on_event) -> i
             target.mkdir(parents=True, exist_ok=True)
         try:
             if is_video(f):
-                detect_video(det, f, target, stride, emit, alert, buffered, name=name.name, on_event=on_event)
+                detect_video(det, f, target, stride, emit, alert, buffered, name.name, on_event, blur)
                 continue
             image = load_upright(Path(f))
         except UserError as e:
@@ -73,5 +77,6 @@ def _detect_items(det, items, out, stride, buffered, alert, emit, on_event) -> i
         pred = det.predict(image)
         emit(json.dumps({"file": str(f), **pred.to_json()}))
         if target:
-            draw_prediction(image, pred, det.classes).save(target / f"{name.name}.jpg", quality=90)
+            shown = blur.blur(image) if blur is not None else image
+            draw_prediction(shown, pred, det.classes).save(target / f"{name.name}.jpg", quality=90)
     return failed

@@ -20,6 +20,7 @@ from PIL import Image
 
 from regiondet.errors import UserError
 from regiondet.inference.draw import draw_prediction
+from regiondet.inference.faces import FaceBlur
 from regiondet.inference.prediction import Prediction
 from regiondet.inference.predictor import Detector
 from regiondet.inference.sources import cv2_module, open_frames, output_name
@@ -99,6 +100,7 @@ def detect_video(
     buffered: bool = False,
     name: str | None = None,
     on_event: Callable[[dict], None] | None = None,
+    blur: FaceBlur | None = None,
 ) -> int:
     """Run the detector on every `stride`-th frame of a file (of a live source: on the newest
     frame each time it is ready, unless `buffered`): one JSON line each, and with `out` the
@@ -106,7 +108,8 @@ def detect_video(
     over the frames skipped after it so the video keeps real time. With `alert` (k, n) each
     object is tracked and alerts while k of its last n frames had it: each line gives the
     detections' track ids and whether an alert is on, `on_event` gets each alert_start and
-    alert_end (stderr notes each start). Returns frames done."""
+    alert_end (stderr notes each start). With `blur`, faces are blurred in every frame written.
+    Returns frames done."""
     tracker = new_tracker(detector, alert) if alert else None
     frames = open_frames(source, stride, buffered)
     writer, held, last = None, None, None
@@ -127,7 +130,9 @@ def detect_video(
             if writer is not None:
                 for _ in range((index - last) // stride - 1 if last is not None else 0):
                     writer.write(held)  # the frames skipped while detecting: hold the last drawn one
-                held, last = draw_prediction(Image.fromarray(frame), pred, detector.classes), index
+                picture = Image.fromarray(frame)
+                picture = blur.blur(picture) if blur is not None else picture
+                held, last = draw_prediction(picture, pred, detector.classes), index
                 writer.write(held)
             done += 1
     except KeyboardInterrupt:
