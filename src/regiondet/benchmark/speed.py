@@ -21,6 +21,7 @@ from PIL import Image
 
 from regiondet.data.images import load_upright
 from regiondet.errors import UserError
+from regiondet.inference.faces import FaceBlur
 from regiondet.inference.multiscale import run_scales
 from regiondet.inference.onnx_model import export_onnx
 from regiondet.inference.predictor import Detector, to_tensor
@@ -123,6 +124,18 @@ def speed_benchmark(
     return {"variants": variants, "speedup": last / first, "threads": torch.get_num_threads(), "runs": runs}
 
 
+def time_face_blur(images: list[torch.Tensor], runs: int) -> dict:
+    """Median and p90 ms to find and blur the faces of one image (what --out adds per frame)."""
+    blur = FaceBlur()
+    pictures = [Image.fromarray((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for x in images]
+    ms = []
+    for i in range(max(runs, len(pictures))):
+        start = time.perf_counter()
+        blur.blur(pictures[i % len(pictures)])
+        ms.append(1000 * (time.perf_counter() - start))
+    return {"detector": blur.kind, "ms_median": float(np.median(ms)), "ms_p90": float(np.percentile(ms, 90))}
+
+
 def _time_onnx(model: str | Path, images: list[torch.Tensor], runs: int, overrides: list[str] | None) -> dict | None:
     """The same weights exported to ONNX and run by ONNX Runtime; None when onnx/onnxruntime
     are not installed."""
@@ -142,6 +155,9 @@ def format_speed(res: dict) -> str:
     for name, r in res["variants"].items():
         lines.append(f"| {name} | {r['ms_median']:.1f} | {r['ms_p90']:.1f} | {1000 / r['ms_median']:.1f} |")
     lines += ["", f"as loaded: {res['speedup']:.2f}x faster than plain ({res['threads']} threads)", ""]
+    if "face_blur" in res:
+        f = res["face_blur"]
+        lines += [f"face blur ({f['detector']}), what --out adds per frame: {f['ms_median']:.1f} ms median", ""]
     stages = next(iter(res["variants"].values()))["stages_ms_median"]
     total = sum(stages.values())
     lines += ["| stage (as loaded) | median ms | share |", "|---|---|---|"]
