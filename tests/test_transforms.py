@@ -82,3 +82,22 @@ def test_box_crop_leaves_negatives_alone():
     }
     out, tgt = train_augment(0, 0, 0, box_crop=1.0)(img, empty)
     assert torch.equal(out, img) and len(tgt["boxes"]) == 0
+
+
+def test_negative_crop_cuts_negatives_only():
+    torch.manual_seed(0)
+    img = tv_tensors.Image(torch.randint(0, 256, (3, 60, 100), dtype=torch.uint8))
+    empty = {
+        "boxes": tv_tensors.BoundingBoxes(torch.zeros(0, 4), format="XYXY", canvas_size=(60, 100)),
+        "labels": torch.zeros(0, dtype=torch.int64),
+    }
+    aug = train_augment(0, 0, 0, negative_crop=1.0)
+    sides = set()
+    for _ in range(6):
+        out, tgt = aug(img, empty)
+        h, w = out.shape[-2:]
+        assert h == w <= 60 and len(tgt["boxes"]) == 0 and tuple(tgt["boxes"].canvas_size) == (h, w)
+        sides.add(h)
+    assert len(sides) > 1
+    same, tgt = aug(*scene())  # an image with a box is left as it was
+    assert same.shape == (3, 60, 100) and tgt["boxes"][0].tolist() == [10, 20, 30, 50]

@@ -133,6 +133,7 @@ class TrainConfig:
     photometric: float = 0.0  # probability of each colour distortion (brightness, contrast, ...)
     zoom_out: float = 0.0  # probability of placing the image on a canvas up to 2x its side (SSD)
     box_crop: float = 0.0  # probability of SSD's crop around the boxes (images with boxes only)
+    negative_crop: float = 0.0  # probability of a square window of 15-80 % of a negative image's area
     eval_every: int = 1
     eval_score: float = 0.5  # score for the no-detection / negatives figures (text: for P/R/H-mean)
     # the validation figure that picks best.pt (higher is better): boxes map50 (default), coco_ap

@@ -43,6 +43,30 @@ class RandomBoxCrop(v2.Transform):
         return self.crop(sample)
 
 
+class RandomNegativeCrop(v2.Transform):
+    """With probability p, an image without boxes (a negative) is cut to a random window of
+    `scale` of its area, so its walls, doors and signs are also seen large, as a webcam sees
+    them close up; images with boxes pass unchanged."""
+
+    def __init__(self, p: float, scale: tuple[float, float] = (0.15, 0.8)):
+        super().__init__()
+        self.p, self.scale = p, scale
+
+    def forward(self, *inputs: Any) -> Any:
+        sample = inputs if len(inputs) > 1 else inputs[0]
+        image, target = sample[0], sample[1]
+        if len(target.get("boxes", ())) > 0 or torch.rand(()) >= self.p:
+            return sample
+        h, w = image.shape[-2:]
+        area = float(torch.empty(()).uniform_(*self.scale)) * h * w
+        side = min(int(area**0.5), h, w)
+        top = int(torch.randint(0, h - side + 1, ()))
+        left = int(torch.randint(0, w - side + 1, ()))
+        image = F.crop(image, top, left, side, side)
+        boxes = F.crop(target["boxes"], top, left, side, side)
+        return image, {**target, "boxes": boxes}
+
+
 # ImageNet mean in 0..255: the border a zoomed-out image gets, as SSD fills it
 ZOOM_FILL = (124, 116, 104)
 
@@ -54,6 +78,7 @@ def train_augment(
     photometric: float = 0.0,
     zoom_out: float = 0.0,
     box_crop: float = 0.0,
+    negative_crop: float = 0.0,
 ) -> v2.Compose:
     """Flips and quarter turns, each applied with its own probability; colour distortion
     (SSD's brightness, contrast, saturation, hue and channel order, each with probability
@@ -67,6 +92,8 @@ def train_augment(
         steps.append(v2.RandomZoomOut(fill=ZOOM_FILL, side_range=(1.0, 2.0), p=zoom_out))
     if box_crop > 0:
         steps.append(RandomBoxCrop(box_crop))
+    if negative_crop > 0:
+        steps.append(RandomNegativeCrop(negative_crop))
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(hflip))
     if vflip > 0:

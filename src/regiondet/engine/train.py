@@ -203,7 +203,7 @@ class Trainer:
             self.dataset = TextDataset(train_set, cfg.model.max_pairs, crop, scales, cfg.train.rotate)
         else:
             t = cfg.train
-            augment = train_augment(t.hflip, t.vflip, t.rot90, t.photometric, t.zoom_out, t.box_crop)
+            augment = train_augment(t.hflip, t.vflip, t.rot90, t.photometric, t.zoom_out, t.box_crop, t.negative_crop)
             self.dataset = DetectionDataset(train_set, cfg.model.classes, augment)
         self.sampler = DistributedSampler(self.dataset, info.world, info.rank, shuffle=True, seed=cfg.train.seed)
         self.per_epoch = cfg.train.steps_per_epoch or math.ceil(len(self.sampler) / cfg.train.batch_size)

@@ -8,8 +8,10 @@ called "camera" in one frame is the same lens. Roboflow's `trackers` package has
 too, but it requires the GUI build of OpenCV, which collides with the headless OpenCV
 regiondet reads video with; the association itself is these few lines.
 
-An alert starts for a track once it has been seen in K of its last N frames and ends when it
-has been missed often enough that fewer than K of the last N remain, or when the track is lost.
+An alert starts for a track once it has been seen confidently in K of its last N frames and ends
+when fewer than K of its last N remain, or when the track is lost. A weak match keeps a track
+alive but does not count towards its alert: otherwise one confident false detection followed
+by weak ones at the same spot (a sign, a window) would raise an alert.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ class AlertTracker:
             for r, c in _match([self.tracks[i] for i in free], boxes[group], self.min_iou):
                 track, d = self.tracks[free[r]], int(group[c])
                 matched.add(free[r])
-                self._hit(track, boxes[d], float(scores[d]), labels[d], frame, seconds)
+                self._hit(track, boxes[d], float(scores[d]), labels[d], frame, seconds, group is strong)
                 ids[d] = track.id
         for i, track in enumerate(self.tracks):
             if i not in matched:
@@ -118,9 +120,13 @@ class AlertTracker:
         self.tracks = [t for t in self.tracks if t.misses < self.max_misses]
         return ids, events
 
-    def _hit(self, track: Track, box: np.ndarray, score: float, label: str, frame: int, seconds: float) -> None:
+    def _hit(
+        self, track: Track, box: np.ndarray, score: float, label: str, frame: int, seconds: float, strong: bool
+    ) -> None:
+        """A match: the track follows the box; only a confident detection counts towards the
+        alert (a weak one keeps the track, and its alert, alive through a dip)."""
         track.box, track.misses = box, 0
-        track.seen.append(True)
+        track.seen.append(strong)
         if len(track.seen) > self.n:
             track.seen.popleft()
         if score > track.best_score:
