@@ -55,6 +55,10 @@ def test_health_models_and_page(client):
     assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
     assert client.get("/static/..%2Fapp.py").status_code == 404
     assert "/v1/detect" in client.get("/openapi.json").json()["paths"]
+    docs = client.get("/docs").text  # the OpenAPI page works offline: its scripts come from the service
+    scripts = [s.split('"')[0] for s in docs.split('src="')[1:]]
+    assert scripts and all(s.startswith("/") for s in scripts), scripts
+    assert all(client.get(s).status_code == 200 for s in scripts)
 
 
 def test_detect_takes_a_raw_body_or_a_multipart_file_with_the_same_answer(client):

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartParser
 
@@ -160,11 +161,11 @@ def _given_token(headers, query) -> str | None:
     return auth[7:] if auth.lower().startswith("bearer ") else query.get("token")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> FastAPIOffline:
     """The service: GET / (the page), GET /healthz, GET /v1/models, POST /v1/detect, WS /v1/live."""
     worker = Worker(settings)
     worker.detector(None)  # load the default model now: a bad --model fails at start, not per request
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI with the /docs page's scripts served locally, not from a CDN
         title="regiondet",
         summary="Cameras, phones and scene text in images and live frames; nothing is stored.",
         version=__version__,
