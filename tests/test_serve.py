@@ -153,6 +153,8 @@ def test_a_token_guards_every_request_and_the_network_needs_one(capsys):
         assert c.get("/healthz", headers={"authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/healthz", headers={"authorization": "Bearer s3cret"}).status_code == 200
         assert c.get("/?token=s3cret").status_code == 200
+        assert c.get("/static/app.js").status_code == 200  # the page's own code, fetched without the token
+        assert c.get("/v1/models").status_code == 401 and c.get("/openapi.json").status_code == 401
         with pytest.raises(WebSocketDisconnect) as closed, c.websocket_connect("/v1/live") as ws:
             ws.receive_json()
         assert closed.value.code == 4401  # closed before accepting

@@ -35,6 +35,9 @@ from regiondet.models.zoo import MODELS, shipped_path
 MB = 1024 * 1024
 STATIC = "regiondet.serve.static"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# The page's and the API page's own scripts and styles: the same for everyone, no data in them,
+# and fetched by the browser without the token its address carries.
+PUBLIC_PREFIXES = ("/static/", "/static-offline-docs/", "/favicon.ico")
 
 
 class Busy(Exception):
@@ -174,7 +177,8 @@ def create_app(settings: Settings) -> FastAPIOffline:
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        if not _token_ok(_given_token(request.headers, request.query_params), settings.token):
+        public = request.url.path.startswith(PUBLIC_PREFIXES)
+        if not public and not _token_ok(_given_token(request.headers, request.query_params), settings.token):
             return JSONResponse({"error": "a token is required: Authorization: Bearer TOKEN or ?token="}, 401)
         return await call_next(request)
 
