@@ -34,7 +34,7 @@ def test_a_weak_frame_keeps_the_track_and_a_new_label_is_the_same_lens():
     assert ids == [[1], [1], [1], [1]]  # the 0.3 frame matched in the second stage; the label change kept it
     # the weak frame kept the track but does not count: the third confident sighting starts the alert
     assert [(e["event"], e["frame"], e["label"]) for e in events] == [("alert_start", 3, "phone")]
-    assert events[0]["best_score"] == 0.9 and events[0]["first_time_s"] == 0.0
+    assert events[0]["best_score"] == 0.95 and events[0]["first_time_s"] == 0.0
 
 
 def test_two_lenses_two_tracks_and_a_one_frame_blip_raises_nothing():
