@@ -255,7 +255,7 @@ def cmd_serve(a: argparse.Namespace) -> None:
     token = a.token or os.environ.get("REGIONDET_TOKEN") or None
     check_listen(a.host, token)
     _threads(a.threads)
-    app = create_app(Settings(a.model, token, a.max_upload_mb, a.queue, a.score, a.threads, a.runtime))
+    app = create_app(Settings(a.model, token, a.max_upload_mb, a.queue, a.score, a.runtime))
     where = f"http://{'[' + a.host + ']' if ':' in a.host else a.host}:{a.port}/"
     print(f"regiondet: serving {a.model} on {where} (API docs: {where}docs); Ctrl-C stops", file=sys.stderr)
     uvicorn.run(app, host=a.host, port=a.port, access_log=False, log_level="warning")

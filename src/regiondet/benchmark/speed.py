@@ -9,8 +9,6 @@ Timings depend on what else runs on the machine: measure on an idle CPU.
 
 from __future__ import annotations
 
-import importlib.util
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -23,7 +21,7 @@ from regiondet.data.images import load_upright
 from regiondet.errors import UserError
 from regiondet.inference.faces import FaceBlur
 from regiondet.inference.multiscale import run_scales
-from regiondet.inference.onnx_model import export_onnx
+from regiondet.inference.onnx_model import onnx_available
 from regiondet.inference.predictor import Detector, to_tensor
 
 # Stages of a torchvision GeneralizedRCNN, by attribute path; absent ones are skipped.
@@ -137,17 +135,12 @@ def time_face_blur(images: list[torch.Tensor], runs: int) -> dict:
 
 
 def _time_onnx(model: str | Path, images: list[torch.Tensor], runs: int, overrides: list[str] | None) -> dict | None:
-    """The same weights exported to ONNX and run by ONNX Runtime; None when onnx/onnxruntime
-    are not installed."""
-
-    if Path(str(model)).suffix == ".onnx" or not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
+    """The same weights exported to ONNX (in memory) and run by ONNX Runtime; None when
+    onnx/onnxruntime are not installed."""
+    if Path(str(model)).suffix == ".onnx" or not onnx_available():
         return None
-    det = Detector.load(model, overrides=overrides, fold=False, channels_last=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        export_onnx(det.model, det.config, det.score, path)
-        onnx = Detector.load(path)
-        return time_model(onnx.model, images, runs, cfg=onnx.config.model)
+    onnx = Detector.load(model, overrides=overrides, runtime="onnxruntime")
+    return time_model(onnx.model, images, runs, cfg=onnx.config.model)
 
 
 def format_speed(res: dict) -> str:

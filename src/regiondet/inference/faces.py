@@ -17,6 +17,10 @@ from PIL import Image, ImageFilter
 from regiondet.errors import UserError
 
 FACE_DETECTORS = ("mtcnn", "cascade")
+NO_FACE_DETECTOR = (
+    "writing frames blurs faces first and needs a face detector: "
+    "pip install --no-deps facenet-pytorch (or OpenCV 4 for its cascade), or pass --no-blur-faces"
+)
 
 
 def _has_cascade() -> bool:
@@ -37,19 +41,13 @@ class FaceBlur:
         self.margin = margin
         if self.kind == "mtcnn":
             if not find_spec("facenet_pytorch"):
-                raise UserError(
-                    "writing frames blurs faces first and needs a face detector: "
-                    "pip install --no-deps facenet-pytorch (or OpenCV 4 for its cascade), or pass --no-blur-faces"
-                )
+                raise UserError(NO_FACE_DETECTOR)
             from facenet_pytorch import MTCNN  # optional: installed apart from regiondet's dependencies
 
             self.mtcnn = MTCNN(keep_all=True, min_face_size=min_face, device="cpu")
         elif self.kind == "cascade":
             if not _has_cascade():
-                raise UserError(
-                    "writing frames blurs faces first and needs a face detector: "
-                    "pip install --no-deps facenet-pytorch (or OpenCV 4 for its cascade), or pass --no-blur-faces"
-                )
+                raise UserError(NO_FACE_DETECTOR)
             import cv2  # optional: the video extra
 
             self.cv2 = cv2

@@ -57,7 +57,6 @@ class Settings:
     max_upload_mb: float = 20.0
     queue: int = 4  # requests that may wait for the model; more get 503
     score: float | None = None  # default score (else each model's own)
-    threads: int | None = None
     runtime: str = "auto"  # ONNX Runtime for box models when installed (Detector.load)
 
 
