@@ -19,7 +19,7 @@ HOLDOUT = f"icdar2015:{ICDAR}?part=holdout&fraction=0.2&seed=0&limit=2"
 
 def test_peers_find_the_words_of_real_scenes():
     samples = load_spec(HOLDOUT)
-    rows = run_text_benchmark(None, ["rapidocr-words", "easyocr"], samples, threads=2, progress=False)
+    rows = run_text_benchmark([], ["rapidocr-words", "easyocr"], samples, threads=2, progress=False)
     assert [r["method"] for r in rows] == ["rapidocr-words", "easyocr"]
     for r in rows:
         assert r["images"] == 2 and r["latency_ms_median"] > 0
@@ -31,7 +31,7 @@ def test_peers_find_the_words_of_real_scenes():
 
 def test_regiondet_row_says_how_many_words_its_text_rpn_proposed():
     samples = load_spec(HOLDOUT)
-    (row,) = run_text_benchmark("text_fast", [], samples, threads=2, progress=False)
+    (row,) = run_text_benchmark(["text_fast"], [], samples, threads=2, progress=False)
     proposed = row["proposal_recall"]["0.7"]
     assert row["images"] == 2 and row["recall"] > 0.2
     assert row["proposal_recall"]["0.5"] >= proposed > 0
@@ -41,7 +41,7 @@ def test_regiondet_row_says_how_many_words_its_text_rpn_proposed():
 def test_line_detector_scores_low_on_word_labels():
     """PP-OCR's DBNet alone boxes whole lines: the protocol's one-to-one IoU > 0.5 rejects most."""
     samples = load_spec(HOLDOUT)
-    lines, words = run_text_benchmark(None, ["rapidocr", "rapidocr-words"], samples, threads=2, progress=False)
+    lines, words = run_text_benchmark([], ["rapidocr", "rapidocr-words"], samples, threads=2, progress=False)
     assert lines["recall"] < words["recall"]
 
 

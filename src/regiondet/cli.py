@@ -36,7 +36,7 @@ from regiondet.experiments.grid import cell_state, load_grid, run_grid
 from regiondet.experiments.report import write_report
 from regiondet.inference.detect import detect_inputs
 from regiondet.inference.export import export_model
-from regiondet.inference.predictor import RUNTIMES, Detector
+from regiondet.inference.predictor import RUNTIMES, Detector, default_runtime
 from regiondet.inference.sources import expand_images, is_video
 from regiondet.inference.video import parse_alert
 from regiondet.io import atomic_write_text
@@ -84,9 +84,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     _threads(a.threads)
     if a.detections and (a.model or a.set):
         raise UserError("--detections scores a file of detections: leave out --model and --set")
-    source = (
-        RecordedPredictions(a.detections) if a.detections else Detector.load(a.model or DEFAULT_MODEL, overrides=a.set)
-    )
+    source = RecordedPredictions(a.detections) if a.detections else _evaluated_model(a)
     samples, negatives = load_eval_sets(source, a.data, a.negatives, _class_map(a.class_map))
     plot = Path(a.plot) if a.plot else (Path(a.json).with_suffix(".pr.png") if a.json else None)
     saved: list[dict] | None = [] if a.save_detections else None
@@ -95,6 +93,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         lines = [{**line, "eval_score": res["score"]} for line in saved]  # --detections' default score
         atomic_write_text(Path(a.save_detections), "".join(json.dumps(line) + "\n" for line in lines))
     res["model"] = f"detections: {a.detections}" if a.detections else str(a.model or DEFAULT_MODEL)
+    if isinstance(source, Detector):
+        res["runtime"] = source.runtime
     res["data"], res["negatives_data"] = a.data, a.negatives or []
     _save_json(a.json, res)
     failed = res.pop("failures", [])
@@ -104,11 +104,15 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         print(f"regiondet: {len(failed)} images with a missed object or a false alarm ({where})", file=sys.stderr)
 
 
+def _evaluated_model(a: argparse.Namespace) -> Detector:
+    name = a.model or DEFAULT_MODEL
+    return Detector.load(name, overrides=a.set, runtime=a.runtime or default_runtime(name, videos=False))
+
+
 def cmd_detect(a: argparse.Namespace) -> None:
     alert = parse_alert(a.alert) if a.alert else ((3, 5) if a.events else None)
-    # videos and live sources run in ONNX Runtime when it is installed: more frames per second
-    runtime = a.runtime or ("auto" if any(is_video(p) for p in a.paths) else "torch")
     name = a.model or ("text" if a.task == "text" else DEFAULT_MODEL)
+    runtime = a.runtime or default_runtime(name, any(is_video(p) for p in a.paths))
     det = Detector.load(name, score=a.score, overrides=a.set, runtime=runtime)
     out = Path(a.out) if a.out else None
     events = Path(a.events) if a.events else None
@@ -116,7 +120,12 @@ def cmd_detect(a: argparse.Namespace) -> None:
 
 
 def cmd_export(a: argparse.Namespace) -> None:
-    out = export_model(a.checkpoint, Path(a.out), a.score, a.fp32, a.average, a.set)
+    if a.calibrate and not a.int8:
+        raise UserError("--calibrate sets the ranges of an --int8 export; add --int8")
+    if a.int8 and not a.calibrate:
+        raise UserError("--int8 needs --calibrate SPEC: images like those the model will read (e.g. its training data)")
+    calibrate = a.calibrate if a.int8 else None
+    out = export_model(a.checkpoint, Path(a.out), a.score, a.fp32, a.average, a.set, calibrate, a.calibrate_images)
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
 
 
@@ -203,14 +212,14 @@ def cmd_benchmark_text(a: argparse.Namespace) -> None:
     samples = [s for spec in a.data for s in load_spec(spec)]
     if not samples:
         raise UserError(f"no images in {', '.join(a.data)}")
-    model = None if a.model.lower() == "none" else a.model
+    models = [] if [m.lower() for m in a.model] == ["none"] else a.model
 
     def save(rows: list[dict]) -> None:  # after every method: a failure later keeps these
         _save_json(a.json, {"data": a.data, "rows": rows})
         if a.markdown:
             atomic_write_text(Path(a.markdown), format_table(rows) + "\n")
 
-    rows = run_text_benchmark(model, a.peers, samples, a.score, a.threads, progress=not a.quiet, on_row=save)
+    rows = run_text_benchmark(models, a.peers, samples, a.score, a.threads, not a.quiet, save, a.runtime)
     print(format_table(rows))
 
 
@@ -292,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--negatives", action="append", metavar="SPEC", help="images without any of the classes")
     e.add_argument("--score", type=float, help="score for the rates (default: the model's)")
     e.add_argument("--voc07", action="store_true", help="11-point VOC2007 AP instead of all-point")
+    e.add_argument("--runtime", choices=RUNTIMES, help="as in detect (default: as detect runs images)")
     e.add_argument("--json", help="write the metrics here (and the PR curve beside it)")
     e.add_argument("--plot", help="PR-curve PNG path")
     e.add_argument("--class-map", action="append", metavar="SRC=DST", help="map a data class to a model class")
@@ -330,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--runtime",
         choices=RUNTIMES,
-        help="torch, onnxruntime (exported in memory), auto (for videos and cameras: ONNX Runtime if installed)",
+        help="torch; onnxruntime (a shipped ONNX file, else exported in memory); auto: ONNX Runtime if installed "
+        "(the default for videos, cameras and models shipped with an ONNX file)",
     )
     d.set_defaults(func=cmd_detect)
 
@@ -355,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--average", nargs="+", metavar="CKPT", help="average the weights with these checkpoints of the same model"
     )
     x.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
+    x.add_argument("--int8", action="store_true", help="ONNX only: int8 layers (faster on most CPUs, 1/4 the size)")
+    x.add_argument("--calibrate", action="append", metavar="SPEC", help="--int8: images that set the value ranges")
+    x.add_argument("--calibrate-images", type=int, default=16, metavar="N", help="--int8: how many (default 16)")
     x.set_defaults(func=cmd_export)
 
     g = sub.add_parser("grid", help="train and evaluate every cell of an experiment grid (resumable)")
@@ -374,7 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bt = b.add_parser("text", help="regiondet's text model and offline peers: P, R, H-mean, ms/image")
     bt.add_argument("--data", action="append", required=True, metavar="SPEC", help="labelled text images")
-    bt.add_argument("--model", default="text", help="regiondet text model (file or shipped name; 'none' to skip)")
+    bt.add_argument(
+        "--model", nargs="+", default=["text"], help="regiondet text models (files or shipped names; none: peers only)"
+    )
+    bt.add_argument("--runtime", choices=RUNTIMES, help="as in detect (default: as detect runs images)")
     bt.add_argument("--peers", nargs="*", default=list(PEERS), help=f"any of {', '.join(PEERS)}")
     bt.add_argument("--score", type=float, help="regiondet score threshold (default: the model's)")
     bt.add_argument("--threads", type=int, help="CPU threads for every method")

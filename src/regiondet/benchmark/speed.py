@@ -21,8 +21,9 @@ from regiondet.data.images import load_upright
 from regiondet.errors import UserError
 from regiondet.inference.faces import FaceBlur
 from regiondet.inference.multiscale import run_scales
-from regiondet.inference.onnx_model import onnx_available
+from regiondet.inference.onnx_model import onnx_available, onnxruntime_available
 from regiondet.inference.predictor import Detector, to_tensor
+from regiondet.models.zoo import resolve_model_path, shipped_onnx
 
 # Stages of a torchvision GeneralizedRCNN, by attribute path; absent ones are skipped.
 STAGES = ("transform", "backbone.body", "backbone.fpn", "backbone", "rpn", "roi_heads")
@@ -119,6 +120,10 @@ def speed_benchmark(
     onnx = _time_onnx(model, images, runs, overrides)
     if onnx:
         variants["ONNX Runtime (regiondet export model.onnx)"] = onnx
+    shipped = shipped_onnx(model)
+    if shipped is not None and onnxruntime_available():
+        det = Detector.load(shipped, overrides=overrides)
+        variants[f"ONNX Runtime, shipped {shipped.name}"] = time_model(det.model, images, runs, cfg=det.config.model)
     return {"variants": variants, "speedup": last / first, "threads": torch.get_num_threads(), "runs": runs}
 
 
@@ -139,7 +144,8 @@ def _time_onnx(model: str | Path, images: list[torch.Tensor], runs: int, overrid
     onnx/onnxruntime are not installed."""
     if Path(str(model)).suffix == ".onnx" or not onnx_available():
         return None
-    onnx = Detector.load(model, overrides=overrides, runtime="onnxruntime")
+    # by path: a shipped name would load the model's own ONNX file instead of exporting it
+    onnx = Detector.load(resolve_model_path(model), overrides=overrides, runtime="onnxruntime")
     return time_model(onnx.model, images, runs, cfg=onnx.config.model)
 
 

@@ -8,19 +8,21 @@ from regiondet.benchmark.text_peers import load_peer
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
 from regiondet.evaluation.text_detection import evaluate_polygons, evaluate_text
-from regiondet.inference.predictor import Detector
+from regiondet.inference.predictor import Detector, default_runtime
 
 
 def run_text_benchmark(
-    model: str | None,
+    models: list[str],
     peers: list[str],
     samples: list[Sample],
     score: float | None = None,
     threads: int | None = None,
     progress: bool = True,
     on_row: Callable[[list[dict]], None] | None = None,
+    runtime: str | None = None,
 ) -> list[dict]:
-    """One result row per method (regiondet model first, then each peer, in the order given).
+    """One result row per method (regiondet's models first, then each peer, in the order given).
+    Each model runs as `regiondet detect` runs it unless `runtime` says otherwise.
 
     on_row gets the rows so far after each method, so a long run keeps what it measured.
     """
@@ -31,11 +33,12 @@ def run_text_benchmark(
         if on_row:
             on_row(rows)
 
-    if model:
-        det = Detector.load(model, score)
+    for model in models:
+        det = Detector.load(model, score, runtime=runtime or default_runtime(model, videos=False))
         if det.config.model.task != "text":
             raise UserError(f"{model}: a box model; the text benchmark needs a text model (model.task: text)")
-        add({"method": f"regiondet ({model})", **evaluate_text(det, samples, score, progress)})
+        method = f"regiondet {model} ({det.runtime})"
+        add({"method": method, "runtime": det.runtime, **evaluate_text(det, samples, score, progress, desc=model)})
     for name in peers:
         detect = load_peer(name, threads)
         add({"method": name, **evaluate_polygons(detect, samples, progress, desc=name)})

@@ -89,6 +89,7 @@ def evaluate_text(
     progress: bool = True,
     ladder: tuple[float, ...] = LADDER,
     saved: list[dict] | None = None,
+    desc: str = "evaluate",
 ) -> dict:
     """evaluate_polygons of a regiondet text model at its score (or the one given), plus the ladder
     and, for torchvision models, proposal_recall by word height. `saved` collects each image's
@@ -111,7 +112,7 @@ def evaluate_text(
         return pred.polygons or [], pred.scores
 
     with ProposalRecorder(getattr(detector, "model", None)) as recorder:
-        res = evaluate_polygons(detect, samples, progress, score=score, ladder=ladder)
+        res = evaluate_polygons(detect, samples, progress, desc, score=score, ladder=ladder)
     if isinstance(detector, RecordedPredictions):  # the recorded run's times, not the file lookups
         ms = [1000 * p.seconds for p in preds]
         res["latency_ms_median"], res["latency_ms_p90"] = float(np.median(ms)), float(np.percentile(ms, 90))

@@ -55,6 +55,11 @@ def onnx_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
+def onnxruntime_available() -> bool:
+    """ONNX Runtime is installed (enough to run an .onnx file)."""
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
 def _require(name: str):
     try:
         return __import__(name)
@@ -105,6 +110,17 @@ def export_onnx(model: torch.nn.Module, cfg: Config, score: float, path: Path, o
     atomic_write_bytes(Path(path), onnx_bytes(model, cfg, score, opset))
 
 
+def resize_for_graph(x: torch.Tensor, sizes: tuple[int, int]) -> torch.Tensor:
+    """torchvision's eager resize to (shorter side, longer-side cap), done before the graph (the
+    graph has none: a traced resize rounds the output size in float32 and can come out a pixel
+    short, which moves low-score boxes)."""
+    short, long = sizes
+    scale = min(short / min(x.shape[-2:]), long / max(x.shape[-2:]))
+    return torch.nn.functional.interpolate(
+        x[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
+    )[0]
+
+
 class OnnxModel:
     """Called like a torchvision detector in eval mode: a list of one (3, H, W) tensor in,
     a list of one dict of boxes / labels / scores (text: and keypoints / num_pairs) out."""
@@ -129,7 +145,7 @@ class OnnxModel:
         self.resize_outside = meta.get(RESIZE_KEY) == "outside"
         self.config = self._with(config, overrides or [], path)
         self.default_score = float(meta.get(SCORE_KEY, self.config.train.eval_score))
-        self.test_sizes = test_sizes(self.config.model)  # what _resize reads; multi-scale changes it
+        self.test_sizes = test_sizes(self.config.model)  # what the resize reads; multi-scale changes it
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def _with(self, config: Config, overrides: list[str], path: Path) -> Config:
@@ -147,7 +163,7 @@ class OnnxModel:
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         out = []
         for x in images:
-            resized = self._resize(x.detach().cpu().float())
+            resized = resize_for_graph(x.detach().cpu().float(), self.test_sizes)
             result = dict(zip(self.outputs, self.session.run(None, {"image": resized.numpy()}), strict=True))
             result = {k: torch.from_numpy(np.asarray(v)) for k, v in result.items()}
             ratio = torch.tensor([x.shape[-1] / resized.shape[-1], x.shape[-2] / resized.shape[-2]])
@@ -156,16 +172,6 @@ class OnnxModel:
                 result["keypoints"] = result["keypoints"][..., :2] * ratio  # traced with a visibility column
             out.append(result)
         return out
-
-    def _resize(self, x: torch.Tensor) -> torch.Tensor:
-        """torchvision's eager resize, done before the graph (the graph has none: a traced resize
-        rounds the output size in float32 and can come out a pixel short, which moves low-score
-        boxes)."""
-        short, long = self.test_sizes
-        scale = min(short / min(x.shape[-2:]), long / max(x.shape[-2:]))
-        return torch.nn.functional.interpolate(
-            x[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
-        )[0]
 
     def eval(self) -> OnnxModel:
         return self

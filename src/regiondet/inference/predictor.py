@@ -17,15 +17,15 @@ from regiondet.data.point_pairs import pairs_to_polygon
 from regiondet.errors import UserError
 from regiondet.inference.multiscale import run_scales
 from regiondet.inference.nesting import nested_boxes
-from regiondet.inference.onnx_model import OnnxModel, onnx_available, onnx_bytes
+from regiondet.inference.onnx_model import OUTSIDE_KEYS, OnnxModel, onnx_available, onnx_bytes, onnxruntime_available
 from regiondet.inference.prediction import Prediction
 from regiondet.models.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.models.faster_rcnn import build_model
 from regiondet.models.fold_bn import fold_batch_norms
-from regiondet.models.zoo import resolve_model_path
+from regiondet.models.zoo import resolve_model_path, shipped_onnx
 
-# Where a checkpoint runs: PyTorch, ONNX Runtime (exported in memory), or ONNX Runtime for box
-# models when it is installed (the live path's choice).
+# Where a model runs: PyTorch, ONNX Runtime (a shipped model's own ONNX file, else exported in
+# memory), or "auto": ONNX Runtime where it is installed and gives the same settings.
 RUNTIMES = ("torch", "onnxruntime", "auto")
 
 
@@ -36,6 +36,18 @@ def model_from_checkpoint(path: Path, overrides: list[str] | None = None) -> tup
     model = build_model(cfg.model, load_weights=False)
     load_model_state(model, ckpt["model"], path)
     return model, cfg, ckpt
+
+
+def runs_in_graph(overrides: list[str] | None) -> bool:
+    """Every override is a setting an exported ONNX file still takes (test sizes, NMS in Python)."""
+    return all(item.partition("=")[0] in {f"model.{k}" for k in OUTSIDE_KEYS} for item in overrides or [])
+
+
+def default_runtime(model: str | Path, videos: bool) -> str:
+    """What the command line runs a model in unless told: "auto" for videos and cameras (frames
+    per second count) and for shipped models with their own ONNX file; else PyTorch (exporting
+    a model in memory costs more than it saves on a few images)."""
+    return "auto" if videos or shipped_onnx(model) is not None else "torch"
 
 
 def to_tensor(image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -79,14 +91,20 @@ class Detector:
         convolutions, and weights in channels-last layout (MobileNetV2's body runs about 2x faster
         on a CPU). The flags turn either off, to measure what it gives. `overrides`
         (`model.key=value`) change inference settings such as the test proposal count.
-        `runtime="onnxruntime"` exports a checkpoint to ONNX in memory and runs it in ONNX Runtime
-        (the same detections, faster on a CPU); "auto" does so for box models when onnx and
+        `runtime="onnxruntime"` runs the model in ONNX Runtime: a shipped model's own ONNX file if
+        it has one (`text`: int8), else the checkpoint exported in memory (the same detections,
+        faster on a CPU). "auto" takes the shipped ONNX file when onnxruntime is installed and
+        the overrides are all settable outside its graph, else exports box models when onnx and
         onnxruntime are installed, else stays with PyTorch."""
         if runtime not in RUNTIMES:
             raise UserError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}")
         path = resolve_model_path(path_or_name)
         if path.suffix.lower() == ".onnx":
             return cls._load_onnx(path, score, device, overrides)
+        shipped = shipped_onnx(path_or_name)
+        ort = onnxruntime_available()
+        if shipped and (runtime == "onnxruntime" or (runtime == "auto" and ort and runs_in_graph(overrides))):
+            return cls._load_onnx(shipped, score, device, overrides)
         model, cfg, ckpt = model_from_checkpoint(path, overrides)
         default = float(ckpt.get("default_score", cfg.train.eval_score))
         if runtime == "onnxruntime" or (runtime == "auto" and cfg.model.task == "box" and onnx_available()):

@@ -24,13 +24,19 @@ class ShippedModel:
     card: str  # model card in regiondet/zoo
     extra: str | None = None  # the pip extra that installs the package, if not regiondet itself
     about: str = ""
+    onnx: str | None = None  # the same model as an ONNX Runtime file (int8) in the package, if shipped
 
 
 MODELS: dict[str, ShippedModel] = {
     "default": ShippedModel("camera_phone.pt", "regiondet.zoo", "camera_phone.md", about="cameras and phones"),
     "camera_phone": ShippedModel("camera_phone.pt", "regiondet.zoo", "camera_phone.md", about="same as default"),
     "text": ShippedModel(
-        "text.pt.gz", "regiondet_text_models", "text.md", "text", "scene text on CRAFT, best H-mean, seconds per image"
+        "text.pt.gz",
+        "regiondet_text_models",
+        "text.md",
+        "text",
+        "scene text on CRAFT, best H-mean, seconds per image",
+        onnx="text.int8.onnx",
     ),
     "text_fast": ShippedModel(
         "text_fast.pt", "regiondet_text_models", "text_fast.md", "text", "scene text on MobileNetV2, under a second"
@@ -50,6 +56,15 @@ def shipped_path(name: str) -> Path:
     if not path.is_file():
         raise UserError(f"shipped model '{name}' is not in this installation (no {model.file})", path)
     return path
+
+
+def shipped_onnx(name: str | Path) -> Path | None:
+    """The ONNX Runtime file shipped beside a shipped model (what runtime "auto" runs), if any."""
+    model = MODELS.get(str(name))
+    if model is None or model.onnx is None or find_spec(model.package) is None:
+        return None
+    path = Path(str(resources.files(model.package) / model.onnx))
+    return path if path.is_file() else None
 
 
 def resolve_model_path(path_or_name: str | Path) -> Path:

@@ -1,0 +1,99 @@
+"""int8 ONNX export: calibrated on real images, smaller, the same detections as the float model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import torch
+from shapely.geometry import Polygon
+from torchvision.ops import box_iou
+
+from conftest import CAMERA_TRAIN, CAMERA_VALID, ICDAR
+from regiondet import Detector
+from regiondet.cli import main
+from regiondet.data.spec import load_spec
+from regiondet.models.zoo import shipped_onnx
+
+
+def test_int8_export_is_calibrated_smaller_and_keeps_the_detections(tmp_path, capsys):
+    """The shipped camera model in int8: a quarter of the file, and its lenses found in the same
+    places on validation photos that did not calibrate it."""
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    assert main(["export", "default", str(fp32)]) == 0
+    calibrate = ["--calibrate", f"voc:{CAMERA_TRAIN}?limit=40", "--calibrate-images", "8"]
+    assert main(["export", "default", str(int8), "--int8", *calibrate]) == 0
+    assert int8.stat().st_size < 0.35 * fp32.stat().st_size
+    proto = onnx.load(str(int8))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in proto.graph.node}
+    about = json.loads({p.key: p.value for p in proto.metadata_props}["regiondet_int8"])
+    assert about["images"] == 8 and about["layers"] > 20 and "openimages-camera" in about["calibration"]
+    a, b = Detector.load(fp32), Detector.load(int8)
+    assert b.runtime == "onnxruntime" and b.classes == a.classes and b.score == a.score
+    ious = []
+    for path in sorted(CAMERA_VALID.glob("*.jpg"))[:12]:
+        fa, fb = a.predict(path), b.predict(path)
+        if len(fa.scores):
+            best = box_iou(torch.tensor(fa.boxes), torch.tensor(fb.boxes)).max(1).values if len(fb.scores) else None
+            ious += best.tolist() if best is not None else [0.0] * len(fa.scores)
+    found = [i for i in ious if i > 0.5]
+    assert len(ious) > 12 and len(found) >= 0.75 * len(ious) and np.median(found) > 0.8, ious
+
+
+def test_int8_export_mistakes_are_one_line_errors(trained_run, tmp_path, capsys):
+    best = str(trained_run / "best.pt")
+    spec = f"voc:{CAMERA_VALID}?limit=2"
+    cases = [
+        (["export", best, str(tmp_path / "a.onnx"), "--int8"], "--int8 needs --calibrate"),
+        (["export", best, str(tmp_path / "a.onnx"), "--calibrate", spec], "add --int8"),
+        (["export", best, str(tmp_path / "a.pt"), "--int8", "--calibrate", spec], "*.onnx"),
+        (["export", best, str(tmp_path / "a.onnx"), "--int8", "--calibrate", f"voc:{tmp_path}"], str(tmp_path)),
+    ]
+    capsys.readouterr()
+    for argv, words in cases:
+        assert main(argv) != 0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.pt"))
+
+
+def _same_words(a, b, iou: float = 0.5) -> int:
+    """Outlines of `a` matched one to one by an outline of `b` at polygon IoU > iou."""
+    shapes_b = [Polygon(p).buffer(0) for p in b.polygons]
+    used, matched = set(), 0
+    for p in a.polygons:
+        shape = Polygon(p).buffer(0)
+        scores = [
+            (shape.intersection(o).area / max(shape.union(o).area, 1e-9), j)
+            for j, o in enumerate(shapes_b)
+            if j not in used
+        ]
+        best = max(scores, default=(0.0, -1))
+        if best[0] > iou:
+            used.add(best[1])
+            matched += 1
+    return matched
+
+
+def test_shipped_text_model_runs_int8_and_finds_the_same_words(capsys):
+    """`text` runs its shipped int8 ONNX file unless told otherwise, and finds the words the float
+    model finds on held-out scenes (none of them calibrated it)."""
+    assert shipped_onnx("text") is not None
+    fast, exact = Detector.load("text", runtime="auto"), Detector.load("text", runtime="torch")
+    assert fast.runtime == "onnxruntime" and exact.runtime == "torch"
+    assert fast.score == exact.score and fast.config.model.test_scales == exact.config.model.test_scales
+    words = same = 0
+    for sample in load_spec(f"icdar2015:{ICDAR}?part=holdout&fraction=0.2&seed=0&limit=3"):
+        a, b = exact.predict(sample.path), fast.predict(sample.path)
+        words += max(len(a.scores), len(b.scores))
+        same += _same_words(a, b)
+    assert words > 20 and same >= 0.9 * words, (same, words)
+    # detect uses it by default, and --runtime torch still runs the float checkpoint
+    scene = str(sorted(ICDAR.glob("images/*.jpg"))[0])
+    capsys.readouterr()
+    assert main(["--quiet", "detect", scene, "--task", "text"]) == 0
+    assert main(["--quiet", "detect", scene, "--task", "text", "--runtime", "torch"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 2 and min(len(line["polygons"]) for line in lines) > 5
+    assert np.isclose(len(lines[0]["polygons"]), len(lines[1]["polygons"]), rtol=0.2)
