@@ -1,7 +1,8 @@
 """The shipped models: one table from name to file, and where each file is installed.
 
-The camera model ships inside regiondet; the text models ship in `regiondet-text-models`
-(installed by `pip install 'regiondet[text]'`) so that neither wheel nears PyPI's 100 MB limit.
+The camera model and `text_fast` ship inside regiondet; `text` (its checkpoint and its int8
+ONNX file) ships in `regiondet-text-models` (installed by `pip install 'regiondet[text]'`) so
+that neither wheel nears PyPI's 100 MB limit.
 The model cards of all of them stay in `regiondet/zoo/`.
 """
 
@@ -39,7 +40,7 @@ MODELS: dict[str, ShippedModel] = {
         onnx="text.int8.onnx",
     ),
     "text_fast": ShippedModel(
-        "text_fast.pt", "regiondet_text_models", "text_fast.md", "text", "scene text on MobileNetV2, under a second"
+        "text_fast.pt", "regiondet.zoo", "text_fast.md", about="scene text on MobileNetV2, under a second"
     ),
 }
 
