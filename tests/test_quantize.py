@@ -7,13 +7,13 @@ import json
 import numpy as np
 import onnx
 import torch
-from shapely.geometry import Polygon
 from torchvision.ops import box_iou
 
 from conftest import CAMERA_TRAIN, CAMERA_VALID, ICDAR
 from regiondet import Detector
 from regiondet.cli import main
 from regiondet.data.spec import load_spec
+from regiondet.evaluation.text import match_image
 from regiondet.models.zoo import shipped_onnx
 
 
@@ -58,24 +58,6 @@ def test_int8_export_mistakes_are_one_line_errors(trained_run, tmp_path, capsys)
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.pt"))
 
 
-def _same_words(a, b, iou: float = 0.5) -> int:
-    """Outlines of `a` matched one to one by an outline of `b` at polygon IoU > iou."""
-    shapes_b = [Polygon(p).buffer(0) for p in b.polygons]
-    used, matched = set(), 0
-    for p in a.polygons:
-        shape = Polygon(p).buffer(0)
-        scores = [
-            (shape.intersection(o).area / max(shape.union(o).area, 1e-9), j)
-            for j, o in enumerate(shapes_b)
-            if j not in used
-        ]
-        best = max(scores, default=(0.0, -1))
-        if best[0] > iou:
-            used.add(best[1])
-            matched += 1
-    return matched
-
-
 def test_shipped_text_model_runs_int8_and_finds_the_same_words(capsys):
     """`text` runs its shipped int8 ONNX file unless told otherwise, and finds the words the float
     model finds on held-out scenes (none of them calibrated it)."""
@@ -87,7 +69,7 @@ def test_shipped_text_model_runs_int8_and_finds_the_same_words(capsys):
     for sample in load_spec(f"icdar2015:{ICDAR}?part=holdout&fraction=0.2&seed=0&limit=3"):
         a, b = exact.predict(sample.path), fast.predict(sample.path)
         words += max(len(a.scores), len(b.scores))
-        same += _same_words(a, b)
+        same += match_image(a.polygons, np.zeros(len(a.polygons), bool), b.polygons).matched
     assert words > 20 and same >= 0.9 * words, (same, words)
     # detect uses it by default, and --runtime torch still runs the float checkpoint
     scene = str(sorted(ICDAR.glob("images/*.jpg"))[0])

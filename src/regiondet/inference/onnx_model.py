@@ -46,6 +46,7 @@ OUTSIDE_KEYS = (
     "box_contained_score_ratio",
     "box_cross_class_iou",
 )
+SETTABLE = frozenset(f"model.{k}" for k in OUTSIDE_KEYS)  # the --set keys an exported file still takes
 # in the order the models fill their result dicts, which is the order the tracer flattens them in
 OUTPUTS = {"box": ("boxes", "labels", "scores"), "text": ("boxes", "scores", "labels", "keypoints", "num_pairs")}
 
@@ -60,9 +61,16 @@ def onnxruntime_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def _require(name: str):
+def settable_outside_graph(overrides: list[str] | None) -> bool:
+    """Every override (`model.key=value`) is a setting an exported file still takes."""
+    return all(item.partition("=")[0] in SETTABLE for item in overrides or [])
+
+
+def require(name: str):
+    """The module `name` (onnx, onnxruntime or one of their submodules), or a one-line error
+    saying which extra installs it."""
     try:
-        return __import__(name)
+        return importlib.import_module(name)
     except ImportError:
         raise UserError(f"ONNX needs the '{name}' package: pip install 'regiondet[onnx]'") from None
 
@@ -70,7 +78,7 @@ def _require(name: str):
 def onnx_bytes(model: torch.nn.Module, cfg: Config, score: float, opset: int = 17) -> bytes:
     """The model traced on one image as an ONNX graph, config and score in its metadata, in
     memory. The model's batch norms are folded in place: pass a model you no longer train."""
-    onnx = _require("onnx")
+    onnx = require("onnx")
     fold_batch_norms(model)  # frozen norms merged into their convolutions: fewer nodes
     side = test_sizes(cfg.model)[0]
     example = torch.rand(3, side, side)
@@ -126,7 +134,7 @@ class OnnxModel:
     a list of one dict of boxes / labels / scores (text: and keypoints / num_pairs) out."""
 
     def __init__(self, path: Path | bytes, threads: int | None = None, overrides: list[str] | None = None):
-        ort = _require("onnxruntime")
+        ort = require("onnxruntime")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3
@@ -150,11 +158,10 @@ class OnnxModel:
 
     def _with(self, config: Config, overrides: list[str], path: Path) -> Config:
         """The file's config with the settings applied outside the graph changed."""
-        allowed = {f"model.{k}" for k in OUTSIDE_KEYS}
         for item in overrides:
             key = item.partition("=")[0]
-            if key not in allowed:
-                known = ", ".join(sorted(allowed))
+            if key not in SETTABLE:
+                known = ", ".join(sorted(SETTABLE))
                 raise UserError(f"--set {key} is fixed in the ONNX graph at export (settable here: {known})", path)
             if key.startswith("model.test_") and not self.resize_outside:
                 raise UserError(f"--set {key}: an older export, resized inside its graph; export it again", path)

@@ -17,7 +17,13 @@ from regiondet.data.point_pairs import pairs_to_polygon
 from regiondet.errors import UserError
 from regiondet.inference.multiscale import run_scales
 from regiondet.inference.nesting import nested_boxes
-from regiondet.inference.onnx_model import OUTSIDE_KEYS, OnnxModel, onnx_available, onnx_bytes, onnxruntime_available
+from regiondet.inference.onnx_model import (
+    OnnxModel,
+    onnx_available,
+    onnx_bytes,
+    onnxruntime_available,
+    settable_outside_graph,
+)
 from regiondet.inference.prediction import Prediction
 from regiondet.models.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.models.faster_rcnn import build_model
@@ -36,11 +42,6 @@ def model_from_checkpoint(path: Path, overrides: list[str] | None = None) -> tup
     model = build_model(cfg.model, load_weights=False)
     load_model_state(model, ckpt["model"], path)
     return model, cfg, ckpt
-
-
-def runs_in_graph(overrides: list[str] | None) -> bool:
-    """Every override is a setting an exported ONNX file still takes (test sizes, NMS in Python)."""
-    return all(item.partition("=")[0] in {f"model.{k}" for k in OUTSIDE_KEYS} for item in overrides or [])
 
 
 def default_runtime(model: str | Path, videos: bool) -> str:
@@ -102,8 +103,8 @@ class Detector:
         if path.suffix.lower() == ".onnx":
             return cls._load_onnx(path, score, device, overrides)
         shipped = shipped_onnx(path_or_name)
-        ort = onnxruntime_available()
-        if shipped and (runtime == "onnxruntime" or (runtime == "auto" and ort and runs_in_graph(overrides))):
+        auto = runtime == "auto" and onnxruntime_available() and settable_outside_graph(overrides)
+        if shipped and (runtime == "onnxruntime" or auto):
             return cls._load_onnx(shipped, score, device, overrides)
         model, cfg, ckpt = model_from_checkpoint(path, overrides)
         default = float(ckpt.get("default_score", cfg.train.eval_score))

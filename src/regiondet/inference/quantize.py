@@ -12,7 +12,6 @@ calibrated in its metadata and loads like any regiondet ONNX file.
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import logging
@@ -27,7 +26,7 @@ from regiondet.data.images import load_upright
 from regiondet.data.spec import load_spec
 from regiondet.errors import UserError
 from regiondet.inference.multiscale import scale_sizes
-from regiondet.inference.onnx_model import onnx_bytes, resize_for_graph
+from regiondet.inference.onnx_model import onnx_bytes, require, resize_for_graph
 from regiondet.inference.predictor import to_tensor
 from regiondet.io import atomic_write_bytes
 
@@ -35,13 +34,6 @@ from regiondet.io import atomic_write_bytes
 QUANTIZED_PARTS = ("/backbone/", "/rpn/head/", "/roi_heads/box_head/")
 QUANTIZED_OPS = ("Conv", "Gemm")
 INT8_KEY = "regiondet_int8"  # metadata: how the file was calibrated
-
-
-def _ort_quantization():
-    try:
-        return importlib.import_module("onnxruntime.quantization")
-    except ImportError:
-        raise UserError("int8 export needs onnxruntime: pip install 'regiondet[onnx]'") from None
 
 
 def calibration_images(specs: list[str], count: int, cfg: Config) -> list[np.ndarray]:
@@ -86,8 +78,8 @@ class _NoPreprocessAdvice(logging.Filter):
 def quantize_onnx(graph: bytes, images: list[np.ndarray], about: str) -> bytes:
     """The float graph `graph` (regiondet's ONNX bytes) with its main layers in int8 (QDQ),
     activation ranges from `images`; `about` (where the images came from) goes in its metadata."""
-    quantization = _ort_quantization()
-    onnx = importlib.import_module("onnx")
+    quantization = require("onnxruntime.quantization")
+    onnx = require("onnx")
     model = onnx.load_from_string(graph)
     nodes = quantized_nodes(model)
 
