@@ -64,6 +64,8 @@ def test_benchmark_boxes_table_and_json(tmp_path, capsys):
     assert phone["images"] == 6 and phone["ap50_per_class"]["phone"] > 0.3 and phone["lens_ap50"] is not None
     assert phone["ap50_per_class"]["camera"] != phone["ap50_per_class"]["camera"]  # NaN: this set boxes no camera
     assert rows[5]["negatives"] == 3 and 0 <= rows[5]["negatives_with_detection_rate"] <= 1
+    cameras = rows[1]  # a photo with a lens box of either class is not without a box for the alert
+    assert cameras["lens_no_detection_rate"] <= cameras["no_detection_rate"]
     table = capsys.readouterr().out
-    assert "| coco-ssd | cellphone/data.yaml:test | 6 |" in table and "lens AP50" in table
+    assert "| coco-ssd | cellphone/data.yaml:test | 6 |" in table and "lens AP50" in table and "no lens box" in table
     assert (tmp_path / "b.md").read_text().strip() == table.strip()

@@ -195,6 +195,8 @@ def test_speed_benchmark_times_both_variants_and_every_stage(trained_run, tmp_pa
             "--size",
             "160x120",
             "--faces",
+            "--baseline",
+            "default",
             "--runs",
             "3",
             "--threads",
@@ -217,8 +219,14 @@ def test_speed_benchmark_times_both_variants_and_every_stage(trained_run, tmp_pa
         assert {"transform", "backbone.body", "backbone.fpn", "rpn", "roi_heads"} <= set(stages)
         assert 0 < sum(stages.values()) <= variant["ms_p90"] * 1.5
     assert res["speedup"] > 0
+    side = res["side_by_side"]  # --baseline: the shipped model timed in turn with the trained one
+    assert list(side) == [str(trained_run / "best.pt"), "default"] and side["default"]["ms_median"] > 0
+    assert side[str(trained_run / "best.pt")]["relative"] == 1.0
     printed = capsys.readouterr().out
     assert "| as loaded |" in printed and "| backbone.body |" in printed and "| frames per second |" in printed
+    assert "| default |" in printed and "taking turns" in printed
+    assert main(["benchmark", "speed", "--baseline", "default", "--images", str(images[0]), "--runs", "1"]) != 0
+    assert "each model once" in capsys.readouterr().err
     assert main(["benchmark", "speed", "--size", "640by480"]) != 0
     assert "--size takes N or WxH" in capsys.readouterr().err
     assert main(["benchmark", "speed", "--images", str(tmp_path / "missing")]) != 0

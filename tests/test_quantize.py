@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import onnx
+import pytest
 import torch
 from torchvision.ops import box_iou
 
@@ -13,7 +14,9 @@ from conftest import CAMERA_TRAIN, CAMERA_VALID, ICDAR
 from regiondet import Detector
 from regiondet.cli import main
 from regiondet.data.spec import load_spec
+from regiondet.errors import UserError
 from regiondet.evaluation.text import match_image
+from regiondet.inference.export import export_model
 from regiondet.models.zoo import shipped_onnx
 
 
@@ -56,6 +59,10 @@ def test_int8_export_mistakes_are_one_line_errors(trained_run, tmp_path, capsys)
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err, err
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.pt"))
+    # the Python API: an empty list of calibration specs is a mistake, not a float export
+    with pytest.raises(UserError, match="calibration data"):
+        export_model(best, tmp_path / "a.onnx", calibrate=[])
+    assert not list(tmp_path.glob("*.onnx"))
 
 
 def test_shipped_text_model_runs_int8_and_finds_the_same_words(capsys):

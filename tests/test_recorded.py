@@ -87,6 +87,23 @@ def test_hand_written_detections_give_ap_one_and_zero(tmp_path, capsys):
     assert per_class["lens"] == 0.0 and renamed["map50"] == 0.0 and sorted(per_class) == ["Camera", "lens"]
 
 
+def test_a_lens_boxed_as_the_other_class_counts_for_the_alert_not_for_its_class(tmp_path, capsys):
+    """Camera photos whose cameras are all boxed as phones: no camera box on any photo, but no
+    photo without a lens box (what an alert needs), at every score of the ladder up to 0.9."""
+    spec = f"{CAMERAS}&labels=camera"
+    samples = [s for s in load_spec(spec) if len(s.boxes)]
+    path = tmp_path / "as_phones.jsonl"
+    lines = [{"file": str(s.path), "boxes": s.boxes.tolist(), "scores": [0.9] * len(s.boxes)} for s in samples]
+    path.write_text("".join(json.dumps({**line, "labels": ["phone"] * len(line["boxes"])}) + "\n" for line in lines))
+    res = _evaluate(capsys, "--detections", str(path), "--data", spec, "--score", "0.5")
+    assert res["no_detection_rate"] == 1.0 and res["lens_no_detection_rate"] == 0.0
+    per_class = {name.lower(): ap for name, ap in res["ap50_per_class"].items()}
+    assert res["lens_ap50"] == pytest.approx(1.0) and per_class["camera"] == 0.0
+    ladder = res["rates_by_score"]
+    assert ladder["0.1"]["lens_no_detection_rate"] == ladder["0.9"]["lens_no_detection_rate"] == 0.0
+    assert ladder["0.95"]["lens_no_detection_rate"] == 1.0 and ladder["0.2"]["no_detection_rate"] == 1.0
+
+
 @pytest.mark.parametrize(
     "content, words",
     [

@@ -18,7 +18,14 @@ import uvicorn
 from regiondet.benchmark.alerts import format_alerts, run_alert_benchmark
 from regiondet.benchmark.box_peers import PEERS as BOX_PEERS
 from regiondet.benchmark.boxes import format_box_table, run_box_benchmark
-from regiondet.benchmark.speed import format_speed, load_images, parse_size, speed_benchmark, time_face_blur
+from regiondet.benchmark.speed import (
+    baseline_benchmark,
+    format_speed,
+    load_images,
+    parse_size,
+    speed_benchmark,
+    time_face_blur,
+)
 from regiondet.benchmark.text import format_table, run_text_benchmark
 from regiondet.benchmark.text_peers import PEERS
 from regiondet.config import load_config
@@ -253,6 +260,9 @@ def cmd_benchmark_speed(a: argparse.Namespace) -> None:
     _threads(a.threads)
     paths = expand_images(a.images)
     res = speed_benchmark(a.model, load_images(paths, parse_size(a.size)), a.runs, a.set)
+    if a.baseline:
+        images = load_images(paths, parse_size(a.size))
+        res["side_by_side"] = baseline_benchmark(a.model, a.baseline, images, a.runs, a.set)
     if a.faces:
         res["face_blur"] = time_face_blur(load_images(paths, parse_size(a.size)), a.runs)
     res.update(model=a.model, size=a.size, images=len(paths), overrides=a.set)
@@ -430,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--size", default="416", help="resize every image to N x N or WxH, e.g. 640x480 (0: keep)")
     bs.add_argument("--runs", type=int, default=30)
     bs.add_argument("--threads", type=int, help="torch CPU threads")
+    bs.add_argument(
+        "--baseline",
+        nargs="+",
+        default=[],
+        metavar="MODEL",
+        help="also time these models (e.g. an earlier release's file) side by side with --model, taking turns",
+    )
     bs.add_argument("--faces", action="store_true", help="also time the face blur that --out applies")
     bs.add_argument("--json", help="write the figures here")
     bs.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)

@@ -61,12 +61,13 @@ def _short(spec: str) -> str:
 
 def format_box_table(rows: list[dict]) -> str:
     """A Markdown table: method, set, images, each class's AP50, lens AP50 (classes as one),
-    images with an object but no box at the score, object-free images with a box, ms/image."""
+    images with an object but no box of its class at the score, and with no box of any class
+    (no lens box: no alert), object-free images with a box, ms/image."""
     classes = sorted({c for r in rows for c in r.get("ap50_per_class", {})})
     head = " | ".join(f"{c} AP50" for c in classes)
     lines = [
-        f"| method | data | images | {head} | lens AP50 | no box | negatives with a box | ms (median) |",
-        "|---|---|---:|" + "---:|" * (len(classes) + 4),
+        f"| method | data | images | {head} | lens AP50 | no box | no lens box | negatives with a box | ms (median) |",
+        "|---|---|---:|" + "---:|" * (len(classes) + 5),
     ]
 
     def cell(v) -> str:
@@ -78,6 +79,7 @@ def format_box_table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['method']} | {r['data']} | {r['negatives'] if negative else r['images']} | {aps} "
             f"| {'-' if negative else cell(r.get('lens_ap50'))} | {'-' if negative else cell(r['no_detection_rate'])} "
+            f"| {'-' if negative else cell(r.get('lens_no_detection_rate'))} "
             f"| {cell(r['negatives_with_detection_rate'])} | {r['latency_ms_median']:.0f} |"
         )
     return "\n".join(lines)

@@ -127,6 +127,48 @@ def speed_benchmark(
     return {"variants": variants, "speedup": last / first, "threads": torch.get_num_threads(), "runs": runs}
 
 
+@torch.inference_mode()
+def time_side_by_side(models: dict[str, Detector], images: list[torch.Tensor], runs: int, warmup: int = 2) -> dict:
+    """Median and p90 ms of each model, the models taking turns on each image: a CPU that runs
+    faster or slower from one minute (or day) to the next slows them alike, so their ratio holds."""
+
+    def forward(det: Detector, x: torch.Tensor) -> None:
+        run_scales(det.model, x, det.config.model)
+
+    for det in models.values():
+        det.model.eval()
+        for x in images[:warmup]:
+            forward(det, x)
+    ms: dict[str, list[float]] = {name: [] for name in models}
+    for i in range(runs):
+        x = images[i % len(images)]
+        for name, det in models.items():
+            t0 = time.perf_counter()
+            forward(det, x)
+            ms[name].append(1000 * (time.perf_counter() - t0))
+    first = float(np.median(next(iter(ms.values()))))
+    return {
+        name: {
+            "ms_median": float(np.median(v)),
+            "ms_p90": float(np.percentile(v, 90)),
+            "relative": float(np.median(v)) / first,
+        }
+        for name, v in ms.items()
+    }
+
+
+def baseline_benchmark(
+    model: str | Path, baselines: list[str], images: list[torch.Tensor], runs: int, overrides: list[str] | None = None
+) -> dict:
+    """`model` and each of `baselines` (checkpoints or shipped names, e.g. an earlier release's
+    file), each as loaded, timed side by side."""
+    names = [str(model), *map(str, baselines)]
+    if len(set(names)) < len(names):
+        raise UserError(f"--baseline: each model once ({', '.join(names)})")
+    models = {name: Detector.load(name, overrides=overrides) for name in names}
+    return time_side_by_side(models, images, runs)
+
+
 def time_face_blur(images: list[torch.Tensor], runs: int) -> dict:
     """Median and p90 ms to find and blur the faces of one image (what --out adds per frame)."""
     blur = FaceBlur()
@@ -157,6 +199,11 @@ def format_speed(res: dict) -> str:
     if "face_blur" in res:
         f = res["face_blur"]
         lines += [f"face blur ({f['detector']}), what --out adds per frame: {f['ms_median']:.1f} ms median", ""]
+    if "side_by_side" in res:
+        lines += ["| model, as loaded, taking turns per image | median ms | p90 ms | x first |", "|---|---|---|---|"]
+        for name, r in res["side_by_side"].items():
+            lines.append(f"| {name} | {r['ms_median']:.1f} | {r['ms_p90']:.1f} | {r['relative']:.2f} |")
+        lines.append("")
     stages = next(iter(res["variants"].values()))["stages_ms_median"]
     total = sum(stages.values())
     lines += ["| stage (as loaded) | median ms | share |", "|---|---|---|"]

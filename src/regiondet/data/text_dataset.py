@@ -46,6 +46,7 @@ def rotate_sample(pixels: np.ndarray, pairs: list[np.ndarray], degrees: float) -
     """Turn an HxWx3 image and its point pairs by `degrees` (counter-clockwise), canvas
     enlarged so no text is cut; the new corners are black."""
     h, w = pixels.shape[:2]
+    pixels = pixels if pixels.flags.writeable else pixels.copy()  # decoded images may be read-only
     image = TF.rotate(
         tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1)),
         degrees,

@@ -104,11 +104,13 @@ def evaluate(
     with ProposalRecorder(getattr(detector, "model", None)) as recorder:
         preds, seconds = _predict_all(detector, samples, "evaluate", progress, saved)
     lens = lens_ap(samples, preds, voc07).ap if len(classes) > 1 else None
+    lens_preds = preds if len(classes) > 1 else None
     preds = labelled_only(samples, preds, classes)
     aps = per_class_ap(samples, preds, classes, voc07)
     valid = [r.ap for r in aps.values() if not np.isnan(r.ap)]
     with_objects = [i for i, s in enumerate(samples) if (~s.ignore).any()]
     missed = sum(1 for i in with_objects if not (preds[i]["scores"] >= score).any())
+    lens_missed = sum(1 for i in with_objects if lens_preds and not (lens_preds[i]["scores"] >= score).any())
     result = {
         "images": len(samples),
         "objects": int(sum((~s.ignore).sum() for s in samples)),
@@ -118,6 +120,8 @@ def evaluate(
         "lens_ap50": lens,
         **coco_metrics(samples, preds, classes),
         "no_detection_rate": missed / len(with_objects) if with_objects else float("nan"),
+        # images with no box of any class (a lens boxed as the other class still alerts)
+        "lens_no_detection_rate": lens_missed / len(with_objects) if with_objects and lens_preds else None,
         "negatives_with_detection_rate": None,
         "negatives": 0,
     }
@@ -130,7 +134,7 @@ def evaluate(
         neg_preds, neg_seconds = neg.pop("predictions"), neg.pop("seconds")
         result.update(neg)
         seconds += neg_seconds
-    result["rates_by_score"] = rates_by_score(preds, with_objects, neg_preds)
+    result["rates_by_score"] = rates_by_score(preds, with_objects, neg_preds, lens_preds)
     result["failures"] = failures(samples + (negatives or []), preds + neg_preds, classes, score)
     ms = np.array(seconds) * 1000
     result["latency_ms_median"] = float(np.median(ms))
@@ -159,16 +163,25 @@ def evaluate_negatives(
     }
 
 
-def rates_by_score(preds: list[dict], with_objects: list[int], neg_preds: list[dict]) -> dict[str, dict]:
-    """The two rates at a ladder of scores, to choose a deployment threshold from one run."""
+SCORE_LADDER = (0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def rates_by_score(
+    preds: list[dict], with_objects: list[int], neg_preds: list[dict], lens_preds: list[dict] | None = None
+) -> dict[str, dict]:
+    """The rates at a ladder of scores, to choose a deployment threshold from one run; with
+    `lens_preds` (every class's detections) also the images with no box of any class."""
     out = {}
-    for t in (0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
+    for t in SCORE_LADDER:
         missed = sum(1 for i in with_objects if not (preds[i]["scores"] >= t).any())
         fired = sum(1 for p in neg_preds if (p["scores"] >= t).any())
         out[f"{t:g}"] = {
             "no_detection_rate": missed / len(with_objects) if with_objects else None,
             "negatives_with_detection_rate": fired / len(neg_preds) if neg_preds else None,
         }
+        if lens_preds is not None:
+            lens_missed = sum(1 for i in with_objects if not (lens_preds[i]["scores"] >= t).any())
+            out[f"{t:g}"]["lens_no_detection_rate"] = lens_missed / len(with_objects) if with_objects else None
     return out
 
 

@@ -27,6 +27,8 @@ def export_model(
     of other checkpoints of the same model (their mean is written); `score` is the default
     threshold stored with it (else the checkpoint's, else its validation score). With `calibrate`
     (data specs), the .onnx file is int8, calibrated on `calibrate_images` of those images."""
+    if calibrate is not None and not calibrate:
+        raise UserError("int8 export needs at least one calibration data spec", out)
     if calibrate is not None and out.suffix.lower() != ".onnx":
         raise UserError("int8 export writes ONNX: name the output file *.onnx", out)
     path = resolve_model_path(source)
@@ -34,7 +36,7 @@ def export_model(
     if average:
         average_into(model, [path, *map(Path, average)])
     score = score if score is not None else float(ckpt.get("default_score", cfg.train.eval_score))
-    if calibrate:
+    if calibrate is not None:
         export_int8(model.float(), cfg, score, out, calibrate, calibrate_images)
     elif out.suffix.lower() == ".onnx":
         export_onnx(model.float(), cfg, score, out)
