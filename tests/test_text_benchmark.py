@@ -30,8 +30,10 @@ def test_peers_find_the_words_of_real_scenes():
 
 
 def test_regiondet_row_says_how_many_words_its_text_rpn_proposed():
+    """In PyTorch the Text-RPN is asked for its proposals (an ONNX graph has no RPN to ask)."""
     samples = load_spec(HOLDOUT)
-    (row,) = run_text_benchmark(["text_fast"], [], samples, threads=2, progress=False)
+    (row,) = run_text_benchmark(["text_fast"], [], samples, threads=2, progress=False, runtime="torch")
+    assert row["runtime"] == "torch"
     proposed = row["proposal_recall"]["0.7"]
     assert row["images"] == 2 and row["recall"] > 0.2
     assert row["proposal_recall"]["0.5"] >= proposed > 0

@@ -105,6 +105,9 @@ def quantize_onnx(graph: bytes, images: list[np.ndarray], about: str) -> bytes:
                 op_types_to_quantize=list(QUANTIZED_OPS),
                 nodes_to_quantize=nodes,
                 per_channel=True,
+                # 7-bit weights: CPUs without VNNI (AVX2 / AVX-512 only) multiply uint8 x int8 with an
+                # int16 sum that saturates at 8 bits, losing boxes; the same file must work on any x86
+                reduce_range=True,
                 activation_type=quantization.QuantType.QUInt8,
                 weight_type=quantization.QuantType.QInt8,
                 calibrate_method=quantization.CalibrationMethod.MinMax,

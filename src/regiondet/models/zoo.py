@@ -40,7 +40,11 @@ MODELS: dict[str, ShippedModel] = {
         onnx="text.int8.onnx",
     ),
     "text_fast": ShippedModel(
-        "text_fast.pt", "regiondet.zoo", "text_fast.md", about="scene text on MobileNetV2, under a second"
+        "text_fast.pt",
+        "regiondet.zoo",
+        "text_fast.md",
+        about="scene text on MobileNetV2, under a second",
+        onnx="text_fast.int8.onnx",
     ),
 }
 
