@@ -259,12 +259,12 @@ def cmd_benchmark_alerts(a: argparse.Namespace) -> None:
 def cmd_benchmark_speed(a: argparse.Namespace) -> None:
     _threads(a.threads)
     paths = expand_images(a.images)
-    res = speed_benchmark(a.model, load_images(paths, parse_size(a.size)), a.runs, a.set)
+    images = load_images(paths, parse_size(a.size))
+    res = speed_benchmark(a.model, images, a.runs, a.set)
     if a.baseline:
-        images = load_images(paths, parse_size(a.size))
         res["side_by_side"] = baseline_benchmark(a.model, a.baseline, images, a.runs, a.set)
     if a.faces:
-        res["face_blur"] = time_face_blur(load_images(paths, parse_size(a.size)), a.runs)
+        res["face_blur"] = time_face_blur(images, a.runs)
     res.update(model=a.model, size=a.size, images=len(paths), overrides=a.set)
     _save_json(a.json, res)
     print(format_speed(res))

@@ -109,8 +109,6 @@ def evaluate(
     aps = per_class_ap(samples, preds, classes, voc07)
     valid = [r.ap for r in aps.values() if not np.isnan(r.ap)]
     with_objects = [i for i, s in enumerate(samples) if (~s.ignore).any()]
-    missed = sum(1 for i in with_objects if not (preds[i]["scores"] >= score).any())
-    lens_missed = sum(1 for i in with_objects if lens_preds and not (lens_preds[i]["scores"] >= score).any())
     result = {
         "images": len(samples),
         "objects": int(sum((~s.ignore).sum() for s in samples)),
@@ -119,9 +117,9 @@ def evaluate(
         "ap50_per_class": {c: r.ap for c, r in aps.items()},
         "lens_ap50": lens,
         **coco_metrics(samples, preds, classes),
-        "no_detection_rate": missed / len(with_objects) if with_objects else float("nan"),
+        "no_detection_rate": _share_missed(preds, with_objects, score, float("nan")),
         # images with no box of any class (a lens boxed as the other class still alerts)
-        "lens_no_detection_rate": lens_missed / len(with_objects) if with_objects and lens_preds else None,
+        "lens_no_detection_rate": _share_missed(lens_preds, with_objects, score) if lens_preds else None,
         "negatives_with_detection_rate": None,
         "negatives": 0,
     }
@@ -173,16 +171,22 @@ def rates_by_score(
     `lens_preds` (every class's detections) also the images with no box of any class."""
     out = {}
     for t in SCORE_LADDER:
-        missed = sum(1 for i in with_objects if not (preds[i]["scores"] >= t).any())
         fired = sum(1 for p in neg_preds if (p["scores"] >= t).any())
         out[f"{t:g}"] = {
-            "no_detection_rate": missed / len(with_objects) if with_objects else None,
+            "no_detection_rate": _share_missed(preds, with_objects, t),
             "negatives_with_detection_rate": fired / len(neg_preds) if neg_preds else None,
         }
         if lens_preds is not None:
-            lens_missed = sum(1 for i in with_objects if not (lens_preds[i]["scores"] >= t).any())
-            out[f"{t:g}"]["lens_no_detection_rate"] = lens_missed / len(with_objects) if with_objects else None
+            out[f"{t:g}"]["lens_no_detection_rate"] = _share_missed(lens_preds, with_objects, t)
     return out
+
+
+def _share_missed(preds: list[dict], with_objects: list[int], score: float, empty: float | None = None) -> float | None:
+    """The share of the images `with_objects` (indices into `preds`) with no detection at `score`;
+    `empty` when there are none."""
+    if not with_objects:
+        return empty
+    return sum(1 for i in with_objects if not (preds[i]["scores"] >= score).any()) / len(with_objects)
 
 
 def image_outcome(sample: Sample, pred: dict, classes: list[str], score: float, iou: float = 0.5) -> tuple[int, int]:
