@@ -105,6 +105,28 @@ def test_evaluation_scores_only_the_classes_a_source_labels():
     assert lens_ap(samples[:1], preds).ap == pytest.approx(1.0)  # the extra box ranks last
 
 
+def test_lens_ap_counts_a_camera_boxed_as_both_classes_once():
+    """Two camera photos: the first's cameras boxed as camera (0.9) and again as phone (0.8), the
+    second's as camera (0.7). One class would have one box per camera, so every box found is
+    right (AP 1.0); counting the phone copies as false lenses would rank them above the second
+    photo's cameras. Boxes of two classes that barely overlap both stay."""
+    samples = [s for s in load_spec(f"voc:{CAMERA_VALID}?labels=camera") if len(s.boxes)][:2]
+    first, second = samples
+    n, m = len(first.boxes), len(second.boxes)
+    preds = [
+        {
+            "boxes": np.concatenate([first.boxes, first.boxes + 1]).astype(np.float32),
+            "scores": np.array([0.9] * n + [0.8] * n, np.float32),
+            "labels": np.array([1] * n + [2] * n),
+        },
+        {"boxes": second.boxes.astype(np.float32), "scores": np.full(m, 0.7, np.float32), "labels": np.ones(m, int)},
+    ]
+    assert lens_ap(samples, preds).ap == pytest.approx(1.0)
+    far = first.boxes + np.array([1000, 1000, 1000, 1000])  # a phone box nowhere near the camera
+    preds[0]["boxes"] = np.concatenate([first.boxes, far]).astype(np.float32)
+    assert lens_ap(samples, preds).ap < 0.99
+
+
 def test_training_on_partly_labelled_sources_runs_through_the_cli(tmp_path):
     cfg = tiny_config(tmp_path / "out", epochs=1, steps_per_epoch=3)
     cfg["model"]["classes"] = CLASSES

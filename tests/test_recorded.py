@@ -133,3 +133,36 @@ def test_detections_and_a_model_together_are_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--detections", str(path), "--model", "default", "--data", CAMERAS]) == 2
     assert "leave out --model" in capsys.readouterr().err
+
+
+def test_confusion_counts_what_each_object_was_called(tmp_path, capsys):
+    """Camera photos (a camera-only source): the first photo's cameras boxed as phones, the
+    others' as cameras, a stray camera box on the second photo (a false alarm) and a stray phone
+    box on the third (the source does not box phones: counted nowhere); one street scene with a
+    phone box (a false alarm). Every object lands in exactly one cell."""
+    spec = f"{CAMERAS}&labels=camera"
+    samples = [s for s in load_spec(spec) if len(s.boxes)][:3]
+    far = [[0.0, 0.0, 3.0, 3.0]]  # a corner box no camera occupies
+    lines = [
+        {"boxes": samples[0].boxes.tolist(), "labels": ["phone"] * len(samples[0].boxes)},
+        {"boxes": samples[1].boxes.tolist() + far, "labels": ["camera"] * (len(samples[1].boxes) + 1)},
+        {"boxes": samples[2].boxes.tolist() + far, "labels": ["camera"] * len(samples[2].boxes) + ["phone"]},
+    ]
+    scene = load_spec(HOLDOUT)[0]  # the other photos and scenes: no box
+    path = tmp_path / "mixed.jsonl"
+    scored = zip(samples, lines, strict=True)
+    rows = [{"file": str(s.path), **line, "scores": [0.9] * len(line["boxes"])} for s, line in scored]
+    rows.append({"file": str(scene.path), "boxes": far, "labels": ["phone"], "scores": [0.8]})
+    done = {r["file"] for r in rows}
+    empty = {"boxes": [], "labels": [], "scores": []}
+    rows += [{"file": str(s.path), **empty} for s in load_spec(spec) + load_spec(HOLDOUT) if str(s.path) not in done]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = _evaluate(capsys, "--detections", str(path), "--data", spec, "--negatives", HOLDOUT, "--score", "0.5")
+    cells = {t.lower(): {p.lower(): n for p, n in row.items()} for t, row in res["confusion"].items()}
+    n0, rest = len(samples[0].boxes), len(samples[1].boxes) + len(samples[2].boxes)
+    unboxed = sum(int((~s.ignore).sum()) for s in load_spec(spec)) - n0 - rest  # the photos with no line
+    assert cells["camera"] == {"camera": rest, "phone": n0, "background": unboxed}
+    assert cells["background"]["camera"] == 1 and cells["background"]["phone"] == 1
+    strict = _evaluate(capsys, "--detections", str(path), "--data", spec, "--negatives", HOLDOUT, "--score", "0.95")
+    missed = {t.lower(): row for t, row in strict["confusion"].items()}["camera"]
+    assert sum(missed.values()) == missed["background"] == n0 + rest + unboxed  # nothing at 0.95: all missed
