@@ -31,23 +31,37 @@ def confusion_matrix(
         boxes, labels = np.asarray(p["boxes"])[keep], np.asarray(p["labels"])[keep]
         order = np.argsort(-np.asarray(p["scores"])[keep], kind="stable")
         truth = [classes[lower.index(lab.lower())] if lab.lower() in lower else None for lab in s.labels]
-        taken = np.zeros(len(s.boxes), bool)
         overlap = (
             box_iou(torch.as_tensor(boxes).float(), torch.as_tensor(s.boxes).float()).numpy()
             if len(boxes) and len(s.boxes)
             else np.zeros((len(boxes), len(s.boxes)))
         )
-        for d in order:
+        match = greedy_match(overlap, order, ~s.ignore, iou)
+        for d, g in zip(order, match[order], strict=True):
             said = classes[int(labels[d]) - 1]
-            free = np.where(taken, -1.0, overlap[d])
-            g = int(np.argmax(free)) if len(free) else -1
-            if g >= 0 and free[g] >= iou:
-                taken[g] = True
+            if g >= 0:
                 if not s.ignore[g] and truth[g] is not None:
                     counts[truth[g]][said] += 1
             elif s.labels_class(said):
                 counts[BACKGROUND][said] += 1
+        taken = np.zeros(len(s.boxes), bool)
+        taken[match[match >= 0]] = True
         for g in np.flatnonzero(~taken & ~s.ignore):
             if truth[g] is not None:
                 counts[truth[g]][BACKGROUND] += 1
     return counts
+
+
+def greedy_match(overlap: np.ndarray, order: np.ndarray, care: np.ndarray, iou: float) -> np.ndarray:
+    """The object each detection finds (-1: none), detections in `order` (best score first), each
+    taking the free object it overlaps most at IoU >= `iou`; an object that does not count
+    (`care` False) takes any number of detections, so none of them is a false alarm."""
+    match = np.full(len(overlap), -1)
+    found = np.zeros(overlap.shape[1], bool)
+    for d in order:
+        free = np.where(found, -1.0, overlap[d])
+        g = int(np.argmax(free)) if len(free) else -1
+        if g >= 0 and free[g] >= iou:
+            match[d] = g
+            found[g] = care[g]
+    return match

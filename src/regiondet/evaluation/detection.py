@@ -13,7 +13,7 @@ from tqdm import tqdm
 from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
 from regiondet.evaluation.coco import coco_metrics
-from regiondet.evaluation.confusion import confusion_matrix
+from regiondet.evaluation.confusion import confusion_matrix, greedy_match
 from regiondet.evaluation.proposals import ProposalRecorder, proposal_recall
 from regiondet.evaluation.recorded import RecordedPredictions, default_score, detection_line
 from regiondet.evaluation.voc import APResult, voc_ap
@@ -215,16 +215,10 @@ def image_outcome(sample: Sample, pred: dict, classes: list[str], score: float, 
         return int(care.sum()), 0
     overlap = box_iou(torch.as_tensor(boxes), torch.as_tensor(sample.boxes)).numpy()
     overlap = np.where(labels[:, None] == gt_ids[None, :], overlap, 0.0)
+    match = greedy_match(overlap, np.argsort(-pred["scores"][keep]), care, iou)
     found = np.zeros(len(sample.boxes), bool)
-    false = 0
-    for d in np.argsort(-pred["scores"][keep]):
-        free = np.where(found & care, -1.0, overlap[d])
-        g = int(np.argmax(free)) if len(free) else -1
-        if g < 0 or free[g] < iou:
-            false += 1
-        elif care[g]:
-            found[g] = True
-    return int((care & ~found).sum()), false
+    found[match[match >= 0]] = True
+    return int((care & ~found).sum()), int((match < 0).sum())
 
 
 def failures(samples: list[Sample], preds: list[dict], classes: list[str], score: float) -> list[dict]:
