@@ -76,10 +76,14 @@ def test_onnx_bad_inputs_are_one_line_errors(trained_run, tmp_path, capsys):
 def test_text_model_exports_with_its_point_pairs(tmp_path, capsys):
     """The shipped text model in ONNX Runtime: the same words and the same outlines. At score 0.5
     the random image the export traces gets fewer words than the scene, so no detection count
-    may be frozen into the graph."""
+    may be frozen into the graph. CRAFT's frozen batch norms are folded into its convolutions
+    (left in, each is a Mul and an Add on a full-size map, and splits an int8 convolution from
+    its ReLU)."""
     onnx_path = tmp_path / "text.onnx"
     fewer = ["model.box_score_thresh=0.5"]
     assert main(["export", "text", str(onnx_path), "--set", fewer[0]]) == 0
+    ops = [n.op_type for n in onnx.load(str(onnx_path)).graph.node if n.name.startswith("/backbone/body/")]
+    assert ops.count("Conv") >= 13 and "Mul" not in ops and "BatchNormalization" not in ops
     onnx_det, torch_det = Detector.load(onnx_path), Detector.load("text", overrides=fewer)
     scene = sorted(ICDAR.glob("images/*.jpg"))[0]  # 1280 x 720, traced at 720 x 720
     a, b = torch_det.predict(scene), onnx_det.predict(scene)

@@ -165,10 +165,9 @@ def evaluate_negatives(
     """The share of object-free images with a detection at `score` (a false alarm), with the
     predictions and seconds per image."""
     preds, seconds = _predict_all(detector, negatives, "negatives", progress, saved)
-    fired = sum(1 for p in preds if (p["scores"] >= score).any())
     return {
         "negatives": len(negatives),
-        "negatives_with_detection_rate": fired / len(negatives),
+        "negatives_with_detection_rate": _share_fired(preds, score),
         "predictions": preds,
         "seconds": seconds,
     }
@@ -184,14 +183,20 @@ def rates_by_score(
     `lens_preds` (every class's detections) also the images with no box of any class."""
     out = {}
     for t in SCORE_LADDER:
-        fired = sum(1 for p in neg_preds if (p["scores"] >= t).any())
         out[f"{t:g}"] = {
             "no_detection_rate": _share_missed(preds, with_objects, t),
-            "negatives_with_detection_rate": fired / len(neg_preds) if neg_preds else None,
+            "negatives_with_detection_rate": _share_fired(neg_preds, t),
         }
         if lens_preds is not None:
             out[f"{t:g}"]["lens_no_detection_rate"] = _share_missed(lens_preds, with_objects, t)
     return out
+
+
+def _share_fired(preds: list[dict], score: float) -> float | None:
+    """The share of `preds` (object-free images) with a detection at `score`; None for none."""
+    if not preds:
+        return None
+    return sum(1 for p in preds if (p["scores"] >= score).any()) / len(preds)
 
 
 def _share_missed(preds: list[dict], with_objects: list[int], score: float, empty: float | None = None) -> float | None:

@@ -79,7 +79,9 @@ def onnx_bytes(model: torch.nn.Module, cfg: Config, score: float, opset: int = 1
     """The model traced on one image as an ONNX graph, config and score in its metadata, in
     memory. The model's batch norms are folded in place: pass a model you no longer train."""
     onnx = require("onnx")
-    fold_batch_norms(model)  # frozen norms merged into their convolutions: fewer nodes
+    # frozen norms merged into their convolutions (only eval-mode norms fold, so eval first): a
+    # norm left in becomes a Mul and an Add that split each int8 convolution from its ReLU
+    fold_batch_norms(model.eval())
     side = test_sizes(cfg.model)[0]
     example = torch.rand(3, side, side)
     outputs = OUTPUTS[cfg.model.task]
@@ -91,7 +93,7 @@ def onnx_bytes(model: torch.nn.Module, cfg: Config, score: float, opset: int = 1
         with warnings.catch_warnings():  # the tracer warns about every Python number it freezes
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model.eval(),
+                model,
                 ([example],),
                 buffer,
                 input_names=["image"],
