@@ -17,7 +17,8 @@ SCENE = f"icdar2015:{ICDAR}?part=holdout&fraction=0.2&seed=0&limit=1"
 
 
 def test_each_scale_caps_the_longer_side_in_proportion():
-    det = Detector.load("text_fast", overrides=["model.test_scales=[900, 720, 540]"])
+    sizes = ["model.test_min_size=720", "model.test_max_size=1280", "model.test_scales=[900, 720, 540]"]
+    det = Detector.load("text_fast", overrides=sizes)
     assert scale_sizes(det.config.model) == [(720, 1280), (900, 1600), (540, 960)]  # 720 is not read twice
 
 
@@ -25,12 +26,14 @@ def test_reading_at_a_size_changes_the_input_and_restores_it():
     det = Detector.load("text_fast")
     transform = det.model.transform
     x = torch.rand(3, 720, 1280)
+    own = transform(x.unsqueeze(0))[0].image_sizes  # as the model reads it
+    assert own != [(360, 640)]
     with reading_at(det.model, 360, 640):
         assert transform(x.unsqueeze(0))[0].image_sizes == [(360, 640)]
-    assert transform(x.unsqueeze(0))[0].image_sizes == [(720, 1280)]
+    assert transform(x.unsqueeze(0))[0].image_sizes == own
     with pytest.raises(RuntimeError), reading_at(det.model, 360, 640):
         raise RuntimeError
-    assert transform(x.unsqueeze(0))[0].image_sizes == [(720, 1280)]
+    assert transform(x.unsqueeze(0))[0].image_sizes == own
 
 
 def test_overlapping_boxes_of_two_readings_keep_the_better_one_per_class():
@@ -71,14 +74,16 @@ def test_camera_model_at_two_sizes_keeps_each_camera_once():
 
 
 def test_text_at_two_sizes_keeps_every_word_of_either_reading_once():
-    """Every outline found at 720 or 900 is in the merged result, or overlaps a better-scoring one
+    """Every outline found at the model's size or at 900 is in the merged result, or overlaps a better-scoring one
     there by more than the polygon NMS threshold; no two merged outlines overlap that much."""
     path = load_spec(SCENE)[0].path
+    two = Detector.load("text_fast", overrides=["model.test_scales=[900]"])
+    assert len(scale_sizes(two.config.model)) == 2
     readings = [
         Detector.load("text_fast", overrides=[f"model.test_min_size={s}", f"model.test_max_size={c}"])
-        for s, c in ((720, 1280), (900, 1600))
+        for s, c in scale_sizes(two.config.model)
     ]
-    merged = Detector.load("text_fast", overrides=["model.test_scales=[900]"]).predict(path)
+    merged = two.predict(path)
     shapes = [Polygon(p).buffer(0) for p in merged.polygons]
     assert len(shapes) > 0
 

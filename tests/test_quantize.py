@@ -17,7 +17,10 @@ from regiondet.data.spec import load_spec
 from regiondet.errors import UserError
 from regiondet.evaluation.text import match_image
 from regiondet.inference.export import export_model
-from regiondet.models.zoo import shipped_onnx
+from regiondet.inference.predictor import model_from_checkpoint
+from regiondet.inference.quantize import calibration_images
+from regiondet.models.sizes import test_sizes as model_sizes
+from regiondet.models.zoo import resolve_model_path, shipped_onnx
 
 
 def test_int8_export_is_calibrated_smaller_and_keeps_the_detections(tmp_path, capsys):
@@ -32,6 +35,8 @@ def test_int8_export_is_calibrated_smaller_and_keeps_the_detections(tmp_path, ca
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in proto.graph.node}
     about = json.loads({p.key: p.value for p in proto.metadata_props}["regiondet_int8"])
     assert about["images"] == 8 and about["layers"] > 20 and "openimages-camera" in about["calibration"]
+    own_side = model_sizes(model_from_checkpoint(resolve_model_path("default"))[1].model)[0]
+    assert about["calibration"].endswith(f"read at {own_side} px"), about
     a, b = Detector.load(fp32), Detector.load(int8)
     assert b.runtime == "onnxruntime" and b.classes == a.classes and b.score == a.score
     ious = []
@@ -44,6 +49,23 @@ def test_int8_export_is_calibrated_smaller_and_keeps_the_detections(tmp_path, ca
     assert len(ious) > 12 and len(found) >= 0.75 * len(ious) and np.median(found) > 0.8, ious
 
 
+def test_calibration_images_are_read_at_the_sizes_asked_for():
+    """Calibration at other sizes than the model reads (`--calibrate-size`): each image's shorter
+    side is the size asked for, sizes taken in turn, the longer side capped in the model's proportion."""
+    _, cfg, _ = model_from_checkpoint(resolve_model_path("default"))
+    base_min, base_max = model_sizes(cfg.model)
+    spec = [f"voc:{CAMERA_TRAIN}?limit=6"]
+    own = calibration_images(spec, 3, cfg)
+
+    def read_at(x: np.ndarray, side: int) -> bool:  # torchvision's resize floors: a pixel short
+        return abs(min(x.shape[-2:]) - side) <= 1 or abs(max(x.shape[-2:]) - base_max * side / base_min) <= 1
+
+    assert all(read_at(x, base_min) for x in own)
+    images = calibration_images(spec, 4, cfg, [320, 480])
+    for x, side in zip(images, [320, 480, 320, 480], strict=True):
+        assert read_at(x, side) and not read_at(x, 480 if side == 320 else 320), (x.shape, side)
+
+
 def test_int8_export_mistakes_are_one_line_errors(trained_run, tmp_path, capsys):
     best = str(trained_run / "best.pt")
     spec = f"voc:{CAMERA_VALID}?limit=2"
@@ -52,6 +74,8 @@ def test_int8_export_mistakes_are_one_line_errors(trained_run, tmp_path, capsys)
         (["export", best, str(tmp_path / "a.onnx"), "--calibrate", spec], "add --int8"),
         (["export", best, str(tmp_path / "a.pt"), "--int8", "--calibrate", spec], "*.onnx"),
         (["export", best, str(tmp_path / "a.onnx"), "--int8", "--calibrate", f"voc:{tmp_path}"], str(tmp_path)),
+        (["export", best, str(tmp_path / "a.onnx"), "--calibrate-size", "320"], "add --int8"),
+        (["export", best, str(tmp_path / "a.onnx"), "--int8", "--calibrate", spec, "--calibrate-size", "8"], "32"),
     ]
     capsys.readouterr()
     for argv, words in cases:

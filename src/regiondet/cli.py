@@ -131,8 +131,12 @@ def cmd_export(a: argparse.Namespace) -> None:
         raise UserError("--calibrate sets the ranges of an --int8 export; add --int8")
     if a.int8 and not a.calibrate:
         raise UserError("--int8 needs --calibrate SPEC: images like those the model will read (e.g. its training data)")
+    if a.calibrate_size and not a.int8:
+        raise UserError("--calibrate-size sets how an --int8 export's calibration images are read; add --int8")
     calibrate = a.calibrate if a.int8 else None
-    out = export_model(a.checkpoint, Path(a.out), a.score, a.fp32, a.average, a.set, calibrate, a.calibrate_images)
+    out = export_model(
+        a.checkpoint, Path(a.out), a.score, a.fp32, a.average, a.set, calibrate, a.calibrate_images, a.calibrate_size
+    )
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
 
 
@@ -379,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--int8", action="store_true", help="ONNX only: int8 layers (faster on most CPUs, 1/4 the size)")
     x.add_argument("--calibrate", action="append", metavar="SPEC", help="--int8: images that set the value ranges")
     x.add_argument("--calibrate-images", type=int, default=16, metavar="N", help="--int8: how many (default 16)")
+    x.add_argument(
+        "--calibrate-size",
+        type=int,
+        nargs="+",
+        metavar="PX",
+        help="--int8: shorter side(s) the calibration images are read at (default: the model's test sizes)",
+    )
     x.set_defaults(func=cmd_export)
 
     g = sub.add_parser("grid", help="train and evaluate every cell of an experiment grid (resumable)")

@@ -21,12 +21,14 @@ def export_model(
     overrides: list[str] | None = None,
     calibrate: list[str] | None = None,
     calibrate_images: int = 16,
+    calibrate_sizes: list[int] | None = None,
 ) -> Path:
     """Write `source` (a checkpoint or shipped name) to `out`: .onnx for ONNX Runtime, else a
     checkpoint (fp16 unless `fp32`) that keeps the training metrics. `average` adds the weights
     of other checkpoints of the same model (their mean is written); `score` is the default
     threshold stored with it (else the checkpoint's, else its validation score). With `calibrate`
-    (data specs), the .onnx file is int8, calibrated on `calibrate_images` of those images."""
+    (data specs), the .onnx file is int8, calibrated on `calibrate_images` of those images (read
+    at `calibrate_sizes` px, default the model's test sizes)."""
     if calibrate is not None and not calibrate:
         raise UserError("int8 export needs at least one calibration data spec", out)
     if calibrate is not None and out.suffix.lower() != ".onnx":
@@ -37,7 +39,7 @@ def export_model(
         average_into(model, [path, *map(Path, average)])
     score = score if score is not None else float(ckpt.get("default_score", cfg.train.eval_score))
     if calibrate is not None:
-        export_int8(model.float(), cfg, score, out, calibrate, calibrate_images)
+        export_int8(model.float(), cfg, score, out, calibrate, calibrate_images, calibrate_sizes)
     elif out.suffix.lower() == ".onnx":
         export_onnx(model.float(), cfg, score, out)
     else:

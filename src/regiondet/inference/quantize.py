@@ -36,15 +36,27 @@ QUANTIZED_OPS = ("Conv", "Gemm")
 INT8_KEY = "regiondet_int8"  # metadata: how the file was calibrated
 
 
-def calibration_images(specs: list[str], count: int, cfg: Config) -> list[np.ndarray]:
+def calibration_sizes(cfg: Config, sides: list[int] | None) -> list[tuple[int, int]]:
+    """(shorter side, longer-side cap) for the calibration images: the model's own reading sizes,
+    or `sides` with the cap in the model's proportion (ranges measured at one size can suit a
+    model read at another better than its own size's: choose on validation images)."""
+    if not sides:
+        return scale_sizes(cfg.model)
+    if any(int(s) < 32 for s in sides):
+        raise UserError(f"calibration sizes are shorter sides in pixels (at least 32), not {sides}")
+    base_min, base_max = scale_sizes(cfg.model)[0]
+    return [(int(s), round(base_max * int(s) / base_min)) for s in sides]
+
+
+def calibration_images(specs: list[str], count: int, cfg: Config, sides: list[int] | None = None) -> list[np.ndarray]:
     """`count` images spread evenly over the data of `specs`, each resized as the model reads
-    it; consecutive images take the model's test sizes in turn (multi-scale models are
+    it (or to `sides`); consecutive images take the sizes in turn (multi-scale models are
     calibrated at every size they read)."""
     samples = [s for spec in specs for s in load_spec(spec)]
     if not samples:
         raise UserError(f"no calibration images in {', '.join(specs)}")
     picks = [samples[i] for i in np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int)]
-    sizes = scale_sizes(cfg.model)
+    sizes = calibration_sizes(cfg, sides)
     images = []
     for i, sample in enumerate(picks):
         x = to_tensor(load_upright(sample.path))
@@ -123,8 +135,18 @@ def quantize_onnx(graph: bytes, images: list[np.ndarray], about: str) -> bytes:
     return buffer.getvalue()
 
 
-def export_int8(model: torch.nn.Module, cfg: Config, score: float, out: Path, specs: list[str], count: int) -> None:
-    """`model` exported to ONNX, quantized with `count` calibration images from `specs`, written atomically."""
-    images = calibration_images(specs, count, cfg)
-    about = f"{len(images)} images of {', '.join(specs)}"
+def export_int8(
+    model: torch.nn.Module,
+    cfg: Config,
+    score: float,
+    out: Path,
+    specs: list[str],
+    count: int,
+    sides: list[int] | None = None,
+) -> None:
+    """`model` exported to ONNX, quantized with `count` calibration images from `specs` (read
+    at `sides`, default the model's sizes), written atomically."""
+    images = calibration_images(specs, count, cfg, sides)
+    read_at = " + ".join(f"{m} px" for m, _ in calibration_sizes(cfg, sides))
+    about = f"{len(images)} images of {', '.join(specs)} read at {read_at}"
     atomic_write_bytes(Path(out), quantize_onnx(onnx_bytes(model, cfg, score), images, about))
