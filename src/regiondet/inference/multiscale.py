@@ -18,12 +18,18 @@ from torchvision.ops import batched_nms
 from regiondet.models.sizes import SizeTransform, test_sizes
 
 
+def sizes_at(cfg, sides: list[int]) -> list[tuple[int, int]]:
+    """(shorter side, longer-side cap) for each of `sides`, the cap in the proportion of the
+    model's test sizes."""
+    base_min, base_max = test_sizes(cfg)
+    return [(int(s), round(base_max * int(s) / base_min)) for s in sides]
+
+
 def scale_sizes(cfg) -> list[tuple[int, int]]:
     """(shorter side, longer-side cap) for each reading of an image: the model's test size, then
     each of `test_scales` with the cap scaled in proportion."""
     base_min, base_max = test_sizes(cfg)
-    extra = [(int(s), round(base_max * s / base_min)) for s in cfg.test_scales if int(s) != base_min]
-    return [(base_min, base_max), *extra]
+    return [(base_min, base_max), *sizes_at(cfg, [s for s in cfg.test_scales if int(s) != base_min])]
 
 
 @contextmanager

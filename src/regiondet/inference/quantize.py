@@ -25,7 +25,7 @@ from regiondet.config import Config
 from regiondet.data.images import load_upright
 from regiondet.data.spec import load_spec
 from regiondet.errors import UserError
-from regiondet.inference.multiscale import scale_sizes
+from regiondet.inference.multiscale import scale_sizes, sizes_at
 from regiondet.inference.onnx_model import onnx_bytes, require, resize_for_graph
 from regiondet.inference.predictor import to_tensor
 from regiondet.io import atomic_write_bytes
@@ -44,8 +44,7 @@ def calibration_sizes(cfg: Config, sides: list[int] | None) -> list[tuple[int, i
         return scale_sizes(cfg.model)
     if any(int(s) < 32 for s in sides):
         raise UserError(f"calibration sizes are shorter sides in pixels (at least 32), not {sides}")
-    base_min, base_max = scale_sizes(cfg.model)[0]
-    return [(int(s), round(base_max * int(s) / base_min)) for s in sides]
+    return sizes_at(cfg.model, sides)
 
 
 def calibration_images(specs: list[str], count: int, cfg: Config, sides: list[int] | None = None) -> list[np.ndarray]:
