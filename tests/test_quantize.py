@@ -18,7 +18,7 @@ from regiondet.errors import UserError
 from regiondet.evaluation.text import match_image
 from regiondet.inference.export import export_model
 from regiondet.inference.predictor import model_from_checkpoint
-from regiondet.inference.quantize import calibration_images
+from regiondet.inference.quantize import Calibration, calibration_images
 from regiondet.models.sizes import test_sizes as model_sizes
 from regiondet.models.zoo import resolve_model_path, shipped_onnx
 
@@ -66,6 +66,32 @@ def test_calibration_images_are_read_at_the_sizes_asked_for():
         assert read_at(x, side) and not read_at(x, 480 if side == 320 else 320), (x.shape, side)
 
 
+def activation_steps(path) -> dict[str, float]:
+    """Each quantized activation's step (QuantizeLinear scale) by tensor name."""
+    proto = onnx.load(str(path))
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    return {n.input[0]: float(weights[n.input[1]]) for n in proto.graph.node if n.op_type == "QuantizeLinear"}
+
+
+def test_histogram_calibration_clips_the_rare_large_values(tmp_path, capsys):
+    """--calibrate-method percentile sets each activation range from a histogram: no step is wider
+    than min/max's on the same images, many are narrower, the file says how it was calibrated and
+    the command's output stays the file line."""
+    steps = {}
+    for method in ("minmax", "percentile"):
+        out = tmp_path / f"{method}.onnx"
+        calibrate = ["--calibrate", f"voc:{CAMERA_TRAIN}?limit=8", "--calibrate-images", "3"]
+        capsys.readouterr()
+        assert main(["export", "default", str(out), "--int8", *calibrate, "--calibrate-method", method]) == 0
+        assert capsys.readouterr().out.strip().splitlines() == [f"{out}: {out.stat().st_size / 1e6:.1f} MB"]
+        about = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["regiondet_int8"])
+        assert about["method"] == method and about["images"] == 3
+        steps[method] = activation_steps(out)
+    assert steps["minmax"].keys() == steps["percentile"].keys() and len(steps["minmax"]) > 20
+    ratio = np.array([steps["percentile"][k] / steps["minmax"][k] for k in steps["minmax"]])
+    assert (ratio <= 1 + 1e-3).all() and (ratio < 0.99).mean() > 0.5 and (ratio < 0.9).any(), np.round(ratio, 2)
+
+
 def test_int8_export_mistakes_are_one_line_errors(trained_run, tmp_path, capsys):
     best = str(trained_run / "best.pt")
     spec = f"voc:{CAMERA_VALID}?limit=2"
@@ -76,6 +102,8 @@ def test_int8_export_mistakes_are_one_line_errors(trained_run, tmp_path, capsys)
         (["export", best, str(tmp_path / "a.onnx"), "--int8", "--calibrate", f"voc:{tmp_path}"], str(tmp_path)),
         (["export", best, str(tmp_path / "a.onnx"), "--calibrate-size", "320"], "add --int8"),
         (["export", best, str(tmp_path / "a.onnx"), "--int8", "--calibrate", spec, "--calibrate-size", "8"], "32"),
+        (["export", best, str(tmp_path / "a.onnx"), "--calibrate-method", "entropy"], "add --int8"),
+        (["export", best, str(tmp_path / "a.onnx"), "--int8", "--calibrate", spec, "--calibrate-images", "0"], "0"),
     ]
     capsys.readouterr()
     for argv, words in cases:
@@ -83,9 +111,11 @@ def test_int8_export_mistakes_are_one_line_errors(trained_run, tmp_path, capsys)
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err, err
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.pt"))
-    # the Python API: an empty list of calibration specs is a mistake, not a float export
+    # the Python API: an empty list of calibration specs or an unknown method is a mistake, not a float export
     with pytest.raises(UserError, match="calibration data"):
-        export_model(best, tmp_path / "a.onnx", calibrate=[])
+        export_model(best, tmp_path / "a.onnx", int8=Calibration([]))
+    with pytest.raises(UserError, match="minmax"):
+        export_model(best, tmp_path / "a.onnx", int8=Calibration([spec], method="kl"))
     assert not list(tmp_path.glob("*.onnx"))
 
 

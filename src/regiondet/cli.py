@@ -44,6 +44,7 @@ from regiondet.experiments.report import write_report
 from regiondet.inference.detect import detect_inputs
 from regiondet.inference.export import export_model
 from regiondet.inference.predictor import RUNTIMES, Detector, default_runtime
+from regiondet.inference.quantize import CALIBRATION_METHODS, Calibration
 from regiondet.inference.sources import expand_images, is_video
 from regiondet.inference.video import parse_alert
 from regiondet.io import atomic_write_text
@@ -133,10 +134,12 @@ def cmd_export(a: argparse.Namespace) -> None:
         raise UserError("--int8 needs --calibrate SPEC: images like those the model will read (e.g. its training data)")
     if a.calibrate_size and not a.int8:
         raise UserError("--calibrate-size sets how an --int8 export's calibration images are read; add --int8")
-    calibrate = a.calibrate if a.int8 else None
-    out = export_model(
-        a.checkpoint, Path(a.out), a.score, a.fp32, a.average, a.set, calibrate, a.calibrate_images, a.calibrate_size
-    )
+    if a.calibrate_method and not a.int8:
+        raise UserError("--calibrate-method sets how an --int8 export's ranges are found; add --int8")
+    int8 = None
+    if a.int8:
+        int8 = Calibration(a.calibrate, a.calibrate_images, a.calibrate_size, a.calibrate_method or "minmax")
+    out = export_model(a.checkpoint, Path(a.out), a.score, a.fp32, a.average, a.set, int8)
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
 
 
@@ -389,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="PX",
         help="--int8: shorter side(s) the calibration images are read at (default: the model's test sizes)",
+    )
+    x.add_argument(
+        "--calibrate-method",
+        choices=list(CALIBRATION_METHODS),
+        help="--int8: activation ranges by min/max (default) or from histograms (percentile, entropy)",
     )
     x.set_defaults(func=cmd_export)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from regiondet.errors import UserError
 from regiondet.inference.onnx_model import export_onnx
 from regiondet.inference.predictor import model_from_checkpoint
-from regiondet.inference.quantize import export_int8
+from regiondet.inference.quantize import Calibration, export_int8
 from regiondet.models.checkpoint import average_into, save_checkpoint
 from regiondet.models.zoo import resolve_model_path
 
@@ -19,27 +19,22 @@ def export_model(
     fp32: bool = False,
     average: list[str] | None = None,
     overrides: list[str] | None = None,
-    calibrate: list[str] | None = None,
-    calibrate_images: int = 16,
-    calibrate_sizes: list[int] | None = None,
+    int8: Calibration | None = None,
 ) -> Path:
     """Write `source` (a checkpoint or shipped name) to `out`: .onnx for ONNX Runtime, else a
     checkpoint (fp16 unless `fp32`) that keeps the training metrics. `average` adds the weights
     of other checkpoints of the same model (their mean is written); `score` is the default
-    threshold stored with it (else the checkpoint's, else its validation score). With `calibrate`
-    (data specs), the .onnx file is int8, calibrated on `calibrate_images` of those images (read
-    at `calibrate_sizes` px, default the model's test sizes)."""
-    if calibrate is not None and not calibrate:
-        raise UserError("int8 export needs at least one calibration data spec", out)
-    if calibrate is not None and out.suffix.lower() != ".onnx":
+    threshold stored with it (else the checkpoint's, else its validation score). With `int8`, the
+    .onnx file is int8, its activation ranges calibrated as that says."""
+    if int8 is not None and out.suffix.lower() != ".onnx":
         raise UserError("int8 export writes ONNX: name the output file *.onnx", out)
     path = resolve_model_path(source)
     model, cfg, ckpt = model_from_checkpoint(path, overrides)
     if average:
         average_into(model, [path, *map(Path, average)])
     score = score if score is not None else float(ckpt.get("default_score", cfg.train.eval_score))
-    if calibrate is not None:
-        export_int8(model.float(), cfg, score, out, calibrate, calibrate_images, calibrate_sizes)
+    if int8 is not None:
+        export_int8(model.float(), cfg, score, out, int8)
     elif out.suffix.lower() == ".onnx":
         export_onnx(model.float(), cfg, score, out)
     else:
