@@ -68,4 +68,14 @@ def test_benchmark_boxes_table_and_json(tmp_path, capsys):
     assert cameras["lens_no_detection_rate"] <= cameras["no_detection_rate"]
     table = capsys.readouterr().out
     assert "| coco-ssd | cellphone/data.yaml:test | 6 |" in table and "lens AP50" in table and "no lens box" in table
+    # objects boxed as the other class: the confusion matrix's off-diagonal, as counted in the JSON
+    said = {r["method"] + r["data"]: r["confusion"] for r in rows if "confusion" in r}
+    assert len(said) == 4
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] + cells[1] in said:
+            counts = said[cells[0] + cells[1]]
+            wrong = sum(n for t, row in counts.items() for p, n in row.items() if "background" not in (t, p) and t != p)
+            shown = sum(int(w.split()[0]) for w in cells[6].split(", "))  # "0" or "7 camera as phone, ..."
+            assert shown == wrong, (cells, counts)
     assert (tmp_path / "b.md").read_text().strip() == table.strip()

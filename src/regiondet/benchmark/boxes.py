@@ -10,6 +10,7 @@ import numpy as np
 from regiondet.benchmark.box_peers import load_box_peer
 from regiondet.data.dataset import load_negatives
 from regiondet.data.spec import parse_spec
+from regiondet.evaluation.confusion import BACKGROUND
 from regiondet.evaluation.detection import evaluate, evaluate_negatives
 from regiondet.evaluation.scoring import load_eval_sets
 from regiondet.inference.predictor import Detector
@@ -61,13 +62,15 @@ def _short(spec: str) -> str:
 
 def format_box_table(rows: list[dict]) -> str:
     """A Markdown table: method, set, images, each class's AP50, lens AP50 (classes as one),
-    images with an object but no box of its class at the score, and with no box of any class
-    (no lens box: no alert), object-free images with a box, ms/image."""
+    objects boxed as another class at the score (the confusion matrix off its diagonal), images
+    with an object but no box of its class, and with no box of any class (no lens box: no
+    alert), object-free images with a box, ms/image."""
     classes = sorted({c for r in rows for c in r.get("ap50_per_class", {})})
     head = " | ".join(f"{c} AP50" for c in classes)
     lines = [
-        f"| method | data | images | {head} | lens AP50 | no box | no lens box | negatives with a box | ms (median) |",
-        "|---|---|---:|" + "---:|" * (len(classes) + 5),
+        f"| method | data | images | {head} | lens AP50 | boxed as another class | no box | no lens box "
+        "| negatives with a box | ms (median) |",
+        "|---|---|---:|" + "---:|" * (len(classes) + 1) + "---|" + "---:|" * 4,
     ]
 
     def cell(v) -> str:
@@ -78,8 +81,24 @@ def format_box_table(rows: list[dict]) -> str:
         aps = " | ".join("-" if negative else cell(r["ap50_per_class"].get(c)) for c in classes)
         lines.append(
             f"| {r['method']} | {r['data']} | {r['negatives'] if negative else r['images']} | {aps} "
-            f"| {'-' if negative else cell(r.get('lens_ap50'))} | {'-' if negative else cell(r['no_detection_rate'])} "
+            f"| {'-' if negative else cell(r.get('lens_ap50'))} | {'-' if negative else confused(r.get('confusion'))} "
+            f"| {'-' if negative else cell(r['no_detection_rate'])} "
             f"| {'-' if negative else cell(r.get('lens_no_detection_rate'))} "
             f"| {cell(r['negatives_with_detection_rate'])} | {r['latency_ms_median']:.0f} |"
         )
     return "\n".join(lines)
+
+
+def confused(counts: dict[str, dict[str, int]] | None) -> str:
+    """The off-diagonal of a confusion matrix as a table cell: "7 camera as phone", "0" when no
+    object was boxed as another class, "-" without a matrix."""
+    if not counts:
+        return "-"
+    pairs = [
+        f"{n} {true} as {said}"
+        for true, row in counts.items()
+        if true != BACKGROUND
+        for said, n in row.items()
+        if n and said not in (true, BACKGROUND)
+    ]
+    return ", ".join(pairs) or "0"
