@@ -128,14 +128,16 @@ def cmd_detect(a: argparse.Namespace) -> None:
 
 
 def cmd_export(a: argparse.Namespace) -> None:
-    if a.calibrate and not a.int8:
-        raise UserError("--calibrate sets the ranges of an --int8 export; add --int8")
     if a.int8 and not a.calibrate:
         raise UserError("--int8 needs --calibrate SPEC: images like those the model will read (e.g. its training data)")
-    if a.calibrate_size and not a.int8:
-        raise UserError("--calibrate-size sets how an --int8 export's calibration images are read; add --int8")
-    if a.calibrate_method and not a.int8:
-        raise UserError("--calibrate-method sets how an --int8 export's ranges are found; add --int8")
+    calibration_flags = {
+        "--calibrate": a.calibrate,
+        "--calibrate-size": a.calibrate_size,
+        "--calibrate-method": a.calibrate_method,
+    }
+    for flag, given in calibration_flags.items():
+        if given and not a.int8:
+            raise UserError(f"{flag} sets how an --int8 export is calibrated; add --int8")
     int8 = None
     if a.int8:
         int8 = Calibration(a.calibrate, a.calibrate_images, a.calibrate_size, a.calibrate_method or "minmax")
