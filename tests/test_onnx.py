@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from PIL import Image
 
 from conftest import CAMERA_VALID, ICDAR
 from regiondet import Detector
@@ -92,6 +95,32 @@ def test_text_model_exports_with_its_point_pairs(tmp_path, capsys):
     assert [len(p) for p in b.polygons] == [len(p) for p in a.polygons]  # the same pair counts
     for pa, pb in zip(a.polygons, b.polygons, strict=True):
         np.testing.assert_allclose(pb, pa, atol=0.5)
+
+
+def test_text_models_in_onnx_runtime_take_an_image_with_no_words(tmp_path):
+    """A plain grey frame: every text model in ONNX Runtime (the shipped int8 files and a fresh
+    export) answers with no outlines. Run in a child process: with an empty batch, ONNX Runtime's
+    LSTM aborts the process rather than raising."""
+    blank = tmp_path / "grey.png"
+    Image.new("RGB", (1280, 720), (128, 128, 128)).save(blank)
+    fresh = tmp_path / "text_fast.onnx"
+    assert main(["export", "text_fast", str(fresh)]) == 0
+    for model in ("text_fast", "text", str(fresh)):
+        argv = [
+            sys.executable,
+            "-m",
+            "regiondet.cli",
+            "detect",
+            str(blank),
+            "--model",
+            model,
+            "--runtime",
+            "onnxruntime",
+        ]
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, f"{model}: {run.stderr[-300:]}"
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        assert result["polygons"] == [] and result["file"] == str(blank)
 
 
 def test_a_checkpoint_runs_in_onnx_runtime_exported_in_memory(trained_run, tmp_path, capsys):

@@ -30,9 +30,12 @@ class PointPairHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, in) -> pairs (N, T, 4) as (top x, top y, bottom x, bottom y) and stop logits (N, T, 2)."""
-        seq = F.relu(self.proj(x)).unsqueeze(1).expand(-1, self.max_pairs, -1)
-        h, _ = self.lstm(seq.contiguous())
-        y = self.out(h)
+        v = F.relu(self.proj(x))
+        # one spare row, dropped after: rows run independently, and ONNX Runtime's LSTM aborts
+        # the whole process on an empty batch (an image with nothing detected)
+        v = torch.cat([v, v.new_zeros(1, v.shape[1])])
+        h, _ = self.lstm(v.unsqueeze(1).expand(-1, self.max_pairs, -1).contiguous())
+        y = self.out(h[:-1])
         return y[..., :4], y[..., 4:]
 
 
@@ -115,7 +118,9 @@ class TextRoIHeads(RoIHeads):
             rels, stops = rel.split(counts), stop.split(counts)
         results = []
         for b, s, lab, r, st in zip(boxes, scores, labels, rels, stops, strict=True):
-            pts = decode_pairs(r, b).flatten(1, 2)
+            # (N, 2T, 2) with 2T spelt out: a traced flatten reshapes to (N, -1, 2), which no
+            # runtime can do when N is 0
+            pts = decode_pairs(r, b).reshape(-1, 2 * r.shape[1], 2)
             if torch.jit.is_tracing():  # torchvision's traced keypoint resize wants (x, y, visibility)
                 pts = torch.cat([pts, torch.ones_like(pts[..., :1])], dim=-1)
             results.append({"boxes": b, "scores": s, "labels": lab, "keypoints": pts, "num_pairs": pair_counts(st)})
