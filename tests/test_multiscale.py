@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from shapely.geometry import Polygon
@@ -9,9 +11,17 @@ from torchvision.ops import box_iou
 
 from conftest import CAMERA_VALID, ICDAR, ROOT
 from regiondet.cli import main
+from regiondet.data.point_pairs import pairs_to_polygon
 from regiondet.data.spec import load_spec
-from regiondet.inference.multiscale import merge_outputs, reading_at, scale_sizes
-from regiondet.inference.predictor import Detector
+from regiondet.inference.multiscale import (
+    FOCUS_MARGIN,
+    focus_regions,
+    merge_outputs,
+    reading_at,
+    run_scales,
+    scale_sizes,
+)
+from regiondet.inference.predictor import Detector, to_tensor
 
 SCENE = f"icdar2015:{ICDAR}?part=holdout&fraction=0.2&seed=0&limit=1"
 
@@ -104,6 +114,67 @@ def test_text_at_two_sizes_keeps_every_word_of_either_reading_once():
 def test_bad_scales_are_one_line_errors(capsys):
     assert main(["detect", "--set", "model.test_scales=900", str(ROOT / "samples")]) == 2
     assert "model.test_scales is a list" in capsys.readouterr().err
+    assert main(["detect", "--set", "model.test_scales_focus=-5", str(ROOT / "samples")]) == 2
+    assert "model.test_scales_focus is a height" in capsys.readouterr().err
+
+
+def _outlines(out: dict) -> list[Polygon]:
+    """The outlines of a model output's point pairs, as the predictor draws them."""
+    pairs = out["keypoints"][..., :2].unflatten(1, (-1, 2)).numpy()
+    return [Polygon(pairs_to_polygon(p[:n])).buffer(0) for p, n in zip(pairs, out["num_pairs"].tolist(), strict=True)]
+
+
+@torch.inference_mode()
+def test_focused_reading_finds_the_whole_readings_small_words_where_they_are():
+    """With test_scales_focus the second reading reads crops around the first reading's small
+    words: the small words the whole second reading finds inside those crops come back at the
+    same place in the image (crop offsets undone), nothing comes from outside the crops, and
+    the crops cover less of the image than the whole reading."""
+    focus = 24
+    det = Detector.load("text_fast", overrides=["model.test_scales=[1000]"])
+    model, cfg = det.model, det.config.model
+    focused_cfg = dataclasses.replace(cfg, test_scales_focus=focus)
+    checked, area = 0, []
+    for sample in load_spec(f"icdar2015:{ICDAR}?part=holdout&fraction=0.2&seed=0&limit=4"):
+        x = to_tensor(sample.path)
+        h, w = x.shape[-2:]
+        (first_size, second_size) = scale_sizes(cfg)
+        with reading_at(model, *first_size):
+            first = model([x])[0]
+        scale = first_size[0] / min(h, w)
+        rects = focus_regions(first["boxes"], focus / scale, FOCUS_MARGIN / scale, h, w)
+        area.append(sum((r[2] - r[0]) * (r[3] - r[1]) for r in rects) / (h * w))
+        with reading_at(model, *second_size):
+            whole = model([x])[0]
+        got = run_scales(model, x, focused_cfg)
+        from_crops = got["scores"].numel() - first["scores"].numel()
+        inside = torch.zeros(len(got["boxes"]), dtype=torch.bool)
+        for x0, y0, x1, y1 in rects:
+            b = got["boxes"]
+            inside |= (b[:, 0] >= x0 - 1) & (b[:, 1] >= y0 - 1) & (b[:, 2] <= x1 + 1) & (b[:, 3] <= y1 + 1)
+        assert int(inside.sum()) >= from_crops  # every crop detection lies in its crop
+        new = _outlines(got)
+        for box, word, score in zip(whole["boxes"], _outlines(whole), whole["scores"], strict=True):
+            small = float((box[2:] - box[:2]).min()) * scale < focus
+            deep = any(
+                box[0] >= r[0] + FOCUS_MARGIN and box[1] >= r[1] + FOCUS_MARGIN
+                and box[2] <= r[2] - FOCUS_MARGIN and box[3] <= r[3] - FOCUS_MARGIN
+                for r in rects
+            )  # fmt: skip
+            if score < 0.7 or not small or not deep:
+                continue
+            assert max(word.intersection(q).area / max(word.union(q).area, 1e-9) for q in new) > 0.5
+            checked += 1
+    assert checked >= 3 and max(area) > 0 and sum(area) / len(area) < 0.5
+
+
+def test_focus_below_every_word_reads_once():
+    """A focus height no detection is under asks for no crops: the first reading alone."""
+    det = Detector.load("text_fast", overrides=["model.test_scales=[1000]", "model.test_scales_focus=1"])
+    one = Detector.load("text_fast")
+    path = load_spec(SCENE)[0].path
+    got, want = det.predict(path), one.predict(path)
+    assert len(want.scores) > 0 and got.scores.tolist() == want.scores.tolist()
 
 
 def test_onnx_reads_at_several_sizes_like_pytorch(tmp_path, capsys):

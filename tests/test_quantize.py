@@ -18,7 +18,7 @@ from regiondet.errors import UserError
 from regiondet.evaluation.text import match_image
 from regiondet.inference.export import export_model
 from regiondet.inference.predictor import model_from_checkpoint
-from regiondet.inference.quantize import Calibration, calibration_images
+from regiondet.inference.quantize import Calibration, calibration_images, quantized_nodes
 from regiondet.models.sizes import test_sizes as model_sizes
 from regiondet.models.zoo import resolve_model_path, shipped_onnx
 
@@ -33,6 +33,12 @@ def test_int8_export_is_calibrated_smaller_and_keeps_the_detections(tmp_path, ca
     assert int8.stat().st_size < 0.35 * fp32.stat().st_size
     proto = onnx.load(str(int8))
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in proto.graph.node}
+    # the trunk's pooling runs in int8; the heads' ReLUs stay float (folding them cost words)
+    float_nodes = onnx.load(str(fp32)).graph.node
+    chosen = set(quantized_nodes(onnx.load(str(fp32))))
+    assert any(n.op_type == "MaxPool" and n.name in chosen for n in float_nodes)
+    head_relus = [n.name for n in float_nodes if n.op_type == "Relu" and not n.name.startswith("/backbone/")]
+    assert head_relus and not chosen & set(head_relus)
     about = json.loads({p.key: p.value for p in proto.metadata_props}["regiondet_int8"])
     assert about["images"] == 8 and about["layers"] > 20 and "openimages-camera" in about["calibration"]
     own_side = model_sizes(model_from_checkpoint(resolve_model_path("default"))[1].model)[0]
@@ -140,3 +146,11 @@ def test_shipped_text_model_runs_int8_and_finds_the_same_words(capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 2 and min(len(line["polygons"]) for line in lines) > 5
     assert np.isclose(len(lines[0]["polygons"]), len(lines[1]["polygons"]), rtol=0.2)
+
+
+def test_shipped_text_file_runs_its_trunk_relus_in_int8():
+    """CRAFT's ReLUs fold into their convolutions' output ranges: no float ReLU between two int8
+    layers of the trunk (each was a dequantize and a quantize on a full-size map)."""
+    nodes = onnx.load(str(shipped_onnx("text"))).graph.node
+    trunk = [n.op_type for n in nodes if n.name.startswith("/backbone/body/")]
+    assert trunk.count("Conv") >= 13 and "Relu" not in trunk

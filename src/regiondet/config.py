@@ -63,6 +63,9 @@ class ModelConfig:
     test_max_size: int | None = None  # train at crop scale, whole images test larger)
     # more shorter-side sizes to read each test image at, detections merged (multi-scale testing)
     test_scales: list[int] = field(default_factory=list)
+    # > 0: those extra readings read only crops around the first reading's detections shorter
+    # than this many pixels (the words a closer look can find), not the whole image
+    test_scales_focus: int = 0
     # one size per feature map, or a list of sizes per map (detectron2's ANCHOR_GENERATOR.SIZES)
     anchor_sizes: list[int | list[int]] = field(default_factory=lambda: [32, 64, 128, 256, 512])
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
@@ -191,6 +194,8 @@ def config_from_dict(d: dict, source: str = "config") -> Config:
     scales = cfg.model.test_scales
     if not isinstance(scales, list) or not all(isinstance(s, int) and s > 0 for s in scales):
         raise UserError("model.test_scales is a list of shorter-side sizes in pixels, e.g. [900]", source)
+    if not isinstance(cfg.model.test_scales_focus, int) or cfg.model.test_scales_focus < 0:
+        raise UserError("model.test_scales_focus is a height in pixels (0: read whole images)", source)
     if not cfg.model.classes:
         raise UserError("model.classes is empty", source)
     if not 0 <= cfg.train.rotate <= 180:
@@ -234,6 +239,7 @@ INFERENCE_KEYS = (  # model settings that change how a trained model reads image
     "test_min_size",
     "test_max_size",
     "test_scales",
+    "test_scales_focus",
     "polygon_nms_thresh",
 )
 

@@ -41,6 +41,7 @@ OUTSIDE_KEYS = (
     "test_min_size",
     "test_max_size",
     "test_scales",
+    "test_scales_focus",
     "polygon_nms_thresh",
     "box_contained_thresh",
     "box_contained_score_ratio",
