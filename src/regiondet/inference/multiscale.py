@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-from regiondet.models.sizes import SizeTransform, test_sizes
+from regiondet.models.sizes import SizeTransform, scale_of, test_sizes
 
 # pixels of the first reading read around a small detection too: the context its features need
 FOCUS_MARGIN = 32
@@ -83,11 +83,6 @@ def merge_outputs(outputs: list[dict[str, Tensor]], nms_thresh: float, limit: in
     return {k: v[keep] for k, v in out.items()}
 
 
-def scale_of(size: tuple[int, int], height: int, width: int) -> float:
-    """The factor torchvision's resize applies to a height x width image at (shorter side, cap)."""
-    return min(size[0] / min(height, width), size[1] / max(height, width))
-
-
 def focus_regions(boxes: Tensor, below: float, margin: float, height: int, width: int) -> list[tuple[int, ...]]:
     """Rectangles (x0, y0, x1, y1) of the image around the boxes whose shorter side is below
     `below`, grown by `margin` and joined while any two overlap."""
@@ -148,7 +143,7 @@ def run_scales(model: torch.nn.Module, x: Tensor, cfg) -> dict[str, Tensor]:
         outputs.append(model([x])[0])
     h, w = x.shape[-2:]
     first = scale_of(sizes[0], h, w)
-    focus = getattr(cfg, "test_scales_focus", 0)
+    focus = cfg.test_scales_focus
     rects = focus_regions(outputs[0]["boxes"], focus / first, FOCUS_MARGIN / first, h, w) if focus else []
     for size in sizes[1:]:
         if focus:

@@ -29,7 +29,7 @@ from regiondet.config import Config, config_from_dict, inference_overrides
 from regiondet.errors import UserError
 from regiondet.io import atomic_write_bytes
 from regiondet.models.fold_bn import fold_batch_norms
-from regiondet.models.sizes import test_sizes
+from regiondet.models.sizes import scale_of, test_sizes
 
 CONFIG_KEY, SCORE_KEY = "regiondet_config", "regiondet_default_score"
 # The layout of regiondet's ONNX files (inputs, outputs, metadata), as checkpoints carry theirs:
@@ -125,8 +125,7 @@ def resize_for_graph(x: torch.Tensor, sizes: tuple[int, int]) -> torch.Tensor:
     """torchvision's eager resize to (shorter side, longer-side cap), done before the graph (the
     graph has none: a traced resize rounds the output size in float32 and can come out a pixel
     short, which moves low-score boxes)."""
-    short, long = sizes
-    scale = min(short / min(x.shape[-2:]), long / max(x.shape[-2:]))
+    scale = scale_of(sizes, *x.shape[-2:])
     return torch.nn.functional.interpolate(
         x[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
     )[0]

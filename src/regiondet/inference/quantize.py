@@ -38,8 +38,9 @@ from regiondet.io import atomic_write_bytes
 QUANTIZED_PARTS = ("/backbone/", "/rpn/head/", "/roi_heads/box_head/")
 # ReLU and max pooling too, so a layer's uint8 output feeds the next one as it is: left in float,
 # each sat between a dequantize and a quantize on a full-size map (a seventh of a CRAFT reading)
-QUANTIZED_OPS = ("Conv", "Gemm", "Relu", "MaxPool")
-ACTIVATION_PARTS = ("/backbone/",)
+# (only in the backbone: folding the heads' ReLUs into their ranges cost text_fast words)
+ACTIVATION_OPS, ACTIVATION_PARTS = ("Relu", "MaxPool"), ("/backbone/",)
+QUANTIZED_OPS = ("Conv", "Gemm", *ACTIVATION_OPS)
 INT8_KEY = "regiondet_int8"  # metadata: how the file was calibrated
 # --calibrate-method: ONNX Runtime's calibrators (percentile keeps 99.999 % of each layer's values)
 CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
@@ -96,14 +97,15 @@ def _grouped(node) -> bool:
 
 
 def quantized_nodes(model) -> list[str]:
-    """The names of the nodes quantized: the convolutions, fully connected layers, ReLUs and
-    max pools of QUANTIZED_PARTS but depthwise (grouped) convolutions, which hold little of the time and lose
-    the most precision in int8 (one small filter per channel)."""
+    """The names of the nodes quantized: the convolutions and fully connected layers of
+    QUANTIZED_PARTS and the ReLUs and max pools of ACTIVATION_PARTS, but depthwise (grouped)
+    convolutions, which hold little of the time and lose the most precision in int8 (one small
+    filter per channel)."""
     return [
         n.name
         for n in model.graph.node
         if n.op_type in QUANTIZED_OPS
-        and n.name.startswith(ACTIVATION_PARTS if n.op_type in ("Relu", "MaxPool") else QUANTIZED_PARTS)
+        and n.name.startswith(ACTIVATION_PARTS if n.op_type in ACTIVATION_OPS else QUANTIZED_PARTS)
         and not _grouped(n)
     ]
 

@@ -21,6 +21,11 @@ def test_sizes(cfg) -> tuple[int, int]:
     return cfg.test_min_size or sizes[-1], cfg.test_max_size or cfg.max_size
 
 
+def scale_of(size: tuple[int, int], height: int, width: int) -> float:
+    """The factor torchvision's resize applies to a height x width image at (shorter side, cap)."""
+    return min(size[0] / min(height, width), size[1] / max(height, width))
+
+
 class SizeTransform(GeneralizedRCNNTransform):
     """GeneralizedRCNNTransform with proportional scale jitter in training and its own test sizes.
 
