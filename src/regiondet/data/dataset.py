@@ -77,10 +77,18 @@ class DetectionDataset(Dataset):
     background first), which PartialLabelRoIHeads reads.
     """
 
-    def __init__(self, samples: list[Sample], classes: list[str], augment: Callable | None = None):
+    def __init__(
+        self,
+        samples: list[Sample],
+        classes: list[str],
+        augment: Callable | None = None,
+        paste: Callable[[np.ndarray, Sample], tuple[np.ndarray, Sample]] | None = None,
+        paste_p: float = 0.0,
+    ):
         self.samples = samples
         self.index = {c.lower(): i + 1 for i, c in enumerate(classes)}
         self.augment = augment
+        self.paste, self.paste_p = paste, paste_p
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -88,6 +96,9 @@ class DetectionDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         s = self.samples[i]
         pixels = load_rgb(s.path)
+        # copy-paste only into fully labelled object-free scenes: nothing unboxed there to hide
+        if self.paste is not None and s.is_negative and s.labelled is None and torch.rand(()) < self.paste_p:
+            pixels, s = self.paste(pixels, s)
         image = tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1))
         h, w = image.shape[-2:]
         scale = np.array([w / s.width, h / s.height] * 2, np.float32)  # header size may differ

@@ -22,6 +22,9 @@ with .xml files -> voc. Options after '?':
                                             not scored on its images
   rescale=1                                 voc: an XML whose <size> differs from its image's
                                             has its boxes scaled to the image (default: an error)
+  objects=some|none                         only the images with a (not ignored) box, or only
+                                            those without, before skip and limit: a source's
+                                            object-free photos as negatives, its others as objects
   repeat=R                                  weight in a training mix: R=2 lists every image twice,
                                             R=0.5 keeps a seeded half (e.g. line-level labels
                                             in a word-level mix)
@@ -62,7 +65,7 @@ READERS: dict[str, Reader] = {
     "ctw1500": read_ctw1500,
     "totaltext": read_totaltext,
 }
-OPTIONS = {"part", "fraction", "seed", "skip", "limit", "repeat", "labels", "rescale"}
+OPTIONS = {"part", "fraction", "seed", "skip", "limit", "repeat", "labels", "rescale", "objects"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Spec:
     skip: int = 0
     labels: tuple[str, ...] | None = None
     rescale: bool = False
+    objects: str | None = None  # some | none: keep only images with / without boxes
 
     def __str__(self) -> str:
         return self.text
@@ -98,6 +102,8 @@ class Spec:
             opts.append("labels=" + ",".join(self.labels))
         if self.rescale:
             opts.append("rescale=1")
+        if self.objects:
+            opts.append(f"objects={self.objects}")
         return s + ("?" + "&".join(opts) if opts else "")
 
 
@@ -144,11 +150,14 @@ def parse_spec(text: str) -> Spec:
             skip=int(opts.get("skip", 0)),
             labels=_class_list(opts["labels"]) if "labels" in opts else None,
             rescale=_flag(opts.get("rescale", "0")),
+            objects=opts.get("objects"),
         )
     except ValueError:
         raise UserError(f"bad option value in SPEC '{text}'") from None
     if spec.part not in (None, "holdout", "rest"):
         raise UserError(f"part must be 'holdout' or 'rest' in SPEC '{text}'")
+    if spec.objects not in (None, "some", "none"):
+        raise UserError(f"objects must be 'some' or 'none' in SPEC '{text}'")
     if spec.skip < 0:
         raise UserError(f"skip must be 0 or more in SPEC '{text}'")
     if not spec.repeat > 0:
@@ -185,6 +194,9 @@ def load_spec(spec: str | Spec, report: LoadReport | None = None) -> list[Sample
     if spec.part:
         rest, holdout = split_by_group(samples, spec.fraction, spec.seed)
         samples = holdout if spec.part == "holdout" else rest
+    if spec.objects:  # judged on the boxes that stay after cleaning (their counts are reported below)
+        want = spec.objects == "some"
+        samples = [s for s in samples if bool((~clean_boxes(s, LoadReport()).ignore).any()) == want]
     samples = samples[spec.skip :]
     if spec.limit:
         samples = samples[: spec.limit]

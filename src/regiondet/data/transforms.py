@@ -6,9 +6,11 @@ so training, evaluation and deployment see the same scaling.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2._transform import _RandomApplyTransform
@@ -67,6 +69,40 @@ class RandomNegativeCrop(v2.Transform):
         return image, {**target, "boxes": boxes}
 
 
+class RandomDegradeNegative(v2.Transform):
+    """With probability p, an image without boxes becomes a frame a camera gives when it shows
+    nothing to find: noise, a flat frame, a heavy blur, near darkness or over-exposure. A live
+    feed meets these (a lens cap, a pocket, a sensor waking up) and must not box them."""
+
+    KINDS = ("noise", "grain", "flat", "blur", "dark", "bright")
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, *inputs: Any) -> Any:
+        sample = inputs if len(inputs) > 1 else inputs[0]
+        image, target = sample[0], sample[1]
+        if len(target.get("boxes", ())) > 0 or torch.rand(()) >= self.p:
+            return sample
+        kind = self.KINDS[int(torch.randint(len(self.KINDS), ()))]
+        x = image.as_subclass(torch.Tensor).float()
+        if kind == "noise":
+            x = torch.rand_like(x) * 255
+        elif kind == "grain":
+            x = x + torch.randn_like(x) * float(torch.empty(()).uniform_(20, 80))
+        elif kind == "flat":
+            x = torch.full_like(x, float(torch.randint(0, 256, ()))) + torch.randn_like(x) * 3
+        elif kind == "blur":
+            sigma = float(torch.empty(()).uniform_(0.02, 0.08)) * min(x.shape[-2:])
+            x = F.gaussian_blur(x, [2 * math.ceil(3 * sigma) + 1] * 2, [sigma, sigma])
+        elif kind == "dark":
+            x = x * float(torch.empty(()).uniform_(0.02, 0.2))
+        else:
+            x = 255 - (255 - x) * float(torch.empty(()).uniform_(0.02, 0.2))
+        return tv_tensors.wrap(x.clamp_(0, 255).round_().to(torch.uint8), like=image), target
+
+
 # ImageNet mean in 0..255: the border a zoomed-out image gets, as SSD fills it
 ZOOM_FILL = (124, 116, 104)
 
@@ -79,12 +115,14 @@ def train_augment(
     zoom_out: float = 0.0,
     box_crop: float = 0.0,
     negative_crop: float = 0.0,
+    degrade: float = 0.0,
 ) -> v2.Compose:
     """Flips and quarter turns, each applied with its own probability; colour distortion
     (SSD's brightness, contrast, saturation, hue and channel order, each with probability
     `photometric`) so a model trained on photos also holds up on webcam frames; and SSD's
     geometry for small training sets: zoom out (the image placed on a canvas up to 2x its side,
-    so objects also appear small) and box-aware crops (so they also appear large and cut)."""
+    so objects also appear small) and box-aware crops (so they also appear large and cut);
+    for negatives, close-up windows and frames with nothing to find (RandomDegradeNegative)."""
     steps: list[v2.Transform] = []
     if photometric > 0:
         steps.append(v2.RandomPhotometricDistort(p=photometric))
@@ -94,6 +132,8 @@ def train_augment(
         steps.append(RandomBoxCrop(box_crop))
     if negative_crop > 0:
         steps.append(RandomNegativeCrop(negative_crop))
+    if degrade > 0:
+        steps.append(RandomDegradeNegative(degrade))
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(hflip))
     if vflip > 0:

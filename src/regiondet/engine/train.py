@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from regiondet.config import VAL_FIGURES, Config, apply_overrides, config_from_dict
 from regiondet.data.dataset import DetectionDataset, SeededItems, collate, load_labelled, load_negatives
+from regiondet.data.paste import PasteBank
 from regiondet.data.sample import Sample
 from regiondet.data.text_dataset import TextDataset
 from regiondet.data.transforms import train_augment
@@ -203,8 +204,13 @@ class Trainer:
             self.dataset = TextDataset(train_set, cfg.model.max_pairs, crop, scales, cfg.train.rotate)
         else:
             t = cfg.train
-            augment = train_augment(t.hflip, t.vflip, t.rot90, t.photometric, t.zoom_out, t.box_crop, t.negative_crop)
-            self.dataset = DetectionDataset(train_set, cfg.model.classes, augment)
+            augment = train_augment(
+                t.hflip, t.vflip, t.rot90, t.photometric, t.zoom_out, t.box_crop, t.negative_crop, t.degrade
+            )
+            bank = PasteBank(train_set, tuple(t.paste_sizes)) if t.paste > 0 else None
+            if bank is not None and not len(bank):
+                raise UserError("train.paste is set but data.train has no box to paste")
+            self.dataset = DetectionDataset(train_set, cfg.model.classes, augment, bank, t.paste)
         self.sampler = DistributedSampler(self.dataset, info.world, info.rank, shuffle=True, seed=cfg.train.seed)
         self.per_epoch = cfg.train.steps_per_epoch or math.ceil(len(self.sampler) / cfg.train.batch_size)
         total = self.per_epoch * cfg.train.epochs

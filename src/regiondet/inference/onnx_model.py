@@ -71,9 +71,12 @@ def require(name: str):
     """The module `name` (onnx, onnxruntime or one of their submodules), or a one-line error
     saying which extra installs it."""
     try:
-        return importlib.import_module(name)
+        module = importlib.import_module(name)
     except ImportError:
         raise UserError(f"ONNX needs the '{name}' package: pip install 'regiondet[onnx]'") from None
+    if name == "onnxruntime":  # besides ORT_DISABLE_TELEMETRY (regiondet/__init__.py): no events either
+        module.disable_telemetry_events()
+    return module
 
 
 def onnx_bytes(model: torch.nn.Module, cfg: Config, score: float, opset: int = 17) -> bytes:

