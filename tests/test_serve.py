@@ -167,8 +167,8 @@ def test_a_token_guards_every_request_and_the_network_needs_one(capsys):
 
 
 def test_live_frames_raise_an_alert_while_a_phone_is_in_view_and_drop_it_after(client):
-    """Real frames: a phone photo drifting over five frames, then five street scenes; K/N = 2/3.
-    The phone is one track: its alert starts at its second frame and ends in the streets."""
+    """Real frames: a phone photo drifting over five frames, then five street scenes; K/N = 2/3,
+    no hold. The phone is one track: its alert starts at its second frame and ends in the streets."""
     photo = Image.open(sorted(PHONES.glob("*.jpg"))[0]).convert("RGB").resize((416, 416))
     phones = []
     for i in range(5):
@@ -177,17 +177,17 @@ def test_live_frames_raise_an_alert_while_a_phone_is_in_view_and_drop_it_after(c
         phones.append(buf.getvalue())
     streets = [jpeg(p) for p in sorted((ICDAR / "images").glob("*.jpg"))[:5]]
     replies = []
-    with client.websocket_connect("/v1/live?alert=2/3&score=0.5") as ws:
+    with client.websocket_connect("/v1/live?alert=2/3&hold=0&score=0.5") as ws:
         for frame in phones + streets:
             ws.send_bytes(frame)
             replies.append(ws.receive_json())
     assert [r["frame"] for r in replies] == list(range(10)) and all(r["dropped"] == 0 for r in replies)
-    assert [r["alert"] for r in replies] == [False] + [True] * 5 + [False] * 4
+    assert [r["alert"] for r in replies] == [False] + [True] * 4 + [False] * 5
     assert all(len(r["tracks"]) == len(r["boxes"]) for r in replies)
     events = [e for r in replies for e in r["events"]]
     assert [(e["event"], e["track"], e["label"], e["frame"]) for e in events] == [
         ("alert_start", 1, "phone", 1),
-        ("alert_end", 1, "phone", 6),
+        ("alert_end", 1, "phone", 5),  # the first frame without it: a hold of 0 s
     ]
 
 

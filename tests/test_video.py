@@ -102,11 +102,12 @@ def phone_then_streets(path: Path, phone_frames: int = 5, street_frames: int = 4
 
 def test_the_alert_follows_one_tracked_phone_and_its_events_are_written(tmp_path, capsys):
     """The shipped model on real frames: the phone is one track; its alert starts at its second
-    frame (2/3) and ends once two of its last three frames miss it; --events gets both."""
+    frame (2/3) and ends once it has been out of view for the hold (0.3 s); --events gets both."""
     video = tmp_path / "clip.mp4"
     phone_then_streets(video)
     events = tmp_path / "events.jsonl"
-    assert main(["detect", str(video), "--alert", "2/3", "--events", str(events), "--runtime", "torch"]) == 0
+    argv = ["detect", str(video), "--alert", "2/3", "--alert-hold", "0.3", "--events", str(events)]
+    assert main([*argv, "--runtime", "torch"]) == 0
     printed = capsys.readouterr()
     lines = json_lines(printed.out)
     assert [x["alert"] for x in lines] == [False, True, True, True, True, True, False, False, False]
@@ -118,12 +119,16 @@ def test_the_alert_follows_one_tracked_phone_and_its_events_are_written(tmp_path
         ("alert_end", 1, "phone", 6),
     ]
     assert written[1]["first_time_s"] == 0 and written[1]["last_time_s"] == 0.8 and written[1]["file"] == str(video)
+    assert written[1]["episode_start_s"] == 0.2 and written[1]["duration_s"] == 0.6
     assert printed.err.count("regiondet: alert: phone (track 1) at frame 1 (0.2 s)") == 1
-    assert main(["detect", str(video), "--alert", "2/3", "--events", str(events), "--runtime", "torch"]) == 0
+    assert main([*argv, "--runtime", "torch"]) == 0
     assert len(events.read_text().splitlines()) == 4  # appended, the first run's lines kept
     for bad in ("3", "4/3", "0/2", "a/b"):
         assert main(["detect", str(video), "--alert", bad]) != 0
         assert "--alert" in capsys.readouterr().err
+    for bad in ("-1", "nan"):
+        assert main(["detect", str(video), "--alert", "2/3", "--alert-hold", bad]) == 2
+        assert "hold" in capsys.readouterr().err
 
 
 def test_live_reader_gives_only_the_newest_frame(tmp_path):
@@ -205,9 +210,14 @@ def test_benchmark_alerts_on_clips_made_from_real_photos(tmp_path, capsys):
     phones = "yolo:" + str(DATA / "phone-photos" / "cellphone" / "data.yaml") + ":test?labels=phone&limit=3"
     streets = f"icdar2015:{DATA / 'icdar2015'}?part=holdout&fraction=0.2&seed=0&limit=3"
     argv = ["--quiet", "benchmark", "alerts", "--lens", phones, "--negatives", streets, "--alert", "3/5"]
-    assert main([*argv, "--runtime", "torch", "--json", str(out)]) == 0
+    assert main([*argv, "--runtime", "torch", "--json", str(out), "--long-clips", "1"]) == 0
     res = json.loads(out.read_text())
     assert res["lens_clips"] == 3 and res["lens_clips_alerted"] == 3
+    assert res["lens_clips_alerted_within_1s"] == 3 and res["hold_s"] == 2.0
+    # one phone in view for 5-20 s, shaken frame to frame: one alert for the one appearance
+    assert res["long_clips"] == 1 and 5 <= res["long_clip_seconds_median"] <= 20
+    assert res["long_alert_starts_per_appearance"] == 1 and res["long_clips_alerted_within_1s"] == 1
+    assert 0.5 < res["long_lens_frames_detected"] <= 1
     assert res["frames_to_alert_median"] >= 2  # 3 of 5: the third frame with the lens at the earliest
     assert res["lens_free_clips"] == 1 and res["lens_free_minutes"] == 30 / 10 / 60
     assert res["alerts_per_lens_free_minute"] == res["alerts_without_lens"] / res["lens_free_minutes"]

@@ -46,6 +46,7 @@ from regiondet.inference.export import export_model
 from regiondet.inference.predictor import RUNTIMES, Detector, default_runtime
 from regiondet.inference.quantize import CALIBRATION_METHODS, Calibration
 from regiondet.inference.sources import expand_images, is_video
+from regiondet.inference.tracking import DEFAULT_HOLD_S
 from regiondet.inference.video import parse_alert
 from regiondet.io import atomic_write_text
 from regiondet.models.anchor_fit import describe_spec
@@ -118,7 +119,7 @@ def _evaluated_model(a: argparse.Namespace) -> Detector:
 
 
 def cmd_detect(a: argparse.Namespace) -> None:
-    alert = parse_alert(a.alert) if a.alert else ((3, 5) if a.events else None)
+    alert = parse_alert(a.alert or "3/5", a.alert_hold) if (a.alert or a.events) else None
     name = a.model or ("text" if a.task == "text" else DEFAULT_MODEL)
     runtime = a.runtime or default_runtime(name, any(is_video(p) for p in a.paths))
     det = Detector.load(name, score=a.score, overrides=a.set, runtime=runtime)
@@ -259,7 +260,10 @@ def cmd_benchmark_alerts(a: argparse.Namespace) -> None:
     lens, negatives = load_eval_sets(det, a.lens, a.negatives, _class_map(a.class_map))
     if not negatives:
         raise UserError("--negatives: object-free scenes are needed between and without the lenses")
-    res = run_alert_benchmark(det, lens, negatives, parse_alert(a.alert), fps=a.fps, progress=not a.quiet)
+    rule = parse_alert(a.alert, a.alert_hold)
+    res = run_alert_benchmark(
+        det, lens, negatives, rule, fps=a.fps, progress=not a.quiet, long_clips=a.long_clips, seed=a.seed
+    )
     res.update(model=a.model, runtime=det.runtime, lens_data=a.lens, negatives_data=a.negatives)
     _save_json(a.json, res)
     print(format_alerts(res))
@@ -351,6 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--recursive", "-r", action="store_true", help="also look in sub-folders")
     d.add_argument(
         "--alert", metavar="K/N", help="videos, cameras: alert per tracked lens seen in K of its last N frames"
+    )
+    d.add_argument(
+        "--alert-hold",
+        type=float,
+        default=DEFAULT_HOLD_S,
+        metavar="SECONDS",
+        help=f"a lens's alert ends once it has been out of view this long (default {DEFAULT_HOLD_S:g})",
     )
     d.add_argument(
         "--events", metavar="FILE.jsonl", help="append each alert_start / alert_end here (implies --alert 3/5)"
@@ -447,6 +458,15 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--negatives", action="append", required=True, metavar="SPEC", help="object-free scenes")
     ba.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")
     ba.add_argument("--alert", default="3/5", metavar="K/N", help="the alert rule per tracked lens")
+    ba.add_argument("--alert-hold", type=float, default=DEFAULT_HOLD_S, metavar="SECONDS", help="as in detect")
+    ba.add_argument(
+        "--long-clips",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also N clips of one lens in view for 5-20 s, shaken frame to frame: alert starts per appearance",
+    )
+    ba.add_argument("--seed", type=int, default=0, help="which lens photos and clip lengths the long clips take")
     ba.add_argument("--fps", type=float, default=10.0, help="frames per second the clips stand for")
     ba.add_argument("--score", type=float, help="score of a confident detection (default: the model's)")
     ba.add_argument("--class-map", action="append", default=[], metavar="SOURCE=CLASS", help="as in evaluate")

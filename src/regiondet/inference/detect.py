@@ -15,7 +15,7 @@ from regiondet.inference.draw import draw_prediction
 from regiondet.inference.faces import FaceBlur
 from regiondet.inference.predictor import Detector
 from regiondet.inference.sources import check_live_stride, expand_inputs, is_video
-from regiondet.inference.video import detect_video
+from regiondet.inference.video import AlertRule, detect_video
 
 
 def _print_line(line: str) -> None:
@@ -29,7 +29,7 @@ def detect_inputs(
     stride: int = 1,
     buffered: bool = False,
     recursive: bool = False,
-    alert: tuple[int, int] | None = None,
+    alert: AlertRule | None = None,
     emit: Callable[[str], None] = _print_line,
     events: Path | None = None,
     blur_faces: bool = True,

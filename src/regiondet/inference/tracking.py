@@ -8,10 +8,15 @@ called "camera" in one frame is the same lens. Roboflow's `trackers` package has
 too, but it requires the GUI build of OpenCV, which collides with the headless OpenCV
 regiondet reads video with; the association itself is these few lines.
 
-An alert starts for a track once it has been seen confidently in K of its last N frames and ends
-when fewer than K of its last N remain, or when the track is lost. A weak match keeps a track
-alive but does not count towards its alert: otherwise one confident false detection followed
-by weak ones at the same spot (a sign, a window) would raise an alert.
+An alert episode starts for a track once it has been seen confidently in K of its last N frames
+(a weak match keeps a track alive but does not count: otherwise one confident false detection
+followed by weak ones at the same spot, a sign or a window, would raise an alert). It ends only
+when the lens has been out of view, matched by no detection at all, for `hold_s` seconds
+(hysteresis): a lens whose detections flicker for a moment, or that leaves the frame for a
+second and comes back near where it was, stays one episode. While its lens is out of view an
+alerting track waits for it with a wider gate (its centre within one box size), and a second
+box on the same lens (a camera also called a phone) joins the lens's track instead of starting
+a track and an alert of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torchvision.ops import box_iou
+
+# seconds a lens must be out of view before its alert ends
+DEFAULT_HOLD_S = 2.0
 
 
 @dataclass
@@ -38,24 +46,44 @@ class Track:
     seen: deque = field(default_factory=deque)  # hit or miss per frame since the track began
     misses: int = 0  # frames in a row without a match
     alerting: bool = False
+    episode_start: float = 0.0  # when its alert started (seconds)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return box_iou(torch.from_numpy(a.reshape(-1, 4)), torch.from_numpy(b.reshape(-1, 4))).numpy()
+
+
+def _near(track: Track, box: np.ndarray) -> bool:
+    """The box's centre lies within one box size (the larger side of either) of the track's."""
+    a, b = track.box, box
+    gap = np.abs((a[:2] + a[2:]) / 2 - (b[:2] + b[2:]) / 2).max()
+    return bool(gap <= max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1]))
 
 
 def _match(tracks: list[Track], boxes: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
     """(track index, detection index) pairs by the assignment with the largest total IoU,
-    pairs under `min_iou` dropped."""
+    pairs under `min_iou` dropped, except that an alerting track whose lens is out of view
+    takes a box near its last place (a small positive weight, so any overlap ranks first)."""
     if not tracks or not len(boxes):
         return []
-    iou = box_iou(torch.from_numpy(np.stack([t.box for t in tracks])), torch.from_numpy(boxes)).numpy()
-    rows, cols = linear_sum_assignment(-iou)
-    return [(r, c) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= min_iou]
+    iou = _iou(np.stack([t.box for t in tracks]), boxes)
+    ok = iou >= min_iou
+    for r, t in enumerate(tracks):
+        if t.alerting and t.misses > 0:
+            near = np.array([_near(t, b) for b in boxes])
+            ok[r] |= near
+            iou[r] = np.where(near, np.maximum(iou[r], 1e-3), iou[r])
+    rows, cols = linear_sum_assignment(-np.where(ok, iou, 0.0))
+    return [(r, c) for r, c in zip(rows, cols, strict=True) if ok[r, c]]
 
 
 class AlertTracker:
     """Tracks lenses over frames and says where each track's alert starts and ends.
 
     `high`: detections at this score or above start and extend tracks; those between `low`
-    and `high` only extend them (ByteTrack's second stage). `k`/`n`: the alert rule per track.
-    A track unmatched for `max_misses` frames is dropped (its alert, if any, ends then).
+    and `high` only extend them (ByteTrack's second stage). `k`/`n`: the rule that starts a
+    track's alert. A track without an alert is dropped after `max_misses` frames unmatched; an
+    alerting one after `hold_s` seconds unmatched, when its alert ends.
     """
 
     def __init__(
@@ -66,9 +94,10 @@ class AlertTracker:
         low: float = 0.1,
         min_iou: float = 0.2,
         max_misses: int = 10,
+        hold_s: float = DEFAULT_HOLD_S,
     ):
         self.k, self.n, self.high, self.low = k, n, high, low
-        self.min_iou, self.max_misses = min_iou, max_misses
+        self.min_iou, self.max_misses, self.hold_s = min_iou, max_misses, hold_s
         self.tracks: list[Track] = []
         self.next_id = 1
 
@@ -101,24 +130,42 @@ class AlertTracker:
                 if len(track.seen) > self.n:
                     track.seen.popleft()
         for d in strong:
-            if ids[d] == 0:
-                track = Track(self.next_id, labels[d], boxes[d], float(scores[d]), frame, seconds, frame, seconds)
-                track.seen.append(True)
-                self.tracks.append(track)
-                self.next_id += 1
-                ids[d] = track.id
+            if ids[d] != 0:
+                continue
+            same = self._same_lens(boxes[d])
+            if same is not None:  # a second box on a lens already followed: that lens's track
+                ids[d] = same.id
+                continue
+            track = Track(self.next_id, labels[d], boxes[d], float(scores[d]), frame, seconds, frame, seconds)
+            track.seen.append(True)
+            self.tracks.append(track)
+            self.next_id += 1
+            ids[d] = track.id
         events = []
         for track in self.tracks:
-            on = sum(track.seen) >= self.k
-            lost = track.misses >= self.max_misses
-            if on and not track.alerting:
-                track.alerting = True
+            if not track.alerting and sum(track.seen) >= self.k:
+                track.alerting, track.episode_start = True, seconds
                 events.append(self._event("alert_start", track, frame, seconds))
-            elif track.alerting and (not on or lost):
+            elif track.alerting and track.misses and seconds - track.last_time >= self.hold_s - 1e-6:  # float times
                 track.alerting = False
                 events.append(self._event("alert_end", track, frame, seconds))
-        self.tracks = [t for t in self.tracks if t.misses < self.max_misses]
+                track.misses = self.max_misses  # its lens is gone: dropped below
+        self.tracks = [t for t in self.tracks if t.alerting or t.misses < self.max_misses]
         return ids, events
+
+    def _same_lens(self, box: np.ndarray) -> Track | None:
+        """The track already on this box's object this frame: overlapping it by IoU >= 0.3, or
+        with at least half of the smaller box inside the other (a lens boxed inside its camera)."""
+        for t in self.tracks:
+            if t.misses > 0:
+                continue
+            inter = _iou(t.box, box)[0, 0]
+            iw = max(0.0, min(t.box[2], box[2]) - max(t.box[0], box[0]))
+            ih = max(0.0, min(t.box[3], box[3]) - max(t.box[1], box[1]))
+            small = min((t.box[2] - t.box[0]) * (t.box[3] - t.box[1]), (box[2] - box[0]) * (box[3] - box[1]))
+            if inter >= 0.3 or iw * ih >= 0.5 * max(small, 1e-6):
+                return t
+        return None
 
     def _hit(
         self, track: Track, box: np.ndarray, score: float, label: str, frame: int, seconds: float, strong: bool
@@ -141,13 +188,21 @@ class AlertTracker:
 
     @staticmethod
     def _event(kind: str, track: Track, frame: int, seconds: float) -> dict:
-        return {
+        """alert_start / alert_end: the lens (track, likeliest label, best score so far), when it
+        was first and last seen, and the episode's start; an end adds its end and duration (the
+        lens's last sighting, not the moment the hold ran out)."""
+        event = {
             "event": kind,
             "track": track.id,
             "label": track.label,
             "best_score": round(track.best_score, 4),
             "first_time_s": round(track.first_time, 3),
             "last_time_s": round(track.last_time, 3),
+            "episode_start_s": round(track.episode_start, 3),
             "frame": frame,
             "time_s": round(seconds, 3),
         }
+        if kind == "alert_end":
+            end = max(track.last_time, track.episode_start)
+            event.update(episode_end_s=round(end, 3), duration_s=round(end - track.episode_start, 3))
+        return event

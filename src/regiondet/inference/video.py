@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -24,7 +25,7 @@ from regiondet.inference.faces import FaceBlur
 from regiondet.inference.prediction import Prediction
 from regiondet.inference.predictor import Detector
 from regiondet.inference.sources import cv2_module, open_frames, output_name
-from regiondet.inference.tracking import AlertTracker
+from regiondet.inference.tracking import DEFAULT_HOLD_S, AlertTracker
 
 
 class VideoWriter:
@@ -53,13 +54,24 @@ class VideoWriter:
             self.writer = None
 
 
-def parse_alert(text: str) -> tuple[int, int]:
+class AlertRule(NamedTuple):
+    """When a tracked lens's alert starts (seen confidently in k of its last n frames) and how
+    long it must be out of view before the alert ends (hold_s seconds)."""
+
+    k: int
+    n: int
+    hold_s: float = DEFAULT_HOLD_S
+
+
+def parse_alert(text: str, hold_s: float = DEFAULT_HOLD_S) -> AlertRule:
     k, sep, n = text.partition("/")
     if not (sep and k.isdigit() and n.isdigit()):
         raise UserError(f"--alert takes K/N, e.g. 3/5 (got '{text}')")
     if not 1 <= int(k) <= int(n):
         raise UserError(f"--alert K/N needs 1 <= K <= N (got '{text}')")
-    return int(k), int(n)
+    if not 0 <= hold_s <= 3600:  # also refuses nan
+        raise UserError(f"the alert's hold is 0 to 3600 seconds (got {hold_s})")
+    return AlertRule(int(k), int(n), float(hold_s))
 
 
 def track_frame(
@@ -84,10 +96,11 @@ def track_frame(
     return found.above(score), fields
 
 
-def new_tracker(detector: Detector, alert: tuple[int, int], score: float | None = None) -> AlertTracker:
-    """A tracker whose confident detections are the detector's (at its score, or `score`), K/N per track."""
+def new_tracker(detector: Detector, alert: AlertRule, score: float | None = None) -> AlertTracker:
+    """A tracker whose confident detections are the detector's (at its score, or `score`), with
+    the alert rule's K/N per track and its hold."""
     score = detector.score if score is None else score
-    return AlertTracker(alert[0], alert[1], high=score, low=min(0.1, score))
+    return AlertTracker(alert.k, alert.n, high=score, low=min(0.1, score), hold_s=alert.hold_s)
 
 
 def detect_video(
@@ -96,7 +109,7 @@ def detect_video(
     out: Path | None,
     stride: int = 1,
     emit: Callable[[str], None] = print,
-    alert: tuple[int, int] | None = None,
+    alert: AlertRule | None = None,
     buffered: bool = False,
     name: str | None = None,
     on_event: Callable[[dict], None] | None = None,

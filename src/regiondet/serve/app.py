@@ -28,7 +28,7 @@ from regiondet import __version__
 from regiondet.data.images import MAX_PIXELS, decode_upright
 from regiondet.errors import UserError
 from regiondet.inference.predictor import Detector
-from regiondet.inference.tracking import AlertTracker
+from regiondet.inference.tracking import DEFAULT_HOLD_S, AlertTracker
 from regiondet.inference.video import new_tracker, parse_alert, track_frame
 from regiondet.models.zoo import MODELS, shipped_path
 
@@ -222,21 +222,28 @@ def create_app(settings: Settings) -> FastAPIOffline:
         return {"model": model or settings.model, **result}
 
     @app.websocket("/v1/live")
-    async def live(ws: WebSocket, model: str | None = None, score: float | None = None, alert: str = "3/5"):
+    async def live(
+        ws: WebSocket,
+        model: str | None = None,
+        score: float | None = None,
+        alert: str = "3/5",
+        hold: float = DEFAULT_HOLD_S,
+    ):
         """Binary messages in (encoded frames, e.g. JPEG), one JSON message out per frame
-        detected: the newest frame each time the model is free, the ones in between dropped."""
+        detected: the newest frame each time the model is free, the ones in between dropped.
+        `alert` K/N starts a lens's alert, which ends after `hold` seconds out of view."""
         if not _token_ok(_given_token(ws.headers, ws.query_params), settings.token):
             await ws.close(code=4401, reason="token required")
             return
         await ws.accept()
         try:
             det = worker.detector(model)
-            k, n = parse_alert(alert)
+            rule = parse_alert(alert, hold)
         except (ApiError, UserError) as e:
             await ws.send_json({"error": e.message if isinstance(e, ApiError) else str(e)})
             await ws.close(code=4400)
             return
-        await _live_loop(ws, worker, det, score, new_tracker(det, (k, n), score), limit)
+        await _live_loop(ws, worker, det, score, new_tracker(det, rule, score), limit)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
