@@ -201,3 +201,27 @@ def test_voc_size_that_disagrees_with_its_image_stops_or_rescales_on_request(tmp
     assert "boxes rescaled" in capsys.readouterr().err
     with pytest.raises(UserError, match="voc SPECs only"):
         load_spec(f"yolo:{PHONE_YAML}?rescale=1")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["detect", "samples", "--score", "2"],
+        ["detect", "samples", "--score", "nan"],
+        ["detect", "samples", "--score", "-1"],
+        ["evaluate", "--data", "x", "--score", "inf"],
+        ["evaluate", "--data", "x", "--threads", "-3"],
+        ["detect", "samples", "--stride", "0"],
+        ["benchmark", "speed", "--runs", "0"],
+        ["serve", "--port", "-1"],
+        ["serve", "--port", "70000"],
+    ],
+)
+def test_out_of_range_numbers_are_refused_before_any_work(argv, capsys):
+    """A score of 2 or nan would silently find nothing, -3 threads or port -1 fail deep inside a
+    library: each is refused by the argument parser with one line naming the option."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("regiondet") and f"argument {argv[-2]}" in err and argv[-1] in err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -63,6 +64,34 @@ def _class_map(items: list[str] | None) -> dict[str, str | None]:
             raise UserError(f"--class-map '{item}' must look like 'source=model_class' (empty target drops it)")
         out[src.strip()] = dst.strip() or None
     return out
+
+
+def score_value(text: str) -> float:
+    """--score: a finite number from 0 to 1 (a score of 2 or nan would silently find nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # also false for nan
+        raise argparse.ArgumentTypeError(f"a score is a number from 0 to 1 (got '{text}')")
+    return value
+
+
+def count_value(text: str) -> int:
+    """--threads, --runs, --stride, --queue, ...: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1 (got '{text}')")
+    return value
+
+
+def port_value(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"a TCP port from 1 to 65535 (got '{text}')")
+    return int(text)
 
 
 def _threads(n: int | None) -> None:
@@ -305,7 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config")
     t.add_argument("--resume", action="store_true", help="continue the run in the config's train.out")
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
-    t.add_argument("--nproc", type=int, help="train in N local processes (DistributedDataParallel; gloo on CPU)")
+    t.add_argument(
+        "--nproc", type=count_value, help="train in N local processes (DistributedDataParallel; gloo on CPU)"
+    )
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="VOC/COCO AP, no-detection and distractor rates, latency")
@@ -322,13 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--data", action="append", required=True, metavar="SPEC", help="labelled images (repeatable)")
     e.add_argument("--negatives", action="append", metavar="SPEC", help="images without any of the classes")
-    e.add_argument("--score", type=float, help="score for the rates (default: the model's)")
+    e.add_argument("--score", type=score_value, help="score for the rates (default: the model's)")
     e.add_argument("--voc07", action="store_true", help="11-point VOC2007 AP instead of all-point")
     e.add_argument("--runtime", choices=RUNTIMES, help="as in detect (default: as detect runs images)")
     e.add_argument("--json", help="write the metrics here (and the PR curve beside it)")
     e.add_argument("--plot", help="PR-curve PNG path")
     e.add_argument("--class-map", action="append", metavar="SRC=DST", help="map a data class to a model class")
-    e.add_argument("--threads", type=int, help="torch CPU threads")
+    e.add_argument("--threads", type=count_value, help="torch CPU threads")
     e.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     e.set_defaults(func=cmd_evaluate)
 
@@ -338,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--model", help="checkpoint file or shipped model name (default: the task's shipped model)")
     d.add_argument("--task", choices=["box", "text"], default="box", help="which shipped model to use")
-    d.add_argument("--score", type=float)
+    d.add_argument("--score", type=score_value)
     d.add_argument("--out", help="folder for annotated images (and .mp4 videos), faces blurred")
     d.add_argument(
         "--no-blur-faces",
@@ -346,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="keep faces as they are in what --out writes (default: blurred, as the thesis's ethics chapter asks)",
     )
-    d.add_argument("--stride", type=int, default=1, help="video files: detect on every Nth frame")
+    d.add_argument("--stride", type=count_value, default=1, help="video files: detect on every Nth frame")
     d.add_argument(
         "--buffered",
         action="store_true",
@@ -378,19 +409,19 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("serve", help="an HTTP service and web page: images, videos and the webcam, live")
     v.add_argument("--model", default=DEFAULT_MODEL, help="the model requests get by default (file or shipped name)")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (not loopback: needs --token)")
-    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--port", type=port_value, default=8000)
     v.add_argument("--token", help="a secret every request must carry (default: $REGIONDET_TOKEN)")
-    v.add_argument("--score", type=float, help="default score threshold (default: each model's own)")
+    v.add_argument("--score", type=score_value, help="default score threshold (default: each model's own)")
     v.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload or frame accepted")
-    v.add_argument("--queue", type=int, default=4, help="requests that may wait for the model (more get 503)")
-    v.add_argument("--threads", type=int, help="torch CPU threads")
+    v.add_argument("--queue", type=count_value, default=4, help="requests that may wait for the model (more get 503)")
+    v.add_argument("--threads", type=count_value, help="torch CPU threads")
     v.add_argument("--runtime", choices=RUNTIMES, default="auto", help="auto: ONNX Runtime for box models if installed")
     v.set_defaults(func=cmd_serve)
 
     x = sub.add_parser("export", help="a compact inference checkpoint (fp16), or an .onnx file for ONNX Runtime")
     x.add_argument("checkpoint", help="a training checkpoint, or a shipped model name (default, text)")
     x.add_argument("out", help="model.pt (fp16 checkpoint) or model.onnx")
-    x.add_argument("--score", type=float, help="default score threshold stored in the model")
+    x.add_argument("--score", type=score_value, help="default score threshold stored in the model")
     x.add_argument("--fp32", action="store_true")
     x.add_argument(
         "--average", nargs="+", metavar="CKPT", help="average the weights with these checkpoints of the same model"
@@ -398,7 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP)
     x.add_argument("--int8", action="store_true", help="ONNX only: int8 layers (faster on most CPUs, 1/4 the size)")
     x.add_argument("--calibrate", action="append", metavar="SPEC", help="--int8: images that set the value ranges")
-    x.add_argument("--calibrate-images", type=int, default=16, metavar="N", help="--int8: how many (default 16)")
+    x.add_argument(
+        "--calibrate-images", type=count_value, default=16, metavar="N", help="--int8: how many (default 16)"
+    )
     x.add_argument(
         "--calibrate-size",
         type=int,
@@ -435,8 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bt.add_argument("--runtime", choices=RUNTIMES, help="as in detect (default: as detect runs images)")
     bt.add_argument("--peers", nargs="*", default=list(PEERS), help=f"any of {', '.join(PEERS)}")
-    bt.add_argument("--score", type=float, help="regiondet score threshold (default: the model's)")
-    bt.add_argument("--threads", type=int, help="CPU threads for every method")
+    bt.add_argument("--score", type=score_value, help="regiondet score threshold (default: the model's)")
+    bt.add_argument("--threads", type=count_value, help="CPU threads for every method")
     bt.add_argument("--json", help="write all figures here")
     bt.add_argument("--markdown", help="write the table here")
     bt.set_defaults(func=cmd_benchmark_text)
@@ -447,8 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--model", default=DEFAULT_MODEL, help="regiondet box model (file or shipped name)")
     bb.add_argument("--peers", nargs="*", default=list(BOX_PEERS), help=f"any of {', '.join(BOX_PEERS)}")
     bb.add_argument("--class-map", action="append", default=[], metavar="SOURCE=CLASS", help="as in evaluate")
-    bb.add_argument("--score", type=float, help="score for the no-box and false-alarm rates (default: the model's)")
-    bb.add_argument("--threads", type=int, help="CPU threads for every method")
+    bb.add_argument(
+        "--score", type=score_value, help="score for the no-box and false-alarm rates (default: the model's)"
+    )
+    bb.add_argument("--threads", type=count_value, help="CPU threads for every method")
     bb.add_argument("--json", help="write all figures here")
     bb.add_argument("--markdown", help="write the table here")
     bb.set_defaults(func=cmd_benchmark_boxes)
@@ -461,17 +496,17 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--alert-hold", type=float, default=DEFAULT_HOLD_S, metavar="SECONDS", help="as in detect")
     ba.add_argument(
         "--long-clips",
-        type=int,
+        type=lambda v: 0 if v == "0" else count_value(v),
         default=0,
         metavar="N",
         help="also N clips of one lens in view for 5-20 s, shaken frame to frame: alert starts per appearance",
     )
     ba.add_argument("--seed", type=int, default=0, help="which lens photos and clip lengths the long clips take")
     ba.add_argument("--fps", type=float, default=10.0, help="frames per second the clips stand for")
-    ba.add_argument("--score", type=float, help="score of a confident detection (default: the model's)")
+    ba.add_argument("--score", type=score_value, help="score of a confident detection (default: the model's)")
     ba.add_argument("--class-map", action="append", default=[], metavar="SOURCE=CLASS", help="as in evaluate")
     ba.add_argument("--runtime", choices=RUNTIMES, default="auto", help="as in detect")
-    ba.add_argument("--threads", type=int, help="CPU threads")
+    ba.add_argument("--threads", type=count_value, help="CPU threads")
     ba.add_argument("--json", help="write the figures here")
     ba.set_defaults(func=cmd_benchmark_alerts)
 
@@ -479,8 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")
     bs.add_argument("--images", nargs="+", default=["samples"], help="image files or folders")
     bs.add_argument("--size", default="416", help="resize every image to N x N or WxH, e.g. 640x480 (0: keep)")
-    bs.add_argument("--runs", type=int, default=30)
-    bs.add_argument("--threads", type=int, help="torch CPU threads")
+    bs.add_argument("--runs", type=count_value, default=30)
+    bs.add_argument("--threads", type=count_value, help="torch CPU threads")
     bs.add_argument(
         "--baseline",
         nargs="+",
@@ -521,9 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("--negatives", action="append", default=[], metavar="SPEC", help="object-free images to search")
     mn.add_argument("--class-map", action="append", default=[], metavar="SOURCE=CLASS", help="as in evaluate")
     mn.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")
-    mn.add_argument("--score", type=float, default=0.3, help="a detection at this score or above is a false alarm")
+    mn.add_argument(
+        "--score", type=score_value, default=0.3, help="a detection at this score or above is a false alarm"
+    )
     mn.add_argument("--out", required=True, help="the txt SPEC file to write")
-    mn.add_argument("--threads", type=int, help="torch CPU threads")
+    mn.add_argument("--threads", type=count_value, help="torch CPU threads")
     mn.set_defaults(func=cmd_mine)
     o = data.add_parser("openimages", help="select Open Images boxes from the CSV trio (offline)")
     o.add_argument("--descriptions", required=True, help="class-descriptions-boxable.csv")
@@ -538,11 +575,11 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(func=cmd_openimages)
     dl = data.add_parser("download", help="fetch the images of a prepared Open Images folder (resumable)")
     dl.add_argument("dir")
-    dl.add_argument("--workers", type=int, default=8)
+    dl.add_argument("--workers", type=count_value, default=8)
     dl.set_defaults(func=cmd_download)
     y = data.add_parser("synth-curved", help="render curved words with exact polygons onto real photos")
     y.add_argument("--backgrounds", nargs="+", required=True, metavar="SPEC", help="their own text stays as '###'")
-    y.add_argument("--count", type=int, default=500)
+    y.add_argument("--count", type=count_value, default=500)
     y.add_argument("--out", required=True)
     y.add_argument("--seed", type=int, default=0)
     y.add_argument("--crop", type=int, default=640, help="square crop side in pixels")

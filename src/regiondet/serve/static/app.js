@@ -10,6 +10,8 @@ const COLOURS = { camera: "#e53935", phone: "#fb8c00", text: "#43a047" };
 let live = null;        // {ws, stream, timer}
 let last = null;        // the newest detections, in the sent frame's pixels
 let still = null;       // the image shown when not live
+let current = null;     // the file shown (an image or a video), re-run when the model changes
+let alertOn = false;    // the banner's state: a lens's alert episode is on
 
 function api(path) {
   const url = new URL(path, location.href);
@@ -40,8 +42,10 @@ async function loadModels() {
 function drawDetections(result, sx, sy) {
   const list = $("detections");
   list.replaceChildren();
-  ctx.lineWidth = Math.max(2, view.width / 320);
-  ctx.font = `${Math.max(12, view.width / 45)}px system-ui, sans-serif`;
+  // sizes in screen pixels: a 4000 px photo shown 350 px wide still gets readable labels
+  const perScreenPx = view.width / Math.max(1, view.getBoundingClientRect().width || view.width);
+  ctx.lineWidth = 2.5 * perScreenPx;
+  ctx.font = `${Math.round(14 * perScreenPx)}px system-ui, sans-serif`;
   result.boxes.forEach((b, i) => {
     const label = result.labels[i], score = result.scores[i];
     const colour = COLOURS[label] || "#1e88e5";
@@ -67,7 +71,22 @@ function drawDetections(result, sx, sy) {
   });
 }
 
-function showAlert(on) { $("alert").hidden = !on; }
+function showAlert(on) { alertOn = on; $("alert").hidden = !on; }
+
+// What the page can say: the model sees a camera or a phone, not which way its lens faces.
+function alertText(labels) {
+  const kinds = [...new Set(labels.filter((l) => l === "camera" || l === "phone"))];
+  return kinds.length ? `In view: ${kinds.join(" and ")} (a lens may be pointed this way)` : "";
+}
+
+// After an error nothing of the previous picture stays: no photo, boxes, list or banner.
+function clearView() {
+  ctx.clearRect(0, 0, view.width, view.height);
+  $("detections").replaceChildren();
+  still = null;
+  last = null;
+  showAlert(false);
+}
 
 function timeline(events) {
   for (const e of events || []) {
@@ -85,23 +104,25 @@ async function detectImage(file) {
   const bitmap = await createImageBitmap(file).catch(() => null);
   status(`detecting on ${file.name}...`);
   const res = await fetch(api("v1/detect?" + query()), { method: "POST", body: file });
-  const body = await res.json();
-  if (!res.ok) { status(`${res.status}: ${body.error}`); return; }
+  const body = await res.json().catch(() => ({ error: "the server's answer was not JSON" }));
+  if (!res.ok) { clearView(); status(`${file.name}: ${res.status}: ${body.error}`); return; }
   if (bitmap) {
     view.width = bitmap.width; view.height = bitmap.height;
     ctx.drawImage(bitmap, 0, 0);
     still = bitmap;
   }
   drawDetections(body, 1, 1);
-  const lens = body.labels.filter((l) => l === "camera" || l === "phone").length;
-  showAlert(lens > 0);
+  $("alert").textContent = alertText(body.labels);
+  showAlert(alertText(body.labels) !== "");
   status(`${file.name}: ${body.labels.length} found in ${body.ms} ms (${body.model})`);
 }
 
 function frameLoop() {
   if (!live) return;
   if (video.readyState >= 2) {
-    if (view.width !== video.videoWidth) { view.width = video.videoWidth; view.height = video.videoHeight; }
+    if (view.width !== video.videoWidth || view.height !== video.videoHeight) {
+      view.width = video.videoWidth; view.height = video.videoHeight;  // a new shape: never stretched
+    }
     ctx.drawImage(video, 0, 0, view.width, view.height);
     if (last) drawDetections(last, view.width / last.width, view.height / last.height);
   }
@@ -132,6 +153,7 @@ function startLive(source) {
     const result = JSON.parse(msg.data);
     if (result.error && result.boxes === undefined) { status(result.error); } else {
       last = result;
+      if (result.alert) $("alert").textContent = alertText(result.labels) || $("alert").textContent;
       showAlert(result.alert);
       timeline(result.events);
       status(`live: frame ${result.frame}, ${result.labels.length} found in ${result.ms} ms`);
@@ -147,6 +169,12 @@ function stopLive() {
   const { ws, stream } = live;
   live = null;
   ws.close();
+  if (alertOn) {  // the server drops the episode with the connection: the timeline closes it here
+    const li = document.createElement("li");
+    li.className = "alert_end";
+    li.textContent = "alert ended: stopped";
+    $("timeline").prepend(li);
+  }
   if (stream) stream.getTracks().forEach((t) => t.stop());
   video.pause();
   $("stop").disabled = true;
@@ -155,6 +183,7 @@ function stopLive() {
 
 async function useFile(file) {
   if (!file) return;
+  current = file;
   if (file.type.startsWith("video/")) {
     video.srcObject = null;
     video.src = URL.createObjectURL(file);
@@ -165,7 +194,11 @@ async function useFile(file) {
   }
 }
 
-$("file").addEventListener("change", (e) => useFile(e.target.files[0]));
+$("file").addEventListener("change", (e) => {
+  useFile(e.target.files[0]);
+  e.target.value = "";  // picking the same file again runs it again
+});
+$("model").addEventListener("change", () => { if (current && !live) useFile(current); });
 $("webcam").addEventListener("click", async () => {
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
