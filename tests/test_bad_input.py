@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import CAMERA_VALID, PHONE_YAML
+from conftest import CAMERA_VALID, PHONE_YAML, ROOT
 from regiondet.cli import main
 from regiondet.data.dataset import ClassMapper, DetectionDataset
 from regiondet.data.spec import load_spec
@@ -225,3 +225,15 @@ def test_out_of_range_numbers_are_refused_before_any_work(argv, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("regiondet") and f"argument {argv[-2]}" in err and argv[-1] in err
+
+
+def test_detect_never_writes_over_an_input(tmp_path, capsys):
+    """`detect same/ --out same/` would replace each photo with its drawn copy: refused before
+    any work, the photos unchanged."""
+    photo = tmp_path / "camera_desk.jpg"
+    shutil.copy(ROOT / "samples" / "camera_desk.jpg", photo)
+    before = photo.read_bytes()
+    assert main(["detect", str(tmp_path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "would write over this input" in err[0] and str(photo) in err[0]
+    assert photo.read_bytes() == before and sorted(tmp_path.iterdir()) == [photo]

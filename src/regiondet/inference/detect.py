@@ -14,7 +14,7 @@ from regiondet.errors import UserError
 from regiondet.inference.draw import draw_prediction
 from regiondet.inference.faces import FaceBlur
 from regiondet.inference.predictor import Detector
-from regiondet.inference.sources import check_live_stride, expand_inputs, is_video
+from regiondet.inference.sources import check_live_stride, drawn_name, expand_inputs, is_video
 from regiondet.inference.video import AlertRule, detect_video
 
 
@@ -43,6 +43,8 @@ def detect_inputs(
     if not items:
         raise UserError(f"no images or videos found in {', '.join(paths)}")
     check_live_stride([f for f, _ in items], stride, buffered)
+    if out is not None:
+        check_not_over_inputs(items, out)
     blur = FaceBlur() if out is not None and blur_faces else None
     failed = 0
     with ExitStack() as stack:
@@ -57,6 +59,16 @@ def detect_inputs(
     if failed == len(items):
         raise UserError("no image or video could be read")
     return failed
+
+
+def check_not_over_inputs(items: list[tuple[str | Path, Path]], out: Path) -> None:
+    """Refuse, before any work, an --out folder where a drawn file would replace an input (the
+    user's photo.jpg drawn over by photo.jpg with boxes)."""
+    inputs = {Path(f).resolve() for f, _ in items if not isinstance(f, str) or Path(f).exists()}
+    for f, name in items:
+        target = (out / drawn_name(f, name)).resolve()
+        if target in inputs:
+            raise UserError(f"--out {out} would write over this input: choose another folder", target)
 
 
 def _detect_items(det, items, out, stride, buffered, alert, emit, on_event, blur) -> int:
