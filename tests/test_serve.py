@@ -81,6 +81,45 @@ def _bomb_png() -> bytes:
     return buf.getvalue()
 
 
+def _strip_png() -> bytes:
+    """A 40000 x 2 PNG: scaled to any model's input, its short side is under one pixel."""
+    buf = io.BytesIO()
+    Image.new("RGB", (40000, 2)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_framework_errors_and_bad_parameters_are_json_errors_too(client):
+    """404, 405 and 422 speak the documented {"error": ...}; a score outside 0..1 is refused;
+    no message names a Python object; /docs can upload (the body is in the schema)."""
+    data = camera_photo()
+    for method, path, status in [
+        ("get", "/nowhere", 404),
+        ("get", "/v1/detect", 405),
+        ("post", "/v1/detect?score=abc", 422),
+    ]:
+        res = getattr(client, method)(path)
+        assert res.status_code == status and set(res.json()) == {"error"}, res.text
+    for score in ("5", "-1", "nan", "inf"):
+        res = client.post(f"/v1/detect?score={score}", content=data)
+        assert res.status_code == 422 and "score" in res.json()["error"], res.text
+    res = client.post("/v1/detect", content=b"junk" * 100)
+    assert res.status_code == 400 and "object at 0x" not in res.text
+    body = client.get("/openapi.json").json()["paths"]["/v1/detect"]["post"]["requestBody"]["content"]
+    assert body["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+
+
+def test_live_answers_text_messages_and_bad_frames_and_goes_on(client):
+    with client.websocket_connect("/v1/live") as ws:
+        ws.send_text("hello")
+        assert "binary" in ws.receive_json()["error"]
+        ws.send_bytes(_strip_png())
+        assert "elongated" in ws.receive_json()["error"]
+        ws.send_bytes(camera_photo())
+        assert "boxes" in ws.receive_json()
+    with client.websocket_connect("/v1/live?score=7") as ws:
+        assert "score" in ws.receive_json()["error"]
+
+
 def test_bad_input_is_a_json_4xx_and_the_service_goes_on(app):
     small = create_app(Settings(model="default", max_upload_mb=1))
     data = camera_photo()
@@ -89,6 +128,7 @@ def test_bad_input_is_a_json_4xx_and_the_service_goes_on(app):
         (data[: len(data) // 2], 400, "truncated"),
         (_bomb_png(), 400, "over the limit"),
         (b"", 400, "no image"),
+        (_strip_png(), 400, "elongated"),
         (b"\xff" * (2 * 1024 * 1024), 413, "over the limit of 1 MB"),
     ]
     with TestClient(small) as c:
@@ -149,12 +189,15 @@ def test_a_token_guards_every_request_and_the_network_needs_one(capsys):
     app = create_app(Settings(model="default", token="s3cret"))
     with TestClient(app) as c:
         assert c.get("/healthz").status_code == 401
-        assert c.get("/").status_code == 401
+        assert c.get("/").status_code == 200 and "app.js" in c.get("/").text  # the page, which asks for it
         assert c.get("/healthz", headers={"authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/healthz", headers={"authorization": "Bearer s3cret"}).status_code == 200
         assert c.get("/?token=s3cret").status_code == 200
         assert c.get("/static/app.js").status_code == 200  # the page's own code, fetched without the token
-        assert c.get("/v1/models").status_code == 401 and c.get("/openapi.json").status_code == 401
+        assert c.get("/v1/models").status_code == 401
+        # the API page and its schema hold no data: open, with an Authorize button for the token
+        assert c.get("/docs").status_code == 200 and c.get("/openapi.json").status_code == 200
+        assert c.get("/v1/models").json() == {"error": "a token is required: Authorization: Bearer TOKEN or ?token="}
         with pytest.raises(WebSocketDisconnect) as closed, c.websocket_connect("/v1/live") as ws:
             ws.receive_json()
         assert closed.value.code == 4401  # closed before accepting

@@ -319,7 +319,10 @@ def cmd_serve(a: argparse.Namespace) -> None:
     app = create_app(Settings(a.model, token, a.max_upload_mb, a.queue, a.score, a.runtime))
     where = f"http://{'[' + a.host + ']' if ':' in a.host else a.host}:{a.port}/"
     print(f"regiondet: serving {a.model} on {where} (API docs: {where}docs); Ctrl-C stops", file=sys.stderr)
-    uvicorn.run(app, host=a.host, port=a.port, access_log=False, log_level="warning")
+    # a live frame up to the upload limit reaches the service, which answers a larger one itself
+    # (uvicorn's own WebSocket cap, 16 MB, would close the connection without a word)
+    ws_max = int(a.max_upload_mb * 1024 * 1024) + 1024 * 1024
+    uvicorn.run(app, host=a.host, port=a.port, access_log=False, log_level="warning", ws_max_size=ws_max)
 
 
 INFER_SET_HELP = "change an inference setting of the model, e.g. model.rpn_post_nms_top_n_test=100"
@@ -613,7 +616,10 @@ def _dash_paths(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_dash_paths(sys.argv[1:] if argv is None else argv, parser))
+    try:
+        args = parser.parse_args(_dash_paths(sys.argv[1:] if argv is None else argv, parser))
+    except SystemExit as stop:  # --help (0) or a refused argument (2, argparse's line printed)
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         args.func(args)
     except UserError as e:

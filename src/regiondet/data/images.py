@@ -19,6 +19,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 # e.g. 12000 x 7400): a larger file, or one that only claims to be, is refused unread, so a
 # hostile or mistaken 200-megapixel file costs nothing. The HTTP service uses the same limit.
 MAX_PIXELS = 89_478_485
+# The most elongated image read (longer side / shorter side): a 40000x2 strip scaled to any
+# model's input has a side under one pixel. Panoramas stay far below (a 360-degree one is ~8:1).
+MAX_ASPECT = 50
 
 
 @contextmanager
@@ -36,12 +39,18 @@ def _opened(path: Path | str, data: BinaryIO | None = None) -> Iterator[Image.Im
                         f"image of {w}x{h} = {w * h / 1e6:.0f} Mpx is over the limit of {MAX_PIXELS / 1e6:.0f} Mpx",
                         path,
                     )
+                if max(w, h) > MAX_ASPECT * max(min(w, h), 1):
+                    raise UserError(
+                        f"image of {w}x{h} is more elongated than {MAX_ASPECT}:1, too thin to detect on", path
+                    )
                 yield im
     except FileNotFoundError:
         raise UserError("image file not found", path) from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise UserError(f"image is over the limit of {MAX_PIXELS / 1e6:.0f} Mpx", path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError:  # its message names Pillow's file object, not the user's file
+        raise UserError("not a readable image (not an image format, or corrupt)", path) from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise UserError(f"not a readable image, or corrupt or truncated ({e})", path) from None
 
 

@@ -19,9 +19,11 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
 
 from regiondet import __version__
@@ -35,9 +37,20 @@ from regiondet.models.zoo import MODELS, shipped_path
 MB = 1024 * 1024
 STATIC = "regiondet.serve.static"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-# The page's and the API page's own scripts and styles: the same for everyone, no data in them,
-# and fetched by the browser without the token its address carries.
+# The page, the API page and their scripts and styles: the same for everyone, no data in them,
+# fetched by the browser without the token (the page then asks for it; /docs has Authorize).
 PUBLIC_PREFIXES = ("/static/", "/static-offline-docs/", "/favicon.ico")
+PUBLIC_PATHS = {"/", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+# /v1/detect's body for the OpenAPI page (the endpoint reads the raw request itself)
+DETECT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}}}
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
 
 
 class Busy(Exception):
@@ -101,6 +114,12 @@ class Worker:
                 return await run_in_threadpool(fn, *args)
         finally:
             self.waiting -= 1
+
+
+def _check_score(score: float | None) -> None:
+    """A score from 0 to 1: 5 or nan would silently find nothing, -1 everything."""
+    if score is not None and not 0 <= score <= 1:  # also false for nan
+        raise ApiError(422, f"score: a number from 0 to 1 (got {score})")
 
 
 def _about(name: str) -> str:
@@ -176,7 +195,7 @@ def create_app(settings: Settings) -> FastAPIOffline:
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        public = request.url.path.startswith(PUBLIC_PREFIXES)
+        public = request.url.path.startswith(PUBLIC_PREFIXES) or request.url.path in PUBLIC_PATHS
         if not public and not _token_ok(_given_token(request.headers, request.query_params), settings.token):
             return JSONResponse({"error": "a token is required: Authorization: Bearer TOKEN or ?token="}, 401)
         return await call_next(request)
@@ -184,6 +203,16 @@ def create_app(settings: Settings) -> FastAPIOffline:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, e: ApiError):
         return JSONResponse({"error": e.message}, e.status, headers=e.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, e: StarletteHTTPException):  # 404, 405, ... as documented
+        return JSONResponse({"error": str(e.detail)}, e.status_code, headers=getattr(e, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, e: RequestValidationError):  # 422: name the field, one line
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid value')}"}, 422)
 
     @app.get("/healthz", summary="Liveness: the service answers and its default model is loaded")
     async def healthz() -> dict:
@@ -209,8 +238,10 @@ def create_app(settings: Settings) -> FastAPIOffline:
             f"text models, `ms`, the image's `width` and `height`. Limits: the upload size, "
             f"{MAX_PIXELS / 1e6:.0f} Mpx per image, and a queue (503 with Retry-After when full)."
         ),
+        openapi_extra={"requestBody": DETECT_BODY},
     )
     async def detect(request: Request, model: str | None = None, score: float | None = None) -> dict:
+        _check_score(score)
         data, name = await _image_from(request, limit)
         det = worker.detector(model)
         try:
@@ -237,6 +268,7 @@ def create_app(settings: Settings) -> FastAPIOffline:
             return
         await ws.accept()
         try:
+            _check_score(score)
             det = worker.detector(model)
             rule = parse_alert(alert, hold)
         except (ApiError, UserError) as e:
@@ -294,8 +326,9 @@ async def _live_loop(
                 if message["type"] == "websocket.disconnect":
                     break
                 data = message.get("bytes")
-                if data is None:
-                    continue  # text messages carry nothing yet
+                if data is None:  # a text message: say what the socket takes
+                    await ws.send_json({"error": "send frames as binary messages (an encoded image each)"})
+                    continue
                 if slot["frame"] is not None:
                     slot["dropped"] += 1
                 slot["frame"], slot["index"] = (data if len(data) <= limit else b""), slot["index"] + 1

@@ -28,8 +28,24 @@ function query() {
   return q;
 }
 
+// A service started with --token: the page asks for it once and carries it in its address.
+function askToken() {
+  const form = document.createElement("form");
+  form.id = "token-form";
+  form.innerHTML = '<label>This service needs its token <input id="token" type="password" autocomplete="off" required></label> <button>Open</button>';
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const url = new URL(location.href);
+    url.searchParams.set("token", $("token").value);
+    location.replace(url);
+  });
+  $("drop").prepend(form);
+  status(token ? "that token is not this service's" : "a token is needed");
+}
+
 async function loadModels() {
   const res = await fetch(api("v1/models"));
+  if (res.status === 401) { askToken(); return; }
   const body = await res.json();
   if (!res.ok) { status(body.error || "cannot list the models"); return; }
   for (const m of body.models) {
