@@ -104,24 +104,3 @@ def test_degrade_turns_negatives_into_frames_with_nothing_to_find_and_spares_obj
     out, _ = degrade(image, boxed)
     assert torch.equal(out, image)
 
-
-def test_the_default_model_boxes_nothing_in_frames_with_nothing_to_find():
-    """Noise, flat black / grey / white frames and a heavily blurred street scene at 640x480:
-    a webcam in a pocket or waking up gives these, and none may raise a box at the default score."""
-    from PIL import Image, ImageFilter
-
-    from regiondet.inference.predictor import Detector
-
-    rng = np.random.default_rng(0)
-    scene = Image.open(load_negatives([f"icdar2015:{ICDAR}?limit=1"])[0].path).convert("RGB").resize((640, 480))
-    frames = {
-        "noise": rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
-        "grain": np.clip(np.asarray(scene, np.float32) + rng.normal(0, 60, (480, 640, 3)), 0, 255).astype(np.uint8),
-        "black": np.zeros((480, 640, 3), np.uint8),
-        "grey": np.full((480, 640, 3), 128, np.uint8),
-        "white": np.full((480, 640, 3), 255, np.uint8),
-        "blurred": np.asarray(scene.filter(ImageFilter.GaussianBlur(24))),
-    }
-    det = Detector.load("default", runtime="torch")
-    boxed = {name: det.predict(pixels).labels for name, pixels in frames.items()}
-    assert not any(boxed.values()), boxed
