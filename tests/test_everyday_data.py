@@ -103,4 +103,3 @@ def test_degrade_turns_negatives_into_frames_with_nothing_to_find_and_spares_obj
     }
     out, _ = degrade(image, boxed)
     assert torch.equal(out, image)
-
