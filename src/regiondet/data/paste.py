@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from regiondet.data.images import load_rgb
+from regiondet.data.overlap import overlap_of_smaller
 from regiondet.data.sample import Sample
 
 # The model reads images at this longer side; pasted sizes are drawn in its pixels.
@@ -81,7 +82,7 @@ class PasteBank:
             for _try in range(10):
                 x = int(torch.randint(0, w - nw + 1, ()))
                 y = int(torch.randint(0, h - nh + 1, ()))
-                if all(_overlap((x, y, x + nw, y + nh), b) < 0.1 for b in boxes):
+                if all(overlap_of_smaller((x, y, x + nw, y + nh), b) < 0.1 for b in boxes):
                     break
             else:
                 continue
@@ -105,11 +106,3 @@ def soft_mask(h: int, w: int) -> np.ndarray:
     xs = np.minimum(np.arange(w) + 0.5, w - np.arange(w) - 0.5)[None, :]
     dy, dx = np.clip(1 - ys / feather, 0, 1), np.clip(1 - xs / feather, 0, 1)
     return np.clip(1 - np.sqrt(dy**2 + dx**2), 0, 1).astype(np.float32)
-
-
-def _overlap(a: tuple[float, ...], b: list[float]) -> float:
-    """Intersection over the smaller box's area."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return iw * ih / max(small, 1e-6)

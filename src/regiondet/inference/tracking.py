@@ -29,6 +29,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torchvision.ops import box_iou
 
+from regiondet.data.overlap import overlap_of_smaller
+
 # seconds a lens must be out of view before its alert ends
 DEFAULT_HOLD_S = 2.0
 
@@ -159,11 +161,7 @@ class AlertTracker:
         for t in self.tracks:
             if t.misses > 0:
                 continue
-            inter = _iou(t.box, box)[0, 0]
-            iw = max(0.0, min(t.box[2], box[2]) - max(t.box[0], box[0]))
-            ih = max(0.0, min(t.box[3], box[3]) - max(t.box[1], box[1]))
-            small = min((t.box[2] - t.box[0]) * (t.box[3] - t.box[1]), (box[2] - box[0]) * (box[3] - box[1]))
-            if inter >= 0.3 or iw * ih >= 0.5 * max(small, 1e-6):
+            if _iou(t.box, box)[0, 0] >= 0.3 or overlap_of_smaller(t.box, box) >= 0.5:
                 return t
         return None
 
