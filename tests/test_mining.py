@@ -27,7 +27,7 @@ def test_mined_false_alarms_are_a_txt_spec_of_object_free_images(trained_run, tm
     assert mined and all(s.is_negative and s.path.resolve() in names for s in mined)  # street scenes: no objects
     scores = [float(line.split()[1]) for line in out.read_text().splitlines()[2:] if line.startswith("# ")]
     assert len(scores) == len(mined) and scores == sorted(scores, reverse=True) and min(scores) >= 0.01
-    assert main([*argv[:-1], "1.01", "--out", str(tmp_path / "none.txt")]) == 0  # nothing fires: an empty list
+    assert main([*argv[:-1], "1", "--out", str(tmp_path / "none.txt")]) == 0  # nothing fires: an empty list
     assert "0 of 6 images" in (tmp_path / "none.txt").read_text()
 
 

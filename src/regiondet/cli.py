@@ -66,6 +66,14 @@ def _class_map(items: list[str] | None) -> dict[str, str | None]:
     return out
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A refused argument is one line, as every other regiondet error (argparse's own message
+    starts with the whole usage); its sub-command parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def score_value(text: str) -> float:
     """--score: a finite number from 0 to 1 (a score of 2 or nan would silently find nothing)."""
     try:
@@ -329,7 +337,7 @@ INFER_SET_HELP = "change an inference setting of the model, e.g. model.rpn_post_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="regiondet", description=__doc__)
+    p = OneLineParser(prog="regiondet", description=__doc__)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="command", required=True)
 
