@@ -138,3 +138,31 @@ def test_the_webcam_alert_follows_the_phone_in_and_out_of_view(server, tmp_path)
         page.click("#stop")
         browser.close()
     assert any("lens in view" in e for e in events) and any("lens gone" in e for e in events), events
+
+
+def test_at_phone_width_the_page_fits_and_an_error_clears_the_old_photo(server, tmp_path):
+    """390x844 (a phone held upright): no sideways scrolling, a portrait photo within the screen's
+    height; then a file that is no image: its error shows and the old photo, boxes and banner go."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    portrait = tmp_path / "portrait.jpg"
+    photo = Image.open(sorted(PHONES.glob("*.jpg"))[0]).convert("RGB")
+    photo.resize((480, 960)).save(portrait)
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image at all" * 50)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(server)
+        page.wait_for_selector("#model option", state="attached")
+        page.set_input_files("#file", str(portrait))
+        page.wait_for_selector("#detections li", timeout=30_000)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        box = page.locator("#view").bounding_box()
+        assert box["width"] <= 390 and box["height"] <= 0.75 * 844 + 1
+        page.screenshot(path=str(ARTIFACTS / "page_phone_width.png"), full_page=True)
+        page.set_input_files("#file", str(junk))
+        shown = "document.querySelector('#status').textContent.includes('junk.jpg: 400')"
+        page.wait_for_function(shown, timeout=30_000)
+        assert page.locator("#detections li").count() == 0 and not page.locator("#alert").is_visible()
+        page.screenshot(path=str(ARTIFACTS / "page_phone_error.png"), full_page=True)
+        browser.close()
