@@ -44,6 +44,7 @@ from regiondet.experiments.grid import cell_state, load_grid, run_grid
 from regiondet.experiments.report import write_report
 from regiondet.inference.detect import detect_inputs
 from regiondet.inference.export import export_model
+from regiondet.inference.prediction import is_score
 from regiondet.inference.predictor import RUNTIMES, Detector, default_runtime
 from regiondet.inference.quantize import CALIBRATION_METHODS, Calibration
 from regiondet.inference.sources import expand_images, is_video
@@ -80,7 +81,7 @@ def score_value(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not 0 <= value <= 1:  # also false for nan
+    if not is_score(value):
         raise argparse.ArgumentTypeError(f"a score is a number from 0 to 1 (got '{text}')")
     return value
 

@@ -14,6 +14,11 @@ import numpy as np
 from regiondet.errors import UserError
 
 
+def is_score(value: float) -> bool:
+    """A usable score threshold: a number from 0 to 1 (a score of 2 or nan finds nothing, -1 all)."""
+    return 0 <= value <= 1  # also false for nan
+
+
 @dataclass
 class Prediction:
     """Detections on one image, in its pixel coordinates, best score first."""

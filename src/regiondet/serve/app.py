@@ -29,6 +29,7 @@ from starlette.formparsers import MultiPartParser
 from regiondet import __version__
 from regiondet.data.images import MAX_PIXELS, decode_upright
 from regiondet.errors import UserError
+from regiondet.inference.prediction import is_score
 from regiondet.inference.predictor import Detector
 from regiondet.inference.tracking import DEFAULT_HOLD_S, AlertTracker
 from regiondet.inference.video import new_tracker, parse_alert, track_frame
@@ -118,7 +119,7 @@ class Worker:
 
 def _check_score(score: float | None) -> None:
     """A score from 0 to 1: 5 or nan would silently find nothing, -1 everything."""
-    if score is not None and not 0 <= score <= 1:  # also false for nan
+    if score is not None and not is_score(score):
         raise ApiError(422, f"score: a number from 0 to 1 (got {score})")
 
 
