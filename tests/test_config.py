@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,44 @@ def test_grid_base_may_be_a_config_file(tmp_path):
     _, cells = load_grid(grid)
     assert {c.name: c.config["train"]["lr"] for c in cells} == {"lr-small": 0.0001, "lr-big": 0.001}
     assert all(c.config["model"]["backbone"] == "vgg16" and c.config["train"]["epochs"] == 2 for c in cells)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.lr=abc", "train.lr is a number, not 'abc'"),
+        ("train.lr=1e999", "train.lr is a number"),
+        ("train.lr=.inf", "train.lr is a number"),
+        ("train.batch_size=two", "train.batch_size is a whole number, not 'two'"),
+        ("train.batch_size=0", "train.batch_size must be at least 1 (got 0)"),
+        ("train.epochs=-1", "train.epochs must be at least 1"),
+        ("train.epochs=1.5", "train.epochs is a whole number, not 1.5"),
+        ("train.hflip=2", "train.hflip must be from 0.0 to 1.0"),
+        ("train.out=", "train.out is text, not None"),
+        ("train.out=' '", "train.out is empty"),
+        ("model.min_size=.nan", "model.min_size is a whole number or a list"),
+        ("model.min_size=[]", "model.min_size is an empty list"),
+        ("model.box_nms_thresh=nan", "model.box_nms_thresh is a number"),
+        ("model.box_nms_thresh=1.5", "model.box_nms_thresh must be from 0.0 to 1.0"),
+        ("model.classes=camera", "model.classes is a list of (text), not 'camera' (write [camera])"),
+        ("model.anchor_sizes=[0, 64]", "model.anchor_sizes must be at least 1"),
+        ("train.paste=true", "train.paste is a number, not True"),
+    ],
+)
+def test_config_values_are_checked_by_type_and_range_in_one_line(tmp_path, capsys, override, message):
+    """Every value is checked when the config is read, before any data or model is loaded: one
+    line naming the key, the value and what is allowed (a string is never split into a list)."""
+    config = ROOT / "configs" / "camera_phone_mnv2.yaml"
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_config(config, [override])
+    out = tmp_path / "run"
+    assert main(["train", str(config), "--set", f"train.out={out}", "--set", override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message.split(" ")[0] in err[0]
+    assert not out.exists()
+
+
+def test_a_value_of_the_right_type_and_range_still_loads():
+    config = ROOT / "configs" / "camera_phone_mnv2.yaml"
+    cfg = load_config(config, ["train.lr=1", "model.anchor_sizes=[[16, 32], 64]", "train.paste_sizes=[8, 64.5]"])
+    assert cfg.train.lr == 1 and cfg.model.anchor_sizes == [[16, 32], 64] and cfg.train.paste_sizes == [8, 64.5]

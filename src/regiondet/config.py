@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +168,103 @@ class Config:
         return dataclasses.asdict(self)
 
 
+# Ranges beyond the type, by key: (lowest, highest), either end None for open. Shares and
+# probabilities are 0..1; counts and sizes at least 1.
+UNIT = (0.0, 1.0)
+
+
+def _each(names: str, allowed: tuple) -> dict:
+    return dict.fromkeys(names.split(), allowed)
+
+
+RANGES = {
+    "model": {
+        **_each(
+            "rpn_nms_thresh rpn_fg_iou_thresh rpn_bg_iou_thresh rpn_score_thresh box_positive_fraction "
+            "box_fg_iou_thresh box_bg_iou_thresh box_bg_iou_floor box_score_thresh box_nms_thresh "
+            "box_contained_thresh box_contained_score_ratio box_cross_class_iou polygon_nms_thresh",
+            UNIT,
+        ),
+        **_each(
+            "min_size max_size test_min_size test_max_size test_scales anchor_sizes rpn_pre_nms_top_n_train "
+            "rpn_post_nms_top_n_train rpn_pre_nms_top_n_test rpn_post_nms_top_n_test rpn_batch_size_per_image "
+            "box_batch_size_per_image box_detections_per_img representation_size roi_output_size pair_hidden "
+            "fpn_strides",
+            (1, None),
+        ),
+        **_each("trainable_layers test_scales_focus", (0, None)),
+        "aspect_ratios": (1e-3, 1e3),
+        "pair_loss_weight": (0.0, None),
+    },
+    "train": {
+        **_each(
+            "hflip vflip rot90 photometric zoom_out box_crop negative_crop degrade paste eval_score momentum", UNIT
+        ),
+        **_each("epochs batch_size steps_per_epoch eval_every threads crop", (1, None)),
+        **_each("warmup_steps workers seed", (0, None)),
+        "lr": (1e-12, 10.0),
+        "weight_decay": (0.0, 1.0),
+        "grad_clip": (1e-12, None),
+        "paste_sizes": (1.0, None),
+        "scale_range": (1e-3, 100.0),
+    },
+}
+# lists that cannot be empty
+NOT_EMPTY = {"model": {"classes", "min_size", "anchor_sizes", "aspect_ratios", "fpn_strides"}}
+
+
+def _type_name(hint) -> str:
+    """A type hint as a user reads it: 'a whole number', 'a list of text', ..."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is list:
+        return f"a list of ({_type_name(args[0])})"
+    if origin is dict:
+        return "a mapping"
+    return {int: "a whole number", float: "a number", str: "text", bool: "true or false", type(None): "null"}.get(
+        hint, str(hint)
+    )
+
+
+def _fits(value, hint) -> bool:
+    """The YAML value has the field's type (a whole number is also a number, never a bool)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return isinstance(value, hint)
+
+
+def _numbers(value) -> list:
+    """Every number in a value (nested lists too)."""
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers(v)]
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def _check_field(where: str, key: str, value, hint, source: str) -> None:
+    if not _fits(value, hint):
+        hint_text = "" if not isinstance(value, str) or typing.get_origin(hint) is not list else f" (write [{value}])"
+        raise UserError(f"{where}.{key} is {_type_name(hint)}, not {value!r}{hint_text}", source)
+    if value == [] and key in NOT_EMPTY.get(where, set()):
+        raise UserError(f"{where}.{key} is an empty list", source)
+    low, high = RANGES.get(where, {}).get(key, (None, None))
+    for n in _numbers(value):
+        if (low is not None and n < low) or (high is not None and n > high):
+            allowed = f"from {low} to {high}" if low is not None and high is not None else f"at least {low}"
+            raise UserError(f"{where}.{key} must be {allowed} (got {value!r})", source)
+
+
 def _build(cls, values: dict, where: str, source: str):
     if not isinstance(values, dict):
         raise UserError(f"section '{where}' must be a mapping", source)
@@ -172,6 +272,9 @@ def _build(cls, values: dict, where: str, source: str):
     unknown = set(values) - names
     if unknown:
         raise UserError(f"unknown key(s) {sorted(unknown)} in '{where}' (known: {sorted(names)})", source)
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        _check_field(where, key, value, hints[key], source)
     return cls(**values)
 
 
@@ -204,6 +307,8 @@ def config_from_dict(d: dict, source: str = "config") -> Config:
         raise UserError("model.test_scales_focus is a height in pixels (0: read whole images)", source)
     if not cfg.model.classes:
         raise UserError("model.classes is empty", source)
+    if not cfg.train.out.strip():
+        raise UserError("train.out is empty: name the run folder, e.g. runs/exp", source)
     if not 0 <= cfg.train.rotate <= 180:
         raise UserError("train.rotate is a maximum angle in degrees, from 0 to 180", source)
     _check_select(cfg, source)

@@ -32,20 +32,19 @@ def detect_inputs(
     alert: AlertRule | None = None,
     emit: Callable[[str], None] = _print_line,
     events: Path | None = None,
-    blur_faces: bool = True,
+    blur: FaceBlur | None = None,
 ) -> int:
     """Detect on every input; returns how many could not be read. A file that cannot be read is
     skipped with a one-line note, so one bad file in a folder does not stop the others; if none
     can be read, that is an error. With `events`, each alert_start / alert_end of the videos and
     live sources is appended to that file as a JSON line the moment it happens. Whatever is
-    written to `out` has its faces blurred first, unless `blur_faces` is False."""
+    written to `out` has its faces blurred by `blur` first (None: kept as they are)."""
     items = expand_inputs(paths, recursive=recursive)
     if not items:
         raise UserError(f"no images or videos found in {', '.join(paths)}")
     check_live_stride([f for f, _ in items], stride, buffered)
     if out is not None:
         check_not_over_inputs(items, out)
-    blur = FaceBlur() if out is not None and blur_faces else None
     failed = 0
     with ExitStack() as stack:
         sink = stack.enter_context(open(events, "a", encoding="utf-8")) if events else None

