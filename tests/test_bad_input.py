@@ -249,3 +249,33 @@ def test_a_very_elongated_image_is_skipped_in_one_line_and_the_folder_goes_on(tm
     assert [json.loads(line)["file"] for line in out.strip().splitlines()] == [str(tmp_path / "c_desk.jpg")]
     err = err.strip().splitlines()
     assert len(err) == 2 and all("elongated" in line and "skipped" in line for line in err)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["evaluate", "--model", "default", "--data", "SPEC", "--json", "{dir}"],
+            "--json must be a file, and this is a folder",
+        ),
+        (["detect", "{sample}", "--out", "{file}"], "--out must be a folder, and this is a file"),
+        (["detect", "{sample}", "--events", "{dir}"], "--events must be a file, and this is a folder"),
+        (["export", "default", "{dir}/"], "the output must be a file, and this is a folder"),
+        (["blur", "{sample}", "--out", "{file}"], "--out must be a folder, and this is a file"),
+        (["data", "convert", "SPEC", "--out", "{file}/sub.json"], "is a file, so nothing can be written under it"),
+        (["detect", "{sample}", "--out", "/proc/regiondet-out"], "--out: nothing can be written in /proc"),
+        (["benchmark", "faces", "--data", "SPEC", "--markdown", ""], "--markdown is empty"),
+    ],
+)
+def test_output_paths_are_checked_before_any_work(tmp_path, capsys, args, message):
+    """A folder where a file is wanted, a file where a folder is, or a place nothing can be
+    written: one line before any data or model is loaded (SPEC is never read)."""
+    folder, file = tmp_path / "a_folder", tmp_path / "a_file"
+    folder.mkdir()
+    file.write_text("keep me")
+    sample = ROOT / "samples" / "phone_webcam.jpg"
+    argv = [a.format(dir=folder, file=file, sample=sample) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert file.read_text() == "keep me" and not any(folder.iterdir())

@@ -53,7 +53,7 @@ from regiondet.inference.quantize import CALIBRATION_METHODS, Calibration
 from regiondet.inference.sources import expand_images, is_video
 from regiondet.inference.tracking import DEFAULT_HOLD_S
 from regiondet.inference.video import parse_alert
-from regiondet.io import atomic_write_text
+from regiondet.io import atomic_write_text, check_output
 from regiondet.models.anchor_fit import describe_spec
 from regiondet.serve.app import Settings, check_listen, create_app
 
@@ -681,6 +681,23 @@ def _dash_paths(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
     return [f"./{t}" if t.startswith("-") and t not in options and Path(t).exists() else t for t in argv]
 
 
+# options that name a file to write, whatever the command; `out` is a folder for these commands
+OUTPUT_FILES = ("json", "markdown", "plot", "save_detections", "events")
+OUTPUT_FOLDERS = {"detect", "blur", "openimages", "synth-curved"}
+
+
+def check_outputs(a: argparse.Namespace) -> None:
+    """Every path the command will write, checked before any data or model is loaded."""
+    for name in OUTPUT_FILES:
+        value = getattr(a, name, None)
+        if isinstance(value, str):
+            check_output(value, f"--{name.replace('_', '-')}")
+    out = getattr(a, "out", None)
+    if isinstance(out, str):
+        command = getattr(a, "data_command", None) or a.command
+        check_output(out, "--out" if command != "export" else "the output", folder=command in OUTPUT_FOLDERS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -688,6 +705,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:  # --help (0) or a refused argument (2, argparse's line printed)
         return stop.code if isinstance(stop.code, int) else 2
     try:
+        check_outputs(args)
         args.func(args)
     except UserError as e:
         print(f"regiondet: error: {e}", file=sys.stderr)

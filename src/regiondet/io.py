@@ -29,6 +29,29 @@ def _new_file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
+def check_output(path: str | Path, option: str, folder: bool = False) -> None:
+    """Before any work starts: `path` can be written as a file (or made as a folder), so a run
+    never ends in a traceback, or after hours, on a folder where a file is wanted, a file where a
+    folder is, or a place nothing can be written."""
+    if not str(path).strip():
+        raise UserError(f"{option} is empty")
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise UserError(f"{option} must be a folder, and this is a file", p)
+    if not folder and (p.is_dir() or str(path).endswith(("/", os.sep))):
+        raise UserError(f"{option} must be a file, and this is a folder", p)
+    ancestor = p if folder else p.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{option}: {ancestor} is a file, so nothing can be written under it", p)
+    try:  # the only sure test of a place (read-only mounts, /proc, permissions): write there
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as e:
+        raise UserError(f"{option}: nothing can be written in {ancestor} ({e.strerror or e})", p) from None
+
+
 def _atomic(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
