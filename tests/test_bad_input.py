@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import CAMERA_VALID, PHONE_YAML, ROOT
+from conftest import CAMERA_VALID, DATA, PHONE_YAML, ROOT
 from regiondet.cli import main
 from regiondet.data.dataset import ClassMapper, DetectionDataset
 from regiondet.data.spec import load_spec
@@ -279,3 +279,29 @@ def test_output_paths_are_checked_before_any_work(tmp_path, capsys, args, messag
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert file.read_text() == "keep me" and not any(folder.iterdir())
+
+
+def test_report_on_a_missing_grid_folder_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(tmp_path / "nonexistent")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nonexistent" in err[0] and "no such grid folder" in err[0]
+    assert not any(tmp_path.iterdir())
+
+
+def test_evaluate_json_is_strict_json_with_null_for_what_cannot_be_measured(tmp_path, capsys):
+    """Phone photos only: camera AP cannot be measured; it is null, never a bare NaN."""
+
+    def refuse(constant):
+        raise ValueError(f"bare {constant} in JSON")
+
+    out = tmp_path / "eval.json"
+    data = f"yolo:{DATA / 'phone-photos' / 'cellphone' / 'data.yaml'}:valid?labels=phone&limit=3"
+    assert (
+        main(["--quiet", "evaluate", "--model", "default", "--runtime", "torch", "--data", data, "--json", str(out)])
+        == 0
+    )
+    printed = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    saved = json.loads(out.read_text(), parse_constant=refuse)
+    assert saved["ap50_per_class"]["camera"] is None and printed["ap50_per_class"]["camera"] is None
+    assert 0 <= saved["ap50_per_class"]["phone"] <= 1

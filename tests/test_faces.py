@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from conftest import DATA
-from regiondet.benchmark.faces import covered, face_methods, face_size, run_face_benchmark
+from regiondet.benchmark.faces import covered, face_size, run_face_benchmark
 from regiondet.cli import main
 from regiondet.data.spec import load_spec
 from regiondet.inference.blurring import ffmpeg_path

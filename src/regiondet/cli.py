@@ -53,7 +53,7 @@ from regiondet.inference.quantize import CALIBRATION_METHODS, Calibration
 from regiondet.inference.sources import expand_images, is_video
 from regiondet.inference.tracking import DEFAULT_HOLD_S
 from regiondet.inference.video import parse_alert
-from regiondet.io import atomic_write_text, check_output
+from regiondet.io import atomic_write_text, check_output, strict_json
 from regiondet.models.anchor_fit import describe_spec
 from regiondet.serve.app import Settings, check_listen, create_app
 
@@ -114,7 +114,7 @@ def _threads(n: int | None) -> None:
 
 def _save_json(path: str | None, data: dict) -> None:
     if path:
-        atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")
+        atomic_write_text(Path(path), json.dumps(strict_json(data), indent=2, allow_nan=False) + "\n")
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -148,7 +148,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     res["data"], res["negatives_data"] = a.data, a.negatives or []
     _save_json(a.json, res)
     failed = res.pop("failures", [])
-    print(json.dumps(res, indent=2))
+    print(json.dumps(strict_json(res), indent=2, allow_nan=False))
     if failed:
         where = f"listed in {a.json}" if a.json else "list them with --json"
         print(f"regiondet: {len(failed)} images with a missed object or a false alarm ({where})", file=sys.stderr)
@@ -265,6 +265,8 @@ def cmd_grid(a: argparse.Namespace) -> None:
 
 
 def cmd_report(a: argparse.Namespace) -> None:
+    if not Path(a.runs).is_dir():
+        raise UserError("no such grid folder (the grid's `out`, holding one folder per cell)", a.runs)
     pending, out, g = [], a.out, None
     if a.grid:
         g, cells = load_grid(Path(a.grid))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -27,6 +28,19 @@ def _new_file_mode(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+def strict_json(data: Any) -> Any:
+    """`data` with NaN and infinities as null: Python writes them as bare NaN, which strict
+    JSON readers (JavaScript's JSON.parse, jq, Go) refuse. An AP that cannot be measured (a
+    class without objects) is null, not NaN."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: strict_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json(v) for v in data]
+    return data
 
 
 def check_output(path: str | Path, option: str, folder: bool = False) -> None:
