@@ -248,3 +248,51 @@ def test_live_works_on_the_newest_frame_never_a_backlog(client):
     assert len(replies) + sum(r["dropped"] for r in replies) == len(frames)
     assert bad["frame"] == len(frames) and "not a readable image" in bad["error"]
     json.dumps(replies)  # plain JSON all the way
+
+
+def test_slow_and_vanishing_uploads_are_cut_off_quietly(app, monkeypatch):
+    """A real server: an upload that declares 1 MB and sends 100 bytes is answered 408 once it
+    stalls (not held for ever), and a client gone mid-upload logs no traceback."""
+    import logging
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from regiondet.serve import app as served
+
+    monkeypatch.setattr(served, "READ_IDLE_S", 1.0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.1)
+        head = f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: {1 << 20}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+            s.sendall(head.encode() + b"x" * 100)
+            start = time.monotonic()
+            reply = s.recv(4096).decode(errors="replace")
+            waited = time.monotonic() - start
+        assert reply.startswith("HTTP/1.1 408") and '"error"' in reply and waited < 10
+        # uvicorn's loggers do not propagate to the root logger: listen on its own
+        errors: list[logging.LogRecord] = []
+        listener = logging.Handler(logging.ERROR)
+        listener.emit = errors.append
+        logging.getLogger("uvicorn").addHandler(listener)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+                s.sendall(head.encode() + b"x" * 100)
+            time.sleep(1.5)
+        finally:
+            logging.getLogger("uvicorn").removeHandler(listener)
+        assert not errors, errors[0].getMessage()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

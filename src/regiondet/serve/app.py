@@ -25,6 +25,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from regiondet import __version__
 from regiondet.data.images import MAX_PIXELS, decode_upright
@@ -36,6 +37,8 @@ from regiondet.inference.video import new_tracker, parse_alert, track_frame
 from regiondet.models.zoo import MODELS, shipped_path
 
 MB = 1024 * 1024
+# an upload must keep arriving (a chunk at least every READ_IDLE_S) and be done in READ_TOTAL_S
+READ_IDLE_S, READ_TOTAL_S = 10.0, 60.0
 STATIC = "regiondet.serve.static"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # The page, the API page and their scripts and styles: the same for everyone, no data in them,
@@ -135,12 +138,26 @@ def detect_bytes(det: Detector, data: bytes, name: str, score: float | None) -> 
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it passes `limit` bytes, announced or not."""
+    """The request body, refused (413) as soon as it passes `limit` bytes, announced or not; an
+    upload that stalls (nothing for READ_IDLE_S) or drags on past READ_TOTAL_S is cut off (408),
+    so slow senders cannot hold the service's connections; a client gone mid-upload is one
+    quiet 400, not a logged traceback."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"upload of {int(declared) / MB:.1f} MB is over the limit of {limit / MB:.0f} MB")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    deadline = time.monotonic() + READ_TOTAL_S
+    while True:
+        wait = min(READ_IDLE_S, deadline - time.monotonic())
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(wait, 0.001))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:  # noqa: UP041 - not the builtin TimeoutError before Python 3.11
+            raise ApiError(408, f"the upload was too slow: send it within {READ_TOTAL_S:.0f} s") from None
+        except ClientDisconnect:
+            raise ApiError(400, "the client went away during the upload") from None
         size += len(chunk)
         if size > limit:
             raise ApiError(413, f"upload is over the limit of {limit / MB:.0f} MB")
