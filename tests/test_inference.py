@@ -284,3 +284,18 @@ def test_detect_out_never_writes_one_drawn_file_over_another(trained_run, tmp_pa
         == 2
     )
     assert "named twice" in capsys.readouterr().err
+
+
+def test_equal_file_names_in_different_folders_are_all_detected_and_drawn(tmp_path, capsys):
+    """a/x.jpg and b/x.jpg are two inputs, not one named twice: both run, both drawn, apart."""
+    src = sorted(CAMERA_VALID.glob("*.jpg"))[:2]
+    for folder, photo in zip(("a", "b"), src, strict=True):
+        (tmp_path / folder).mkdir()
+        shutil.copy(photo, tmp_path / folder / "x.jpg")
+    out = tmp_path / "drawn"
+    args = ["--quiet", "detect", "--runtime", "torch", str(tmp_path / "a"), str(tmp_path / "b")]
+    assert main(args) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["file"] for line in lines] == [str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg")]
+    assert main([*args, "--out", str(out), "--no-blur-faces"]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg")) == ["a/x.jpg", "b/x.jpg"]

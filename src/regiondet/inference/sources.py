@@ -236,22 +236,32 @@ def drawn_name(source: str | Path, name: Path) -> str:
 def unique_outputs(items: list[tuple[str | Path, Path]]) -> list[tuple[str | Path, Path]]:
     """Output names that never write one drawn file over another: inputs whose drawn files
     would share a name (x.jpg and x.png both drawn as x.jpg; v.avi and v.mp4 as v.mp4) keep
-    their source suffix in it (x_jpg.jpg, x_png.jpg); the same input named twice is an error."""
-    groups: dict[str, list[int]] = {}
-    for i, (f, name) in enumerate(items):
-        groups.setdefault(drawn_name(f, name), []).append(i)
-    out = list(items)
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        for i in members:
-            f, name = items[i]
-            suffix = Path(str(f)).suffix.lstrip(".").lower()
-            out[i] = (f, name.with_name(f"{name.name}_{suffix}") if suffix else name)
-    seen: dict[str, str | Path] = {}
-    for f, name in out:
-        key = drawn_name(f, name)
+    their source suffix in it (x_jpg.jpg, x_png.jpg); different files of one name in different
+    folders (a/x.jpg, b/x.jpg) go under their folder's name (a/x.jpg, b/x.jpg), numbered if
+    the folders share a name too; the same input named twice is an error."""
+    seen: dict[Path | str, str | Path] = {}
+    for f, _ in items:
+        key = Path(f).resolve() if isinstance(f, Path) or Path(str(f)).exists() else str(f)
         if key in seen:
             raise UserError(f"named twice (also as {seen[key]}): each input once, please", f)
         seen[key] = f
+    out = list(items)
+    for i in _colliding(out):
+        f, name = out[i]
+        suffix = Path(str(f)).suffix.lstrip(".").lower()
+        out[i] = (f, name.with_name(f"{name.name}_{suffix}") if suffix else name)
+    for i in _colliding(out):  # the same suffix too: the folder's name tells them apart
+        f, name = items[i]
+        out[i] = (f, Path(Path(str(f)).resolve().parent.name or "root") / name)
+    for n, i in enumerate(_colliding(out)):
+        f, name = out[i]
+        out[i] = (f, name.with_name(f"{name.name}_{n + 1}"))
     return out
+
+
+def _colliding(items: list[tuple[str | Path, Path]]) -> list[int]:
+    """The positions of items whose drawn files would share a name."""
+    groups: dict[str, list[int]] = {}
+    for i, (f, name) in enumerate(items):
+        groups.setdefault(drawn_name(f, name), []).append(i)
+    return [i for members in groups.values() if len(members) > 1 for i in members]
