@@ -208,7 +208,8 @@ def test_speed_benchmark_times_both_variants_and_every_stage(trained_run, tmp_pa
     assert code == 0
     res = json.loads(out.read_text())
     assert res["images"] == 2 and res["size"] == "160x120" and res["threads"] == 1
-    assert res["face_blur"]["detector"] == "mtcnn" and res["face_blur"]["ms_median"] > 0
+    blur = res["face_blur"]
+    assert blur["detector"] == "centerface" and blur["ms_median"] > 0 and blur["photo_ms_median"] > 0
     onnx = "ONNX Runtime (regiondet export model.onnx)"  # onnx and onnxruntime are in the dev extra
     assert list(res["variants"]) == ["as loaded", "no channels-last", "plain (no folding, no channels-last)", onnx]
     assert res["variants"][onnx]["ms_median"] > 0 and not res["variants"][onnx]["stages_ms_median"]
