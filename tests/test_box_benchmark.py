@@ -62,7 +62,7 @@ def test_benchmark_boxes_table_and_json(tmp_path, capsys):
     assert [r["method"] for r in rows] == ["regiondet (default)"] * 3 + ["coco-ssd"] * 3
     phone = rows[3]
     assert phone["images"] == 6 and phone["ap50_per_class"]["phone"] > 0.3 and phone["lens_ap50"] is not None
-    assert phone["ap50_per_class"]["camera"] != phone["ap50_per_class"]["camera"]  # NaN: this set boxes no camera
+    assert phone["ap50_per_class"]["camera"] is None  # null (strict JSON, not NaN): this set boxes no camera
     assert rows[5]["negatives"] == 3 and 0 <= rows[5]["negatives_with_detection_rate"] <= 1
     cameras = rows[1]  # a photo with a lens box of either class is not without a box for the alert
     assert cameras["lens_no_detection_rate"] <= cameras["no_detection_rate"]

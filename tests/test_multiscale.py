@@ -115,7 +115,7 @@ def test_bad_scales_are_one_line_errors(capsys):
     assert main(["detect", "--set", "model.test_scales=900", str(ROOT / "samples")]) == 2
     assert "model.test_scales is a list" in capsys.readouterr().err
     assert main(["detect", "--set", "model.test_scales_focus=-5", str(ROOT / "samples")]) == 2
-    assert "model.test_scales_focus is a height" in capsys.readouterr().err
+    assert "model.test_scales_focus must be at least 0 (got -5)" in capsys.readouterr().err
 
 
 def _outlines(out: dict) -> list[Polygon]:

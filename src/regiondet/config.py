@@ -202,7 +202,7 @@ RANGES = {
         ),
         **_each("epochs batch_size steps_per_epoch eval_every threads crop", (1, None)),
         **_each("warmup_steps workers seed", (0, None)),
-        "lr": (1e-12, 10.0),
+        "lr": (0.0, 10.0),
         "weight_decay": (0.0, 1.0),
         "grad_clip": (1e-12, None),
         "paste_sizes": (1.0, None),
