@@ -305,3 +305,11 @@ def test_evaluate_json_is_strict_json_with_null_for_what_cannot_be_measured(tmp_
     saved = json.loads(out.read_text(), parse_constant=refuse)
     assert saved["ap50_per_class"]["camera"] is None and printed["ap50_per_class"]["camera"] is None
     assert 0 <= saved["ap50_per_class"]["phone"] <= 1
+
+
+def test_export_to_a_name_that_is_neither_checkpoint_nor_onnx_is_refused(tmp_path, capsys):
+    out = tmp_path / "model.txt"
+    assert main(["export", "default", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.txt" in err[0] and "*.onnx" in err[0]
+    assert not out.exists()

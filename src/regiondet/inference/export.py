@@ -11,6 +11,9 @@ from regiondet.inference.quantize import Calibration, export_int8
 from regiondet.models.checkpoint import average_into, save_checkpoint
 from regiondet.models.zoo import resolve_model_path
 
+# a checkpoint (.pt, gzipped .pt.gz, PyTorch's .pth) or an ONNX graph: the name says which was written
+EXPORT_SUFFIXES = (".pt", ".pt.gz", ".pth", ".onnx")
+
 
 def export_model(
     source: str,
@@ -28,6 +31,8 @@ def export_model(
     .onnx file is int8, its activation ranges calibrated as that says."""
     if int8 is not None and out.suffix.lower() != ".onnx":
         raise UserError("int8 export writes ONNX: name the output file *.onnx", out)
+    if not out.name.lower().endswith(EXPORT_SUFFIXES):
+        raise UserError(f"name the output file {' or '.join('*' + x for x in EXPORT_SUFFIXES)} (what it is then)", out)
     path = resolve_model_path(source)
     model, cfg, ckpt = model_from_checkpoint(path, overrides)
     if average:
