@@ -24,7 +24,7 @@ from tqdm import tqdm
 from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
-from regiondet.inference.faces import FaceBlur, grown, region_mask
+from regiondet.inference.faces import FaceBlur, blur_regions, grown, region_mask
 
 SIZE_BINS = ((0, 16, "<16"), (16, 32, "16-32"), (32, 64, "32-64"), (64, 128, "64-128"), (128, float("inf"), ">=128"))
 RECOGNISABLE = 32  # px: a face this size or larger can be recognised
@@ -108,7 +108,7 @@ def run_face_benchmark(methods: dict, samples: list[Sample], progress: bool = Tr
             start = time.perf_counter()
             found, _ = method.faces(rgb)
             regions = grown(found, method.margin, w, h)
-            blur_of(method).blur_regions(Image.fromarray(rgb), regions)
+            blur_regions(Image.fromarray(rgb), regions, method.shape)
             ms.append((time.perf_counter() - start) * 1000)
             mask = region_mask(regions, w, h, method.shape)
             faces = np.asarray(sample.boxes, np.float32).reshape(-1, 4)
@@ -143,17 +143,6 @@ def run_face_benchmark(methods: dict, samples: list[Sample], progress: bool = Tr
     return results
 
 
-def blur_of(method) -> FaceBlur:
-    """The blur that draws a method's regions (FaceBlur itself, or a stand-in for a peer)."""
-    if isinstance(method, FaceBlur):
-        return method
-    if isinstance(method, AsVideo):
-        return method.blur
-    blur = FaceBlur.__new__(FaceBlur)
-    blur.margin, blur.shape = method.margin, method.shape
-    return blur
-
-
 def time_frames(method, samples: list[Sample]) -> float:
     """Median ms to find and blur the faces of a 640x480 frame (the photos stretched to it)."""
     ms = []
@@ -161,7 +150,7 @@ def time_frames(method, samples: list[Sample]) -> float:
         frame = np.asarray(Image.fromarray(load_rgb(sample.path)).resize(FRAME))
         start = time.perf_counter()
         found, _ = method.faces(frame)
-        blur_of(method).blur_regions(Image.fromarray(frame), grown(found, method.margin, *FRAME))
+        blur_regions(Image.fromarray(frame), grown(found, method.margin, *FRAME), method.shape)
         ms.append((time.perf_counter() - start) * 1000)
     return float(np.median(ms)) if ms else float("nan")
 

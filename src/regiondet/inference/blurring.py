@@ -28,6 +28,7 @@ from regiondet.errors import UserError
 from regiondet.inference.faces import FaceBlur
 from regiondet.inference.sources import VideoReader, expand_inputs, is_live, is_video
 from regiondet.inference.video import VideoWriter
+from regiondet.io import check_output
 
 AUDIO = ("drop", "keep")
 # formats PIL writes; another input format is written as PNG
@@ -84,8 +85,7 @@ def blur_inputs(
     ffmpeg = ffmpeg_path() if audio == "keep" and any(is_video(f) for f, _ in items) else None
     if audio == "keep" and ffmpeg is None and any(is_video(f) for f, _ in items):
         raise UserError("--audio keep needs ffmpeg: install it, or pip install imageio-ffmpeg")
-    if out.exists() and not out.is_dir():
-        raise UserError("--out must be a folder, and this is a file", out)
+    check_output(out, "--out", folder=True)
     inputs = {Path(f).resolve() for f, _ in items}
     targets = [(f, out / blurred_name(f, name)) for f, name in items]
     for _, target in targets:

@@ -213,14 +213,20 @@ class FaceBlur:
         return self.blur_regions(image, self.regions(image, video))
 
     def blur_regions(self, image: Image.Image, regions: np.ndarray) -> Image.Image:
-        out = image.convert("RGB").copy()
-        for box in regions.tolist():
-            region = out.crop(box)
-            radius = max(8, max(region.size) // 4)
-            blurred = region.filter(ImageFilter.GaussianBlur(radius))
-            mask = None
-            if self.shape == "ellipse":
-                mask = Image.new("L", region.size, 0)
-                ImageDraw.Draw(mask).ellipse((0, 0, region.width - 1, region.height - 1), fill=255)
-            out.paste(blurred, box[:2], mask)
-        return out
+        return blur_regions(image, regions, self.shape)
+
+
+def blur_regions(image: Image.Image, regions: np.ndarray, shape: str = "ellipse") -> Image.Image:
+    """A copy of `image` with each region (whole-pixel boxes) replaced by a heavy Gaussian blur
+    of itself, over the ellipse inside the box or the whole box."""
+    out = image.convert("RGB").copy()
+    for box in regions.tolist():
+        region = out.crop(box)
+        radius = max(8, max(region.size) // 4)
+        blurred = region.filter(ImageFilter.GaussianBlur(radius))
+        mask = None
+        if shape == "ellipse":
+            mask = Image.new("L", region.size, 0)
+            ImageDraw.Draw(mask).ellipse((0, 0, region.width - 1, region.height - 1), fill=255)
+        out.paste(blurred, box[:2], mask)
+    return out
