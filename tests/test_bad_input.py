@@ -313,3 +313,34 @@ def test_export_to_a_name_that_is_neither_checkpoint_nor_onnx_is_refused(tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.txt" in err[0] and "*.onnx" in err[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda d: d["categories"].append({"id": 1, "name": "phone"}), "category id 1 is given twice"),
+        (lambda d: d["annotations"].append(dict(d["annotations"][0])), "annotation id 1 is given twice"),
+        (lambda d: d["images"].append(dict(d["images"][0])), "image id 1 is given twice"),
+    ],
+)
+def test_coco_ids_given_twice_are_refused(tmp_path, capsys, change, message):
+    """A second category of one id used to rename every box of the first, silently."""
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 64}],
+        "categories": [{"id": 1, "name": "camera"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]}],
+    }
+    change(data)
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(data))
+    assert main(["data", "stats", f"coco:{path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and str(path) in err[0]
+
+
+def test_yolo_nc_that_disagrees_with_names_is_refused(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "data.yaml").write_text("path: .\nval: images\nnc: 3\nnames: [phone]\n")
+    assert main(["data", "stats", f"yolo:{tmp_path / 'data.yaml'}:val"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nc: 3 but names 1 classes" in err[0]

@@ -23,6 +23,9 @@ def read_coco(path: str, images_dir: str | None, report: LoadReport) -> list[Sam
         cats = {c["id"]: c["name"] for c in data["categories"]}
         images = data["images"]
         anns = data.get("annotations", [])
+        _check_unique([c["id"] for c in data["categories"]], "category", ann_path)
+        _check_unique([im["id"] for im in images], "image", ann_path)
+        _check_unique([a["id"] for a in anns if "id" in a], "annotation", ann_path)
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise UserError(f"not a COCO instances file ({e.__class__.__name__}: {e})", ann_path) from None
     root = Path(images_dir) if images_dir else ann_path.parent
@@ -62,6 +65,16 @@ def read_coco(path: str, images_dir: str | None, report: LoadReport) -> list[Sam
             )
         )
     return samples
+
+
+def _check_unique(ids: list, what: str, path: Path) -> None:
+    """An id given twice makes every later reference ambiguous (a second category of one id
+    silently renamed every box of the first): refused, naming the id."""
+    seen: set = set()
+    for i in ids:
+        if i in seen:
+            raise UserError(f"{what} id {i!r} is given twice", path)
+        seen.add(i)
 
 
 def to_coco(samples: list[Sample], classes: list[str]) -> dict:

@@ -18,11 +18,16 @@ SPLIT_ALIASES = {"valid": "val", "validation": "val"}
 
 def _names(cfg: dict, yaml_path: Path) -> list[str]:
     names = cfg.get("names")
-    if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names)]
-    if isinstance(names, list) and names:
-        return [str(n) for n in names]
-    raise UserError("data.yaml has no 'names' list", yaml_path)
+    if isinstance(names, dict) and names:
+        names = [str(names[k]) for k in sorted(names)]
+    elif isinstance(names, list) and names:
+        names = [str(n) for n in names]
+    else:
+        raise UserError("data.yaml has no 'names' list", yaml_path)
+    nc = cfg.get("nc")
+    if nc is not None and nc != len(names):
+        raise UserError(f"data.yaml says nc: {nc} but names {len(names)} classes ({', '.join(names)})", yaml_path)
+    return names
 
 
 def _label_path(image: Path) -> Path:
