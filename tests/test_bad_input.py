@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from PIL import Image
 
 from conftest import CAMERA_VALID, DATA, PHONE_YAML, ROOT
 from regiondet.cli import main
@@ -344,3 +345,13 @@ def test_yolo_nc_that_disagrees_with_names_is_refused(tmp_path, capsys):
     assert main(["data", "stats", f"yolo:{tmp_path / 'data.yaml'}:val"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nc: 3 but names 1 classes" in err[0]
+
+
+def test_a_gif_in_a_folder_is_read_as_it_is_when_named(tmp_path, capsys):
+    """A .gif named on its own was read while one inside a folder was skipped without a word."""
+    Image.open(ROOT / "samples" / "phone_webcam.jpg").convert("P").save(tmp_path / "phone.gif")
+    assert main(["--quiet", "detect", "--runtime", "torch", str(tmp_path)]) == 0
+    from_folder = json.loads(capsys.readouterr().out)
+    assert main(["--quiet", "detect", "--runtime", "torch", str(tmp_path / "phone.gif")]) == 0
+    named = json.loads(capsys.readouterr().out)
+    assert from_folder["file"].endswith("phone.gif") and from_folder["labels"] == named["labels"] == ["phone"]

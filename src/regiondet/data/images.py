@@ -14,7 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from regiondet.errors import UserError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 # The largest image decoded, in pixels (Pillow's own decompression-bomb warning level, ~89 Mpx,
 # e.g. 12000 x 7400): a larger file, or one that only claims to be, is refused unread, so a
 # hostile or mistaken 200-megapixel file costs nothing. The HTTP service uses the same limit.
