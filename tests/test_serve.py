@@ -296,3 +296,18 @@ def test_slow_and_vanishing_uploads_are_cut_off_quietly(app, monkeypatch):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_serve_on_a_port_in_use_is_one_line_before_the_model_loads(capsys, monkeypatch):
+    import socket
+
+    from regiondet import cli
+
+    monkeypatch.setattr(cli, "create_app", lambda *a, **k: pytest.fail("the model was loaded first"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"port {port}" in err[0] and "cannot listen" in err[0]

@@ -55,7 +55,7 @@ from regiondet.inference.tracking import DEFAULT_HOLD_S
 from regiondet.inference.video import parse_alert
 from regiondet.io import atomic_write_text, check_output, strict_json
 from regiondet.models.anchor_fit import describe_spec
-from regiondet.serve.app import Settings, check_listen, create_app
+from regiondet.serve.app import Settings, check_listen, create_app, listen_socket
 
 DEFAULT_MODEL = "default"
 
@@ -358,6 +358,7 @@ def cmd_benchmark_speed(a: argparse.Namespace) -> None:
 def cmd_serve(a: argparse.Namespace) -> None:
     token = a.token or os.environ.get("REGIONDET_TOKEN") or None
     check_listen(a.host, token)
+    sock = listen_socket(a.host, a.port)
     _threads(a.threads)
     app = create_app(Settings(a.model, token, a.max_upload_mb, a.queue, a.score, a.runtime))
     where = f"http://{'[' + a.host + ']' if ':' in a.host else a.host}:{a.port}/"
@@ -365,7 +366,8 @@ def cmd_serve(a: argparse.Namespace) -> None:
     # a live frame up to the upload limit reaches the service, which answers a larger one itself
     # (uvicorn's own WebSocket cap, 16 MB, would close the connection without a word)
     ws_max = int(a.max_upload_mb * 1024 * 1024) + 1024 * 1024
-    uvicorn.run(app, host=a.host, port=a.port, access_log=False, log_level="warning", ws_max_size=ws_max)
+    config = uvicorn.Config(app, host=a.host, port=a.port, access_log=False, log_level="warning", ws_max_size=ws_max)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 INFER_SET_HELP = "change an inference setting of the model, e.g. model.rpn_post_nms_top_n_test=100"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import socket
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -387,6 +388,22 @@ async def _live_loop(
 
 def _static(name: str) -> str:
     return (resources.files(STATIC) / name).read_text(encoding="utf-8")
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The service's socket, bound before the model loads: a port another program holds is one
+    line at once, not "serving on ..." followed by uvicorn's error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise UserError(
+            f"cannot listen on {host} port {port} ({e.strerror or e}): is another program using it?"
+        ) from None
+    return sock
 
 
 def check_listen(host: str, token: str | None) -> None:
