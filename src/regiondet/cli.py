@@ -174,11 +174,10 @@ def cmd_blur(a: argparse.Namespace) -> None:
     _threads(a.threads)
     blur = FaceBlur(a.face_detector, a.margin, a.shape, a.face_model, a.threads)
 
-    def say(line: str) -> None:
+    def say(done: dict) -> None:
         if a.json:
-            print(line, flush=True)
+            print(json.dumps(done), flush=True)
             return
-        done = json.loads(line)
         faces = done["faces"] if isinstance(done["faces"], int) else sum(len(f["regions"]) for f in done["faces"])
         print(f"{done['file']}: {faces} face region(s) blurred -> {done['out']}", flush=True)
 

@@ -26,7 +26,7 @@ from PIL import Image
 from regiondet.data.images import load_upright
 from regiondet.errors import UserError
 from regiondet.inference.faces import FaceBlur
-from regiondet.inference.sources import VideoReader, expand_inputs, is_live, is_video
+from regiondet.inference.sources import VideoReader, check_not_over_inputs, expand_inputs, is_live, is_video
 from regiondet.inference.video import VideoWriter
 from regiondet.io import check_output
 
@@ -70,10 +70,11 @@ def blur_inputs(
     out: Path,
     audio: str = "drop",
     recursive: bool = False,
-    emit: Callable[[str], None] = print,
+    emit: Callable[[dict], None] = lambda line: print(json.dumps(line), flush=True),
 ) -> int:
-    """Blur the faces of every photo and video named (folders expanded) into `out`; returns how
-    many could not be read (each skipped with a one-line note; none readable is an error)."""
+    """Blur the faces of every photo and video named (folders expanded) into `out`, handing
+    `emit` each file's line (file, out, regions); returns how many could not be read (each
+    skipped with a one-line note; none readable is an error)."""
     if audio not in AUDIO:
         raise UserError(f"--audio is one of {', '.join(AUDIO)} (got '{audio}')")
     items = expand_inputs(paths, recursive=recursive)
@@ -86,13 +87,9 @@ def blur_inputs(
     if audio == "keep" and ffmpeg is None and any(is_video(f) for f, _ in items):
         raise UserError("--audio keep needs ffmpeg: install it, or pip install imageio-ffmpeg")
     check_output(out, "--out", folder=True)
-    inputs = {Path(f).resolve() for f, _ in items}
-    targets = [(f, out / blurred_name(f, name)) for f, name in items]
-    for _, target in targets:
-        if target.resolve() in inputs:
-            raise UserError(f"--out {out} would write over this input: choose another folder", target)
+    check_not_over_inputs(items, out, blurred_name)
     failed = 0
-    for source, target in targets:
+    for source, target in ((f, out / blurred_name(f, name)) for f, name in items):
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             if is_video(source):
@@ -103,7 +100,7 @@ def blur_inputs(
             print(f"regiondet: skipped: {e}", file=sys.stderr)
             failed += 1
             continue
-        emit(json.dumps({"file": str(source), "out": str(target), **line}))
+        emit({"file": str(source), "out": str(target), **line})
     if failed == len(items):
         raise UserError("no image or video could be read")
     return failed

@@ -14,7 +14,7 @@ from regiondet.errors import UserError
 from regiondet.inference.draw import draw_prediction
 from regiondet.inference.faces import FaceBlur
 from regiondet.inference.predictor import Detector
-from regiondet.inference.sources import check_live_stride, drawn_name, expand_inputs, is_video
+from regiondet.inference.sources import check_live_stride, check_not_over_inputs, expand_inputs, is_video
 from regiondet.inference.video import AlertRule, detect_video
 
 
@@ -58,16 +58,6 @@ def detect_inputs(
     if failed == len(items):
         raise UserError("no image or video could be read")
     return failed
-
-
-def check_not_over_inputs(items: list[tuple[str | Path, Path]], out: Path) -> None:
-    """Refuse, before any work, an --out folder where a drawn file would replace an input (the
-    user's photo.jpg drawn over by photo.jpg with boxes)."""
-    inputs = {Path(f).resolve() for f, _ in items if not isinstance(f, str) or Path(f).exists()}
-    for f, name in items:
-        target = (out / drawn_name(f, name)).resolve()
-        if target in inputs:
-            raise UserError(f"--out {out} would write over this input: choose another folder", target)
 
 
 def _detect_items(det, items, out, stride, buffered, alert, emit, on_event, blur) -> int:

@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -231,6 +231,21 @@ def expand_inputs(paths: list[str], videos: bool = True, recursive: bool = False
 def drawn_name(source: str | Path, name: Path) -> str:
     """The file a source's drawn output is written to: an .mp4 for a video, a .jpg for an image."""
     return str(name) + (".mp4" if is_video(source) else ".jpg")
+
+
+def check_not_over_inputs(
+    items: list[tuple[str | Path, Path]],
+    out: Path,
+    output_of: Callable[[str | Path, Path], str | Path] = drawn_name,
+) -> None:
+    """Refuse, before any work, an --out folder where an output (`output_of` an input and its
+    output name: the drawn file by default) would replace an input (the user's photo.jpg drawn
+    over by photo.jpg with boxes, or blurred over)."""
+    inputs = {Path(f).resolve() for f, _ in items if not isinstance(f, str) or Path(f).exists()}
+    for f, name in items:
+        target = (out / output_of(f, name)).resolve()
+        if target in inputs:
+            raise UserError(f"--out {out} would write over this input: choose another folder", target)
 
 
 def unique_outputs(items: list[tuple[str | Path, Path]]) -> list[tuple[str | Path, Path]]:
