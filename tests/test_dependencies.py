@@ -43,6 +43,7 @@ APIS = [
     ("protobuf", "google.protobuf.descriptor_pool", "DescriptorPool", "weights: coco-ssd (models/tf_graph.py)"),
     ("starlette", "starlette.formparsers", "MultiPartParser", "the service's uploads (serve/app.py)"),
     ("starlette", "starlette.concurrency", "run_in_threadpool", "the service (serve/app.py)"),
+    ("timm", "timm", "create_model", "the crop verifier's EfficientNet-Lite0 (models/verifier.py)"),
 ]
 # OpenCV's four builds share one cv2/ folder: two installed overwrite each other's files
 OPENCV_BUILDS = {"opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless"}

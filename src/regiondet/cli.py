@@ -38,6 +38,7 @@ from regiondet.data.synthetic import write_synthetic_set
 from regiondet.engine.launch import LaunchFailed, launch_train
 from regiondet.engine.mining import mine_hard_examples
 from regiondet.engine.train import resume_config, train
+from regiondet.engine.verifier_fit import fit_verifier
 from regiondet.errors import UserError
 from regiondet.evaluation.recorded import RecordedPredictions
 from regiondet.evaluation.scoring import evaluate_model, load_eval_sets
@@ -55,6 +56,9 @@ from regiondet.inference.tracking import DEFAULT_HOLD_S
 from regiondet.inference.video import parse_alert
 from regiondet.io import atomic_write_text, check_output, strict_json
 from regiondet.models.anchor_fit import describe_spec
+from regiondet.models.checkpoint import read_checkpoint
+from regiondet.models.verifier import VerifierSettings
+from regiondet.models.zoo import resolve_model_path
 from regiondet.serve.app import Settings, check_listen, create_app, listen_socket
 
 DEFAULT_MODEL = "default"
@@ -200,6 +204,12 @@ def cmd_export(a: argparse.Namespace) -> None:
         int8 = Calibration(a.calibrate, a.calibrate_images, a.calibrate_size, a.calibrate_method or "minmax")
     out = export_model(a.checkpoint, Path(a.out), a.score, a.fp32, a.average, a.set, int8)
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
+    if out.suffix.lower() == ".onnx" and "verifier" in read_checkpoint(resolve_model_path(a.checkpoint)):
+        print(
+            "regiondet: note: the .onnx file holds the detector alone; its crop verifier stays in the "
+            "checkpoint (its scores are those of --set model.verify=false)",
+            file=sys.stderr,
+        )
 
 
 def cmd_stats(a: argparse.Namespace) -> None:
@@ -217,6 +227,20 @@ def cmd_mine(a: argparse.Namespace) -> None:
     det = Detector.load(a.model, a.score)
     note = mine_hard_examples(det, a.specs, a.negatives, _class_map(a.class_map), Path(a.out), a.model, not a.quiet)
     print(f"regiondet: {note}; written to {a.out} (add txt:{a.out} to data.train, or to data.negatives if object-free)")
+
+
+def cmd_fit_verifier(a: argparse.Namespace) -> None:
+    _threads(a.threads)
+    if Path(a.out).resolve() == resolve_model_path(a.model).resolve():
+        raise UserError("--out is the model it starts from: write the model with its verifier to a new file", a.out)
+    settings = VerifierSettings(a.crop, a.grow)
+    done = fit_verifier(
+        a.model, a.data, a.negatives, _class_map(a.class_map), Path(a.out), settings, a.l2, not a.quiet, a.empty_frames
+    )
+    print(
+        f"regiondet: verifier fitted on {done['lens_crops']} lens and {done['other_crops']} other crops of "
+        f"{done['images']} images (training accuracy {done['train_accuracy']:.3f}); written to {a.out}"
+    )
 
 
 def cmd_openimages(a: argparse.Namespace) -> None:
@@ -493,6 +517,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="--int8: activation ranges by min/max (default) or from histograms (percentile, entropy)",
     )
     x.set_defaults(func=cmd_export)
+
+    v = sub.add_parser(
+        "fit-verifier",
+        help="fit a crop classifier that rescores a box model's detections (its hits against its false alarms)",
+    )
+    v.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint file or shipped model name")
+    v.add_argument("--data", action="append", default=[], metavar="SPEC", help="labelled images (repeatable)")
+    v.add_argument("--negatives", action="append", default=[], metavar="SPEC", help="images without any lens")
+    v.add_argument("--class-map", action="append", default=[], metavar="SOURCE=CLASS", help="as in evaluate")
+    v.add_argument("--out", required=True, help="the model with its verifier (.pt)")
+    v.add_argument("--crop", type=count_value, default=160, help="crop side in pixels (default 160)")
+    v.add_argument("--grow", type=float, default=0.2, help="context around each box, a share of its size per side")
+    v.add_argument("--l2", type=float, default=0.01, help="L2 penalty of the logistic layer")
+    v.add_argument(
+        "--no-empty-frames",
+        dest="empty_frames",
+        action="store_false",
+        help="do not also read each object-free image as an empty camera frame (noise, dark, blur)",
+    )
+    v.add_argument("--threads", type=count_value, help="torch CPU threads")
+    v.set_defaults(func=cmd_fit_verifier)
 
     g = sub.add_parser("grid", help="train and evaluate every cell of an experiment grid (resumable)")
     g.add_argument("grid")

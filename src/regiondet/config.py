@@ -97,6 +97,9 @@ class ModelConfig:
     # called both camera and phone shows once, as its likelier class (0 = off; torchvision's NMS
     # is class-wise, so such pairs otherwise both stay)
     box_cross_class_iou: float = 0.0
+    # a checkpoint with a crop verifier (regiondet fit-verifier) rescores each box with it;
+    # false reads the detector alone
+    verify: bool = True
     representation_size: int = 1024  # width of the fc6/fc7 box head
     roi_output_size: int = 7
     # task "text" adds ATRR's point-pair LSTM: at most max_pairs boundary pairs per region
@@ -347,6 +350,7 @@ INFERENCE_KEYS = (  # model settings that change how a trained model reads image
     "box_contained_thresh",
     "box_contained_score_ratio",
     "box_cross_class_iou",
+    "verify",
     "test_min_size",
     "test_max_size",
     "test_scales",

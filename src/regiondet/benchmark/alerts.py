@@ -134,10 +134,13 @@ def _long_clips(
     progress: bool,
 ) -> dict:
     """`count` clips: a street scene, one lens in view for a drawn 5-20 s (shaken), then street
-    scenes for the hold and the window to run out. Alert starts while the lens is in view (or
-    within N frames of it leaving) per clip, the share of clips alerted within 1 s, and the
-    share of lens frames with a confident detection (how often the model itself misses)."""
-    if not count:
+    scenes for the hold and the window to run out. The lens photos are those with one labelled
+    lens: two lenses in view are two alerts by right, and would blur the count. Alert starts
+    while the lens is in view (or within N frames of it leaving) per clip, the share of clips
+    alerted within 1 s, and the share of lens frames with a confident detection (how often the
+    model itself misses)."""
+    clips = [s for s in clips if (~s.ignore).sum() == 1]
+    if not count or not clips:
         return {"ms": []}
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(clips), min(count, len(clips)), replace=False)

@@ -43,5 +43,6 @@ def export_model(
     elif out.suffix.lower() == ".onnx":
         export_onnx(model.float(), cfg, score, out)
     else:
-        save_checkpoint(out, model, cfg, half=not fp32, metrics=ckpt.get("metrics", {}), default_score=score)
+        extra = {k: ckpt[k] for k in ("metrics", "verifier", "verifier_fit") if k in ckpt}  # the crop verifier too
+        save_checkpoint(out, model, cfg, half=not fp32, default_score=score, **extra)
     return out

@@ -134,6 +134,37 @@ def resize_for_graph(x: torch.Tensor, sizes: tuple[int, int]) -> torch.Tensor:
     )[0]
 
 
+class OnnxClassifier:
+    """A crop classifier (the crop verifier: trunk and probe) traced and run by ONNX Runtime:
+    (N, 3, side, side) crops in, (N,) logits out; any N."""
+
+    def __init__(self, module: torch.nn.Module, side: int, threads: int | None = None):
+        ort = require("onnxruntime")
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module.eval(),
+                (torch.rand(2, 3, side, side),),
+                buffer,
+                input_names=["crops"],
+                output_names=["logits"],
+                dynamic_axes={"crops": {0: "n"}, "logits": {0: "n"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.log_severity_level = 3
+        # its threads must not spin-wait after each call: they would take the cores from the
+        # detector's session, which runs next (one frame took twice as long with spinning on)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, crops: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {"crops": crops.float().contiguous().numpy()})[0])
+
+
 class OnnxModel:
     """Called like a torchvision detector in eval mode: a list of one (3, H, W) tensor in,
     a list of one dict of boxes / labels / scores (text: and keypoints / num_pairs) out."""
@@ -143,6 +174,7 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see OnnxClassifier
         try:
             graph = path if isinstance(path, bytes) else str(path)
             self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])

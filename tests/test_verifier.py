@@ -1,0 +1,118 @@
+"""The crop verifier: fitted on a model's own hits and false alarms, carried in its checkpoint,
+and only ever lowering the detector's scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CAMERA_TRAIN, DATA, ICDAR, main
+from regiondet.data.images import load_rgb
+from regiondet.data.spec import load_spec
+from regiondet.engine.verifier_fit import crop_rows
+from regiondet.errors import UserError
+from regiondet.inference.predictor import Detector
+from regiondet.models.checkpoint import read_checkpoint
+from regiondet.models.verifier import build_lite0, lite0_weights_path
+from regiondet.models.zoo import resolve_model_path
+
+COCO = DATA / "coco-people" / "data.yaml"
+FIT_DATA = [
+    "--data",
+    f"yolo:{COCO}:train?labels=phone&objects=some&limit=12",
+    "--data",
+    f"voc:{CAMERA_TRAIN}?labels=camera&limit=6",
+    "--negatives",
+    f"yolo:{COCO}:train?objects=none&limit=12",
+    "--negatives",
+    f"icdar2015:{ICDAR}?limit=4",
+]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> tuple:
+    out = tmp_path_factory.mktemp("verifier") / "verified.pt"
+    assert main(["--quiet", "fit-verifier", "--model", "default", *FIT_DATA, "--out", str(out), "--threads", "2"]) == 0
+    return out, read_checkpoint(out)
+
+
+def test_fitted_checkpoint_carries_the_probe_and_what_it_was_fitted_on(fitted):
+    _, ckpt = fitted
+    fit = ckpt["verifier_fit"]
+    assert fit["lens_crops"] > 0 and fit["other_crops"] > 0 and fit["images"] == 12 + 6 + 12 + 4
+    assert ckpt["verifier"]["weight"].shape == (1280,) and ckpt["verifier"]["crop"] == 160
+    shipped = read_checkpoint(resolve_model_path("default"))["model"]
+    assert ckpt["model"].keys() == shipped.keys()
+    assert all(torch.equal(ckpt["model"][k], shipped[k]) for k in shipped)  # the detector is left as it was
+
+
+def test_the_probe_read_back_scores_its_training_crops_as_reported(fitted):
+    """Save and load round trip: the loaded verifier classifies the crops it was fitted on with
+    the accuracy the fit reported (a probe lost or mangled on the way would score 0.5 or so)."""
+    path, ckpt = fitted
+    det = Detector.load(path, runtime="torch", fold=False)
+    plain = Detector.load(path, runtime="torch", overrides=["model.verify=false"])
+    samples = load_spec(f"yolo:{COCO}:train?labels=phone&objects=some&limit=12")
+    feats, targets = crop_rows(plain, det.verifier, samples, progress=False)
+    with torch.inference_mode():
+        guess = torch.sigmoid(det.verifier.head(feats).squeeze(1)) > 0.5
+    assert targets.sum() > 0
+    accuracy = float((guess == targets.bool()).float().mean())
+    assert accuracy >= ckpt["verifier_fit"]["train_accuracy"] - 0.1  # a subset of its training crops
+
+
+def test_verifier_only_lowers_scores_and_switches_off(fitted):
+    path, _ = fitted
+    verified = Detector.load(path, runtime="torch")
+    plain = Detector.load(path, runtime="torch", overrides=["model.verify=false"])
+    default = Detector.load("default", runtime="torch", overrides=["model.verify=false"])
+    lowered = 0
+    for s in load_spec(f"yolo:{COCO}:valid?limit=8"):
+        pixels = load_rgb(s.path)
+        a, b, c = (d.predict(pixels, score=0.0) for d in (verified, plain, default))
+        np.testing.assert_array_equal(b.boxes, c.boxes)  # verify=false: the shipped detector alone
+        np.testing.assert_array_equal(b.scores, c.scores)
+        for box, score in zip(a.boxes, a.scores, strict=True):
+            same = np.flatnonzero(np.abs(b.boxes - box).max(1) < 1e-3)
+            assert len(same) and score <= b.scores[same].max() + 1e-6
+        lowered += int(a.scores.sum() < b.scores.sum() - 1e-3)
+        at = verified.predict(pixels, score=0.3)  # looking only at boxes that can still pass: the same answer
+        np.testing.assert_allclose(at.scores, a.above(0.3).scores, atol=1e-5)
+    assert lowered > 0
+
+
+def test_export_keeps_the_verifier_and_onnx_says_it_does_not(fitted, tmp_path, capsys):
+    path, ckpt = fitted
+    out = tmp_path / "exported.pt"
+    assert main(["--quiet", "export", str(path), str(out)]) == 0
+    torch.testing.assert_close(read_checkpoint(out)["verifier"]["weight"], ckpt["verifier"]["weight"])
+    assert main(["--quiet", "export", str(path), str(tmp_path / "m.onnx")]) == 0
+    assert "holds the detector alone" in capsys.readouterr().err
+
+
+def test_fit_verifier_refusals_are_one_line(fitted, tmp_path, capsys):
+    path, _ = fitted
+    assert main(["--quiet", "fit-verifier", "--model", str(path), *FIT_DATA, "--out", str(path)]) == 2
+    assert "--out is the model it starts from" in capsys.readouterr().err
+    assert main(["--quiet", "fit-verifier", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "--data" in capsys.readouterr().err
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not weights")
+    with pytest.raises(UserError, match="junk.pth"):
+        build_lite0(junk)
+    assert lite0_weights_path().is_file()
+
+
+def test_the_shipped_default_boxes_fewer_everyday_photos_than_its_detector_alone():
+    """Everyday photos without a lens (bags, cups, clocks, laptops): the verifier must clear
+    boxes the detector alone raises at the default score, and add none."""
+    verified = Detector.load("default", runtime="torch")
+    alone = Detector.load("default", runtime="torch", overrides=["model.verify=false"])
+    assert verified.verifier is not None and alone.verifier is None
+    fired = {"verified": 0, "alone": 0}
+    for s in load_spec(f"yolo:{COCO}:valid?objects=none&limit=40"):
+        pixels = load_rgb(s.path)
+        fired["verified"] += bool(len(verified.predict(pixels).boxes))
+        fired["alone"] += bool(len(alone.predict(pixels).boxes))
+    assert 2 * fired["verified"] <= fired["alone"], fired
