@@ -56,8 +56,9 @@ def crop_rows(
         scale = np.array([pixels.shape[1] / s.width, pixels.shape[0] / s.height] * 2, np.float32)
         truth = torch.from_numpy(s.boxes[~s.ignore] * scale)
         views = [x]
-        if degraded and not len(s.boxes):
-            image = tv_tensors.Image((x * 255).round().to(torch.uint8))
+        if degraded and not len(s.boxes):  # at the size the detector reads (a blur's cost grows with it)
+            small = torch.nn.functional.interpolate(x[None], scale_factor=416 / min(x.shape[-2:]), mode="area")[0]
+            image = tv_tensors.Image((small * 255).round().to(torch.uint8))
             views.append(spoil(image, {"boxes": torch.zeros(0, 4)})[0].as_subclass(torch.Tensor).float() / 255)
         for view in views:
             rows = _rows(detector, verifier, view, truth)
