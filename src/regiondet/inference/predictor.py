@@ -85,8 +85,9 @@ class Detector:
         self.score = score
         self.device = device
         self.runtime = "onnxruntime" if isinstance(model, OnnxModel) else "torch"
-        # a second look at each box's crop (models.verifier), when the checkpoint has one
-        self.verifier = verifier.to(device) if verifier is not None and config.model.verify else None
+        # a second look at each box's crop (models.verifier): `load` passes one when the checkpoint
+        # has it and model.verify is on
+        self.verifier = verifier.to(device) if verifier is not None else None
 
     @classmethod
     def load(
