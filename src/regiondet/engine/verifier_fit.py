@@ -28,6 +28,7 @@ from regiondet.evaluation.scoring import load_eval_sets
 from regiondet.inference.predictor import Detector, to_tensor
 from regiondet.io import atomic_torch_save
 from regiondet.models.checkpoint import read_checkpoint
+from regiondet.models.sizes import test_sizes
 from regiondet.models.verifier import CropVerifier, VerifierSettings, build_lite0
 from regiondet.models.zoo import resolve_model_path
 
@@ -49,6 +50,7 @@ def crop_rows(
     blurred frame, darkness, over-exposure: RandomDegradeNegative), whose boxes are all false."""
     feats, targets = [], []
     spoil = RandomDegradeNegative(1.0)
+    side = test_sizes(detector.config.model)[0]
     torch.manual_seed(0)
     for s in tqdm(samples, desc="crops", disable=not progress, leave=False):
         pixels = load_rgb(s.path)
@@ -57,7 +59,7 @@ def crop_rows(
         truth = torch.from_numpy(s.boxes[~s.ignore] * scale)
         views = [x]
         if degraded and not len(s.boxes):  # at the size the detector reads (a blur's cost grows with it)
-            small = torch.nn.functional.interpolate(x[None], scale_factor=416 / min(x.shape[-2:]), mode="area")[0]
+            small = torch.nn.functional.interpolate(x[None], scale_factor=side / min(x.shape[-2:]), mode="area")[0]
             image = tv_tensors.Image((small * 255).round().to(torch.uint8))
             views.append(spoil(image, {"boxes": torch.zeros(0, 4)})[0].as_subclass(torch.Tensor).float() / 255)
         for view in views:
