@@ -7,6 +7,7 @@ while the phone is in view and drop it after. Screenshots are kept in test-artif
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -116,6 +117,34 @@ def test_dropping_a_photo_draws_its_boxes(server):
         assert "found in" in page.locator("#status").inner_text()
         page.screenshot(path=str(ARTIFACTS / "page_photo.png"))
         browser.close()
+
+
+def test_labels_of_neighbouring_boxes_do_not_cover_each_other(server):
+    """The desk sample at score 0.1: a camera, a keyboard corner and a pen, boxes side by side;
+    each label is drawn where no other is, one object (a camera also boxed as a phone) once."""
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(server)
+        page.wait_for_selector("#model option", state="attached")
+        page.fill("#score", "0.1")
+        page.set_input_files("#file", str(ROOT / "samples" / "camera_desk.jpg"))
+        page.wait_for_selector("#detections li", timeout=30_000)
+        found = page.locator("#detections li").all_inner_texts()
+        rects = json.loads(page.locator("#view").get_attribute("data-labels"))
+        page.screenshot(path=str(ARTIFACTS / "page_labels_phone_width.png"))
+        browser.close()
+    assert len(rects) == len(found) >= 3, found
+    for i, a in enumerate(rects):
+        for b in rects[i + 1 :]:
+            apart = (
+                a["x"] + a["w"] <= b["x"]
+                or b["x"] + b["w"] <= a["x"]
+                or a["y"] + a["h"] <= b["y"]
+                or b["y"] + b["h"] <= a["y"]
+            )
+            assert apart, (a, b, found)
+    assert sum(t.startswith("camera") for t in found) == 1, found
 
 
 def test_the_webcam_alert_follows_the_phone_in_and_out_of_view(server, tmp_path):

@@ -6,14 +6,26 @@ import asyncio
 import builtins
 import io
 import json
+import logging
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
-from starlette.websockets import WebSocketDisconnect
+from starlette.testclient import WebSocketDenialResponse
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from conftest import CAMERA_VALID, DATA, ICDAR
 from regiondet.cli import main
@@ -160,6 +172,37 @@ def test_a_flood_gets_503_with_retry_after_and_the_rest_are_answered():
     assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
 
 
+def test_live_frames_go_before_a_flood_of_uploads():
+    """Four uploads in the service (one running, three waiting, a full queue of 4): a live frame
+    sent then is detected next, not after them and not turned away busy."""
+    app = create_app(Settings(model="default", queue=4))
+    data = jpeg(sorted(PHONES.glob("*.jpg"))[0], 1600)
+    done: list[str] = []
+    with TestClient(app) as c:
+        c.post("/v1/detect", content=data)  # the model loaded
+
+        def upload(i: int) -> None:
+            assert c.post("/v1/detect", content=data).status_code == 200
+            done.append(f"upload {i}")
+
+        uploads = [threading.Thread(target=upload, args=(i,)) for i in range(4)]
+        with c.websocket_connect("/v1/live") as ws:
+            for t in uploads:
+                t.start()
+            for _ in range(500):
+                if c.get("/healthz").json()["waiting"] >= 4:
+                    break
+                time.sleep(0.01)
+            assert c.get("/healthz").json()["waiting"] == 4
+            ws.send_bytes(camera_photo())
+            reply = ws.receive_json()
+            done.append("live")
+        for t in uploads:
+            t.join()
+    assert "boxes" in reply, reply
+    assert done.index("live") <= 1, done  # after the upload that was running, if it ended first
+
+
 def test_nothing_an_upload_carries_touches_the_disk(client, monkeypatch):
     """A 3 MB multipart upload (Starlette spools files over 1 MB to a temporary file) with
     every way to create a file refused: the request still succeeds."""
@@ -198,9 +241,9 @@ def test_a_token_guards_every_request_and_the_network_needs_one(capsys):
         # the API page and its schema hold no data: open, with an Authorize button for the token
         assert c.get("/docs").status_code == 200 and c.get("/openapi.json").status_code == 200
         assert c.get("/v1/models").json() == {"error": "a token is required: Authorization: Bearer TOKEN or ?token="}
-        with pytest.raises(WebSocketDisconnect) as closed, c.websocket_connect("/v1/live") as ws:
+        with pytest.raises(WebSocketDenialResponse) as refused, c.websocket_connect("/v1/live") as ws:
             ws.receive_json()
-        assert closed.value.code == 4401  # closed before accepting
+        assert refused.value.status_code == 401 and "token" in refused.value.json()["error"]
         with c.websocket_connect("/v1/live?token=s3cret") as ws:
             ws.send_bytes(camera_photo())
             assert "boxes" in ws.receive_json()
@@ -250,19 +293,9 @@ def test_live_works_on_the_newest_frame_never_a_backlog(client):
     json.dumps(replies)  # plain JSON all the way
 
 
-def test_slow_and_vanishing_uploads_are_cut_off_quietly(app, monkeypatch):
-    """A real server: an upload that declares 1 MB and sends 100 bytes is answered 408 once it
-    stalls (not held for ever), and a client gone mid-upload logs no traceback."""
-    import logging
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    from regiondet.serve import app as served
-
-    monkeypatch.setattr(served, "READ_IDLE_S", 1.0)
+@contextmanager
+def uvicorn_serving(app) -> Iterator[int]:
+    """The app under a real uvicorn server in a thread, on a free port (yielded)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -274,6 +307,31 @@ def test_slow_and_vanishing_uploads_are_cut_off_quietly(app, monkeypatch):
             if server.started:
                 break
             time.sleep(0.1)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_live_socket_without_the_token_is_refused_401_by_a_real_server():
+    """uvicorn answers the refused handshake with the HTTP status the docs name, not 403."""
+    with uvicorn_serving(create_app(Settings(model="default", token="s3cret"))) as port:
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"ws://127.0.0.1:{port}/v1/live", open_timeout=10).close()
+        assert refused.value.response.status_code == 401
+        assert b"token" in refused.value.response.body
+        with connect(f"ws://127.0.0.1:{port}/v1/live?token=s3cret", open_timeout=10) as ws:
+            ws.send(camera_photo())
+            assert "boxes" in json.loads(ws.recv(timeout=60))
+
+
+def test_slow_and_vanishing_uploads_are_cut_off_quietly(app, monkeypatch):
+    """A real server: an upload that declares 1 MB and sends 100 bytes is answered 408 once it
+    stalls (not held for ever), and a client gone mid-upload logs no traceback."""
+    from regiondet.serve import app as served
+
+    monkeypatch.setattr(served, "READ_IDLE_S", 1.0)
+    with uvicorn_serving(app) as port:
         head = f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: {1 << 20}\r\n\r\n"
         with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
             s.sendall(head.encode() + b"x" * 100)
@@ -299,9 +357,6 @@ def test_slow_and_vanishing_uploads_are_cut_off_quietly(app, monkeypatch):
         finally:
             logging.getLogger("uvicorn").removeHandler(listener)
         assert not errors, errors[0].getMessage()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_serve_on_a_port_in_use_is_one_line_before_the_model_loads(capsys, monkeypatch):
@@ -317,3 +372,34 @@ def test_serve_on_a_port_in_use_is_one_line_before_the_model_loads(capsys, monke
         assert main(["serve", "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"port {port}" in err[0] and "cannot listen" in err[0]
+
+
+def test_ctrl_c_stops_the_service_with_one_line(tmp_path):
+    """`regiondet serve` as a user runs it: Ctrl-C ends it with "interrupted" and code 130 (no
+    traceback), having served a request first."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regiondet.cli", "serve", "--port", str(port), "--threads", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    try:
+        for _ in range(240):
+            try:
+                answer = httpx.post(f"http://127.0.0.1:{port}/v1/detect", content=camera_photo(), timeout=30)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                time.sleep(0.25)
+        assert answer.status_code == 200
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    err = proc.stderr.read().decode().strip().splitlines()
+    assert code == 130 and err[-1] == "regiondet: interrupted", err
+    assert not any("Traceback" in line for line in err), err
+    assert list(tmp_path.iterdir()) == []  # and it left nothing behind

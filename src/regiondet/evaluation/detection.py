@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,10 +15,12 @@ from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
 from regiondet.evaluation.coco import coco_metrics
 from regiondet.evaluation.confusion import confusion_matrix, greedy_match
-from regiondet.evaluation.proposals import ProposalRecorder, proposal_recall
+from regiondet.evaluation.proposals import ProposalRecorder, box_side, proposal_recall
 from regiondet.evaluation.recorded import RecordedPredictions, default_score, detection_line
+from regiondet.evaluation.text import size_bands
 from regiondet.evaluation.voc import APResult, voc_ap
 from regiondet.inference.predictor import Detector
+from regiondet.models.sizes import scale_of, test_sizes
 
 
 def _predict_all(
@@ -39,7 +42,9 @@ def _predict_all(
             p = detector.predict(pixels, score=0.0)
             sx, sy = s.width / pixels.shape[1], s.height / pixels.shape[0]
             boxes = p.boxes * np.array([sx, sy, sx, sy], np.float32)
-        preds.append({"boxes": boxes, "scores": p.scores, "labels": p.class_ids})
+        classes = detector.classes
+        each_boxes, each_scores, each_ids = replace(p, boxes=boxes).per_class(classes)
+        preds.append({"boxes": each_boxes, "scores": each_scores, "labels": each_ids})
         seconds.append(p.seconds)
         if saved is not None:
             saved.append(detection_line(s, replace(p, boxes=boxes)))
@@ -144,6 +149,7 @@ def evaluate(
         neg_preds, neg_seconds = neg.pop("predictions"), neg.pop("seconds")
         result.update(neg)
         seconds += neg_seconds
+    result["recall_by_size"] = recall_by_size(samples, preds, classes, score, model_scale(detector))
     result["rates_by_score"] = rates_by_score(preds, with_objects, neg_preds, lens_preds)
     result["failures"] = failures(samples + (negatives or []), preds + neg_preds, classes, score)
     result["confusion"] = confusion_matrix(samples + (negatives or []), all_preds + neg_preds, classes, score)
@@ -207,23 +213,61 @@ def _share_missed(preds: list[dict], with_objects: list[int], score: float, empt
     return sum(1 for i in with_objects if not (preds[i]["scores"] >= score).any()) / len(with_objects)
 
 
-def image_outcome(sample: Sample, pred: dict, classes: list[str], score: float, iou: float = 0.5) -> tuple[int, int]:
-    """(objects missed, false alarms) on one image at `score`: a detection finds an object of
-    its class at IoU >= iou, one object each, best score first; detections on ignored objects
-    count as neither."""
+def _matched(sample: Sample, pred: dict, classes: list[str], score: float, iou: float) -> tuple[np.ndarray, int]:
+    """(which of the sample's objects a detection at `score` finds, false alarms): a detection
+    finds an object of its class at IoU >= iou, one object each, best score first; detections on
+    ignored objects count as neither."""
     keep = pred["scores"] >= score
     boxes, labels = pred["boxes"][keep], pred["labels"][keep]
     names = [c.lower() for c in classes]
     gt_ids = np.array([names.index(lab.lower()) + 1 if lab.lower() in names else 0 for lab in sample.labels])
-    care = ~sample.ignore
+    found = np.zeros(len(sample.boxes), bool)
     if len(boxes) == 0:
-        return int(care.sum()), 0
+        return found, 0
     overlap = box_iou(torch.as_tensor(boxes), torch.as_tensor(sample.boxes)).numpy()
     overlap = np.where(labels[:, None] == gt_ids[None, :], overlap, 0.0)
-    match = greedy_match(overlap, np.argsort(-pred["scores"][keep]), care, iou)
-    found = np.zeros(len(sample.boxes), bool)
+    match = greedy_match(overlap, np.argsort(-pred["scores"][keep]), ~sample.ignore, iou)
     found[match[match >= 0]] = True
-    return int((care & ~found).sum()), int((match < 0).sum())
+    return found, int((match < 0).sum())
+
+
+def image_outcome(sample: Sample, pred: dict, classes: list[str], score: float, iou: float = 0.5) -> tuple[int, int]:
+    """(objects missed, false alarms) on one image at `score` (see _matched)."""
+    found, false = _matched(sample, pred, classes, score, iou)
+    return int((~sample.ignore & ~found).sum()), false
+
+
+SIZE_EDGES = (16, 32, 64, 128)  # object sizes (sqrt of area, px as the model reads them) for recall
+
+
+def recall_by_size(
+    samples: list[Sample], preds: list[dict], classes: list[str], score: float, scale: Callable[[Sample], float]
+) -> dict[str, dict]:
+    """Share of care objects found at `score` (a detection of their class at IoU >= 0.5) by size:
+    sqrt(area) times `scale` (the resize the model applies to that image), so a band means the
+    same pixels to the model whatever the photo's resolution. Where the misses are."""
+    found, sizes = [], []
+    for s, p in zip(samples, preds, strict=True):
+        hit, _ = _matched(s, p, classes, score, 0.5)
+        care = ~s.ignore
+        found.append(hit[care])
+        sizes.append(box_side(s) * scale(s))
+    found_all = np.concatenate(found) if found else np.zeros(0, bool)
+    size_all = np.concatenate(sizes) if sizes else np.zeros(0)
+    out = {}
+    for name, band in size_bands(size_all, SIZE_EDGES):
+        n = int(band.sum())
+        out[name] = {"objects": n, "recall": float(found_all[band].mean()) if n else None}
+    return out
+
+
+def model_scale(detector: Detector | RecordedPredictions) -> Callable[[Sample], float]:
+    """The factor a detector resizes each image by (1 for recorded detections: their pixels)."""
+    config = getattr(detector, "config", None)
+    if config is None:
+        return lambda s: 1.0
+    size = test_sizes(config.model)
+    return lambda s: scale_of(size, s.height, s.width)
 
 
 def failures(samples: list[Sample], preds: list[dict], classes: list[str], score: float) -> list[dict]:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 from shapely.geometry import Polygon
-from torchvision.ops import nms
+from torchvision.ops import box_iou, nms
 
 from regiondet.config import Config, inference_overrides
 from regiondet.data.images import load_upright, to_rgb8
@@ -158,9 +158,9 @@ class Detector:
         keep = out["scores"] >= floor
         polygons = None
         m = self.config.model
-        if "keypoints" not in out and m.box_cross_class_iou > 0 and len(out["boxes"]) > 1:
-            best = torch.zeros_like(keep)
-            best[nms(out["boxes"].float(), out["scores"].float(), m.box_cross_class_iou)] = True
+        class_scores = None
+        if "keypoints" not in out and m.box_cross_class_iou > 0 and len(self.classes) > 1:
+            best, class_scores = merged_classes(out, len(self.classes), m.box_cross_class_iou)
             keep &= best  # class-wise NMS has already thinned same-class overlaps above box_nms_thresh
         if "keypoints" in out:
             keep, polygons = text_polygons(out, keep, m.polygon_nms_thresh)
@@ -183,6 +183,12 @@ class Detector:
             seconds,
             ids,
             polygons,
+            None
+            if class_scores is None
+            else [
+                {c: float(v) for c, v in zip(self.classes, row, strict=True) if v > 0}
+                for row in class_scores[keep].cpu().numpy()
+            ],
         )
 
     def _verified(self, x: torch.Tensor, out: dict, floor: float) -> dict:
@@ -193,6 +199,29 @@ class Detector:
         scores[look] = out["scores"][look] * self.verifier.lens_probability(x, out["boxes"][look]).to(scores.dtype)
         order = torch.argsort(scores, descending=True)
         return {k: v[order] for k, v in out.items()} | {"scores": scores[order]}
+
+
+def merged_classes(out: dict, num_classes: int, iou: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One object, one box: which boxes stay when boxes of different classes overlapping at `iou`
+    or more are one object (the better-scoring box stays, as class-agnostic NMS keeps it), and
+    each box's score for every class (N, C): a kept box also carries the best score of each other
+    class among the boxes it stands for, so a camera also boxed as a phone is one box labelled as
+    the likelier, with both scores."""
+    boxes, scores, labels = out["boxes"].float(), out["scores"].float(), out["labels"]
+    n = len(boxes)
+    per_class = scores.new_zeros(n, num_classes)
+    per_class[torch.arange(n), labels - 1] = scores
+    best = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+    if n == 0:
+        return best, per_class
+    kept = nms(boxes, scores, iou)
+    best[kept] = True
+    covered = (box_iou(boxes[kept], boxes) >= iou).float() * scores[None]  # (K, N): scores it stands for
+    for c in range(num_classes):
+        of_class = labels == c + 1
+        if of_class.any():
+            per_class[kept, c] = covered[:, of_class].max(1).values
+    return best, per_class
 
 
 def text_polygons(out: dict, keep: torch.Tensor, nms_thresh: float) -> tuple[torch.Tensor, list[np.ndarray]]:

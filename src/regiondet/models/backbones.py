@@ -28,6 +28,7 @@ from regiondet.models.weights import (
     COCO_SSD_BN_EPS,
     coco_ssd_state,
     deepsort_weights_path,
+    build_lite0,
     load_by_position,
     load_state_dict_file,
     torchvision_state_dict,
@@ -67,6 +68,10 @@ def _source_state(cfg: ModelConfig) -> tuple[dict[str, torch.Tensor] | None, str
             raise UserError("weights 'coco-ssd' hold MobileNetV2 features: use backbone mobilenet_v2_fpn")
         tensors, path = coco_ssd_state()
         return OrderedDict((str(i), t) for i, t in enumerate(tensors)), path
+    if w == "lite0" or (w == "imagenet" and cfg.backbone == "efficientnet_lite0_fpn"):
+        if cfg.backbone != "efficientnet_lite0_fpn":
+            raise UserError("weights 'lite0' hold EfficientNet-Lite0 features: use backbone efficientnet_lite0_fpn")
+        return {}, "lite0"
     if w == "imagenet":
         return torchvision_state_dict(BACKBONES[cfg.backbone]), BACKBONES[cfg.backbone]
     if w.startswith("torchvision:"):
@@ -149,8 +154,22 @@ def _stride_ends(features: nn.Sequential) -> tuple[dict[int, int], dict[int, int
     return ends, channels
 
 
+def lite0_features(load: bool, frozen_bn: bool) -> nn.Sequential:
+    """EfficientNet-Lite0 as one stack of blocks (stem, its seven stages, the 1x1 head conv to
+    1280 channels), as torchvision's MobileNetV2 `features` is: an FPN taps the stage ends."""
+    from timm.layers import freeze_batch_norm_2d  # here: only Lite0 models need timm
+
+    net = build_lite0(load=load)
+    features = nn.Sequential(nn.Sequential(net.conv_stem, net.bn1), *net.blocks, nn.Sequential(net.conv_head, net.bn2))
+    return freeze_batch_norm_2d(features) if frozen_bn else features
+
+
 def _fpn_features(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> nn.Sequential:
     """The feature stack an FPN trunk taps, with cfg.weights loaded into it."""
+    if cfg.backbone == "efficientnet_lite0_fpn":
+        if state:
+            raise UserError(f"backbone efficientnet_lite0_fpn starts from 'lite0' or 'none', not {source}")
+        return lite0_features(state is not None, frozen_bn)
     if cfg.backbone == "vgg16_fpn":
         features = vgg16_features(batch_norm=True, frozen_bn=frozen_bn)
         if cfg.weights == "craft" and state is not None:
@@ -251,6 +270,7 @@ BUILDERS = {
     "vgg16_fpn": fpn_trunk,
     "craft_fpn": craft_fpn_trunk,
     "se_vgg16": se_vgg16_trunk,
+    "efficientnet_lite0_fpn": fpn_trunk,
 }
 
 

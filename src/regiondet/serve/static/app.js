@@ -62,6 +62,7 @@ function drawDetections(result, sx, sy) {
   const perScreenPx = view.width / Math.max(1, view.getBoundingClientRect().width || view.width);
   ctx.lineWidth = 2.5 * perScreenPx;
   ctx.font = `${Math.round(14 * perScreenPx)}px system-ui, sans-serif`;
+  const placed = []; // label rectangles drawn so far: a label never covers another
   result.boxes.forEach((b, i) => {
     const label = result.labels[i], score = result.scores[i];
     const colour = COLOURS[label] || "#1e88e5";
@@ -75,16 +76,38 @@ function drawDetections(result, sx, sy) {
     } else {
       ctx.strokeRect(b[0] * sx, b[1] * sy, (b[2] - b[0]) * sx, (b[3] - b[1]) * sy);
     }
-    const text = `${label} ${score.toFixed(2)}`;
+    const text = labelText(label, score, result.class_scores && result.class_scores[i]);
     ctx.fillStyle = colour;
     const w = ctx.measureText(text).width + 8, h = parseInt(ctx.font, 10) + 6;
-    ctx.fillRect(b[0] * sx, Math.max(0, b[1] * sy - h), w, h);
+    const [x, y] = labelPlace(b[0] * sx, b[1] * sy, w, h, placed);
+    ctx.fillRect(x, y, w, h);
     ctx.fillStyle = "#fff";
-    ctx.fillText(text, b[0] * sx + 4, Math.max(h - 6, b[1] * sy - 6));
+    ctx.fillText(text, x + 4, y + h - 6);
     const li = document.createElement("li");
     li.textContent = text;
     list.append(li);
   });
+  view.dataset.labels = JSON.stringify(placed); // where the labels went (the browser tests read it)
+}
+
+// "phone 0.92 (camera 0.77)": one object boxed once, with the score of each class it was called
+function labelText(label, score, classScores) {
+  const others = Object.entries(classScores || {}).filter(([c]) => c !== label);
+  const more = others.map(([c, v]) => `${c} ${v.toFixed(2)}`).join(", ");
+  return `${label} ${score.toFixed(2)}` + (more ? ` (${more})` : "");
+}
+
+// Where a box's label goes: above the box, else just inside its top, else below the labels it
+// would cover; `placed` collects the rectangles taken (canvas pixels).
+function labelPlace(left, top, w, h, placed) {
+  const over = (x, y) => placed.filter((r) => x < r.x + r.w && r.x < x + w && y < r.y + r.h && r.y < y + h);
+  const x = Math.max(0, Math.min(left, view.width - w));
+  let y = top - h >= 0 ? top - h : top;
+  if (over(x, y).length && !over(x, top).length) y = top;
+  for (let k = 0; k <= placed.length && over(x, y).length; k++) y = Math.max(...over(x, y).map((r) => r.y + r.h));
+  y = Math.min(y, Math.max(0, view.height - h));
+  placed.push({ x, y, w, h });
+  return [x, y];
 }
 
 function showAlert(on) { alertOn = on; $("alert").hidden = !on; }
@@ -164,7 +187,7 @@ function startLive(source) {
   ws.binaryType = "arraybuffer";
   live = { ws, stream: source.stream || null };
   $("stop").disabled = false;
-  ws.onopen = () => { status("live: detecting"); sendFrame(); };
+  ws.onopen = () => { live.opened = true; status("live: detecting"); sendFrame(); };
   ws.onmessage = (msg) => {
     const result = JSON.parse(msg.data);
     if (result.error && result.boxes === undefined) { status(result.error); } else {
@@ -176,7 +199,11 @@ function startLive(source) {
     }
     setTimeout(sendFrame, 0);  // the next frame only now: one in flight, never a backlog
   };
-  ws.onclose = (e) => { if (live && live.ws === ws) status(e.reason || "live stopped"); };
+  ws.onclose = (e) => {
+    if (!live || live.ws !== ws) return;
+    // a refused handshake (401: no or wrong token) reaches a page only as a close before opening
+    status(e.reason || (live.opened ? "live stopped" : "the live connection was refused (is the token in the address right?)"));
+  };
   requestAnimationFrame(frameLoop);
 }
 

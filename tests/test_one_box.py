@@ -1,0 +1,71 @@
+"""One lens, one box: a camera the model also boxes as a phone is shown once, as the likelier
+class, with both scores (`model.box_cross_class_iou`), in detect's JSON and in `evaluate`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.ops import box_iou
+
+from conftest import ROOT
+from regiondet.data.sample import Sample
+from regiondet.evaluation.detection import evaluate
+from regiondet.inference.prediction import Prediction
+from regiondet.inference.predictor import Detector
+
+COMPACT = ROOT / "samples" / "camera_compact.jpg"  # boxed as both camera and phone
+
+
+@pytest.fixture(scope="module")
+def detectors():
+    merged = Detector.load("default", runtime="torch", overrides=["model.box_cross_class_iou=0.5"])
+    apart = Detector.load("default", runtime="torch", overrides=["model.box_cross_class_iou=0"])
+    return merged, apart
+
+
+def test_a_camera_boxed_as_both_classes_is_one_box_with_both_scores(detectors):
+    merged, apart = detectors
+    both = apart.predict(COMPACT, score=0.1)
+    overlap = box_iou(torch.as_tensor(both.boxes), torch.as_tensor(both.boxes)).numpy()
+    pairs = [(i, j) for i in range(len(both.labels)) for j in range(i) if overlap[i, j] >= 0.5]
+    assert any(both.labels[i] != both.labels[j] for i, j in pairs), "the sample is no longer boxed as both"
+    assert both.class_scores is None
+
+    one = merged.predict(COMPACT, score=0.1)
+    overlap = box_iou(torch.as_tensor(one.boxes), torch.as_tensor(one.boxes)).numpy()
+    assert (overlap[np.triu_indices(len(one.labels), 1)] < 0.5).all(), one
+    scores = one.class_scores[0]
+    assert set(scores) == {"camera", "phone"}, scores
+    assert one.labels[0] == max(scores, key=scores.get) and scores[one.labels[0]] == pytest.approx(one.scores[0])
+    # the scores are those the unmerged model gave the two boxes
+    given = list(zip(both.labels, both.scores.tolist(), strict=True))
+    for label, score in scores.items():
+        assert any(lab == label and s == pytest.approx(score, abs=1e-5) for lab, s in given)
+
+    line = json.loads(json.dumps(one.to_json()))
+    assert line["class_scores"][0] == {k: round(v, 6) for k, v in scores.items()}
+    back = Prediction.from_json(line, ["camera", "phone"])
+    assert back.class_scores[0] == pytest.approx(line["class_scores"][0])
+    with pytest.raises(Exception, match="differ in length"):
+        Prediction.from_json(line | {"class_scores": []}, ["camera", "phone"])
+
+
+def test_evaluate_scores_a_merged_box_for_each_class_it_stands_for(detectors):
+    """The compact camera labelled as a camera where the model's box is: the merged model
+    labels that box `phone`, yet its camera score still finds the camera (AP 1), as unmerged."""
+    merged, apart = detectors
+    box = apart.predict(COMPACT, score=0.1)
+    camera_box = box.boxes[box.labels.index("camera")]
+    with Image.open(COMPACT) as im:
+        w, h = im.size
+    sample = Sample(COMPACT, w, h, camera_box[None].astype(np.float32), ["camera"], np.zeros(1, bool))
+    for detector in (merged, apart):
+        result = evaluate(detector, [sample], progress=False)
+        assert result["ap50_per_class"]["camera"] == pytest.approx(1.0), result["ap50_per_class"]
+        bands = [b for b in result["recall_by_size"].values() if b["objects"]]
+        assert [b["objects"] for b in bands] == [1] and bands[0]["recall"] == 1.0, result["recall_by_size"]
+    assert merged.predict(COMPACT, score=0.1).labels[0] == "phone"  # why the test means something
