@@ -29,7 +29,16 @@ def targets():
 
 
 @pytest.mark.parametrize(
-    "backbone", ["vgg16", "resnet50_c4", "mobilenet_v2_fpn", "mobilenet_v3_fpn", "vgg16_fpn", "craft_fpn"]
+    "backbone",
+    [
+        "vgg16",
+        "resnet50_c4",
+        "mobilenet_v2_fpn",
+        "mobilenet_v3_fpn",
+        "vgg16_fpn",
+        "craft_fpn",
+        "efficientnet_lite0_fpn",
+    ],
 )
 def test_backbone_trains_and_predicts(backbone):
     torch.manual_seed(0)
@@ -65,6 +74,34 @@ def test_mobilenet_fpn_keeps_a_stride_16_map():
     assert [tuple(v.shape[-2:]) for v in maps.values()] == [(16, 16), (8, 8), (4, 4), (2, 2)]
     with pytest.raises(Exception, match="fpn_strides"):
         build_model(ModelConfig(backbone="mobilenet_v3_fpn", fpn_strides=[12], **SMALL))
+
+
+def test_lite0_fpn_is_imagenet_efficientnet_lite0_up_to_its_pooling(tmp_path):
+    """`model.weights: lite0`: the FPN taps the stride-16 and stride-32 ends of the ImageNet
+    network itself (its 1280-channel head conv, pooled, is the package's features), batch norm
+    frozen; rebuilt from a checkpoint it holds the same tensors."""
+    from regiondet.models.weights import build_lite0
+
+    cfg = ModelConfig(backbone="efficientnet_lite0_fpn", weights="lite0", **SMALL)
+    model = build_model(cfg).eval()
+    body = model.backbone.body
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        h = x
+        for block in body.values():
+            h = block(h)
+        expected = build_lite0()(x)
+    assert h.shape[1:] == (1280, 4, 4)
+    torch.testing.assert_close(h.mean((2, 3)), expected, rtol=1e-4, atol=1e-4)
+    maps = model.backbone(x)
+    assert [tuple(v.shape[-2:]) for v in maps.values()] == [(8, 8), (4, 4), (2, 2)]
+    assert not any(type(m).__name__ in ("BatchNorm2d", "BatchNormAct2d") for m in body.modules())
+    again = build_model(cfg, load_weights=False)
+    again.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval().backbone(x)["0"], maps["0"])
+    with pytest.raises(Exception, match="EfficientNet-Lite0"):
+        build_model(ModelConfig(backbone="mobilenet_v2_fpn", weights="lite0", **SMALL))
 
 
 def test_anchor_and_proposal_settings_reach_torchvision():

@@ -14,7 +14,7 @@ from regiondet.engine.verifier_fit import crop_rows
 from regiondet.errors import UserError
 from regiondet.inference.predictor import Detector
 from regiondet.models.checkpoint import read_checkpoint
-from regiondet.models.verifier import build_lite0, lite0_weights_path
+from regiondet.models.weights import build_lite0, lite0_weights_path
 from regiondet.models.zoo import resolve_model_path
 
 COCO = DATA / "coco-people" / "data.yaml"

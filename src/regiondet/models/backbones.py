@@ -26,9 +26,9 @@ from regiondet.models.se_vgg import SEVGG16, craft_state, load_craft_trunk, vgg1
 from regiondet.models.tf_same import use_tf_same_padding
 from regiondet.models.weights import (
     COCO_SSD_BN_EPS,
+    build_lite0,
     coco_ssd_state,
     deepsort_weights_path,
-    build_lite0,
     load_by_position,
     load_state_dict_file,
     torchvision_state_dict,

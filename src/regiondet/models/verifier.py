@@ -24,7 +24,7 @@ from torchvision.ops import roi_align
 
 from regiondet.errors import UserError
 from regiondet.models.weights import LITE0_TRUNK as TRUNK
-from regiondet.models.weights import build_lite0, lite0_weights_path
+from regiondet.models.weights import build_lite0
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
