@@ -115,6 +115,9 @@ def test_a_lens_boxed_as_the_other_class_counts_for_the_alert_not_for_its_class(
         ('{"file": "a.jpg", "boxes": "x"}\n', ":1: malformed detections"),
         ('{"file": "a.mp4", "frame": 3, "boxes": []}\n', "a video frame"),
         ('{"file": "elsewhere.jpg", "boxes": []}\n', "and 5 more (run detect on every image"),
+        ('{"file": "a.jpg", "boxes": [[0, 0, 1, 1]], "scores": [NaN]}\n', ":1: a score or box coordinate"),
+        ('{"file": "a.jpg", "boxes": [[9, 0, 1, 1]], "scores": [0.5]}\n', ":1: a box with x2 < x1"),
+        ('{"file": "a.jpg", "boxes": []}\n{"file": "./a.jpg", "boxes": []}\n', ":2: a.jpg has a line already (line 1)"),
     ],
 )
 def test_bad_detection_files_are_one_line_errors(tmp_path, capsys, content, words):
@@ -125,6 +128,20 @@ def test_bad_detection_files_are_one_line_errors(tmp_path, capsys, content, word
     assert main(["evaluate", "--detections", str(path), "--data", CAMERAS]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the data's own warnings
     assert words in err and "detections.jsonl" in err, err
+
+
+def test_a_label_no_object_of_the_data_has_is_named(tmp_path, capsys):
+    """Boxes labelled with a class the data lacks (a typo, another model's classes) are scored as
+    false alarms, and evaluate says which labels, where, in one line."""
+    samples = [s for s in load_spec(CAMERAS) if len(s.boxes)]
+    path = tmp_path / "typo.jsonl"
+    lines = [{"file": str(s.path), "boxes": s.boxes.tolist(), "labels": ["Camrea"] * len(s.boxes)} for s in samples]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    res = _evaluate(capsys, "--detections", str(path), "--data", CAMERAS)
+    assert res["ap50_per_class"]["Camera"] == 0.0
+    main(["--quiet", "evaluate", "--detections", str(path), "--data", CAMERAS])
+    err = [line for line in capsys.readouterr().err.splitlines() if "no object of the data has" in line]
+    assert err == [f"regiondet: {path}: labels no object of the data has, scored as false alarms: 'Camrea' (line 1)"]
 
 
 def test_detections_and_a_model_together_are_refused(tmp_path, capsys):

@@ -37,6 +37,8 @@ class RecordedPredictions:
         self.classes: list[str] = []
         self.by_path: dict[Path, Prediction] = {}
         self.by_name: dict[str, list[Path]] = {}
+        self.line_of: dict[Path, int] = {}  # each image's line
+        self.label_line: dict[str, int] = {}  # each label's first line
         text, eval_scores = False, set()
         for i, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not raw.strip():
@@ -51,11 +53,16 @@ class RecordedPredictions:
             text |= "polygons" in line
             eval_scores.add(line.get("eval_score"))
             resolved = file.resolve()
+            if resolved in self.line_of:
+                raise UserError(f"{file} has a line already (line {self.line_of[resolved]})", path, i)
+            self.line_of[resolved] = i
             try:
                 self.by_path[resolved] = Prediction.from_json(line, self.classes)
             except UserError as e:
                 raise UserError(str(e), path, i) from None
             self.by_name.setdefault(file.name, []).append(resolved)
+            for label in self.by_path[resolved].labels:
+                self.label_line.setdefault(label, i)
         if not self.by_path:
             raise UserError("no detections in the file (an empty run?)", path)
         self.task = "text" if text else "box"
@@ -69,6 +76,12 @@ class RecordedPredictions:
         for n in names:
             if n.lower() not in {c.lower() for c in self.classes}:
                 self.classes.append(n)
+
+    def foreign_labels(self, data_labels: set[str]) -> list[str]:
+        """Labels of the detections that no object of the data has, each with its first line:
+        their boxes can only be false alarms (a typo, or another model's class list)."""
+        known = {n.lower() for n in data_labels}
+        return [f"'{n}' (line {i})" for n, i in self.label_line.items() if n.lower() not in known]
 
     def require(self, samples: list[Sample]) -> None:
         """Fail before any scoring when some images have no line (how many, and the first)."""

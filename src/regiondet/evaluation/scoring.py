@@ -3,6 +3,7 @@ validation of each training epoch, the grid's cells and the box benchmark all co
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from regiondet.data.dataset import ClassMapper, load_labelled, load_negatives
@@ -34,6 +35,15 @@ def load_eval_sets(
         raw = [s for spec in specs for s in load_spec(spec)]
         source.add_classes([t for s in raw for lab in s.labels if (t := names.get(lab.lower(), lab))])
         samples = ClassMapper(source.classes, class_map).apply_all(raw)
+        # a source that boxes only some classes (labels=) says nothing of the others: not foreign
+        if all(s.labelled is None for s in raw):
+            foreign = source.foreign_labels({lab for s in samples for lab in s.labels})
+            if foreign:
+                print(
+                    f"regiondet: {source.path}: labels no object of the data has, scored as false alarms: "
+                    + ", ".join(foreign),
+                    file=sys.stderr,
+                )
     negatives = load_negatives(negative_specs or [])
     if isinstance(source, RecordedPredictions):
         source.require(samples + negatives)

@@ -90,6 +90,10 @@ class Prediction:
                 class_scores = [{str(k): float(v) for k, v in c.items()} for c in class_scores]
         except (TypeError, ValueError, AttributeError) as e:
             raise UserError(f"malformed detections ({e})") from None
+        if not np.isfinite(scores).all() or not np.isfinite(boxes).all():
+            raise UserError("a score or box coordinate is not a finite number")
+        if ((boxes[:, 2:] < boxes[:, :2]).any(1)).any():
+            raise UserError("a box with x2 < x1 or y2 < y1 (boxes are x1, y1, x2, y2)")
         counts = {len(boxes), len(scores), len(names)} | ({len(polygons)} if polygons is not None else set())
         counts |= {len(class_scores)} if class_scores is not None else set()
         if len(counts) != 1:
