@@ -37,6 +37,24 @@ def test_a_live_run_keeps_its_folder(tmp_path, capsys):
     assert "host another-host" in capsys.readouterr().err
 
 
+def test_resume_while_a_run_is_live_before_its_first_checkpoint_says_so(tmp_path, capsys):
+    cfg = _quick(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / LOCK_NAME).write_text(f"{live.pid} {socket.gethostname()}\n")
+        capsys.readouterr()
+        assert main(["--quiet", "train", str(cfg), "--resume"]) == 2
+    finally:
+        live.kill()
+        live.wait()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"a run is live in this folder (pid {live.pid}) and has saved no checkpoint" in err[0]
+    assert main(["--quiet", "train", str(cfg), "--resume"]) == 2  # the run is gone: nothing to resume
+    assert "not found" in capsys.readouterr().err
+
+
 def test_a_stopped_runs_lock_and_unfinished_writes_are_cleared(tmp_path, capsys):
     cfg = _quick(tmp_path)
     out = tmp_path / "out"

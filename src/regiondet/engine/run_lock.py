@@ -29,6 +29,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def live_owner(folder: Path) -> str | None:
+    """The pid of a live process of this host holding the folder's lock, if any."""
+    try:
+        pid_text, _, host = (Path(folder) / LOCK_NAME).read_text().strip().partition(" ")
+    except OSError:
+        return None
+    same_host = not host or host == socket.gethostname()
+    return pid_text if pid_text.isdigit() and same_host and _alive(int(pid_text)) else None
+
+
 class RunLock:
     """Context manager holding folder/.regiondet.lock for this process."""
 

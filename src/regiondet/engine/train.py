@@ -28,7 +28,7 @@ from regiondet.engine.distributed import DistInfo, all_mean, any_rank, barrier, 
 from regiondet.engine.history import write_history
 from regiondet.engine.launch import LAUNCH_ENV
 from regiondet.engine.probes import TrainProbes
-from regiondet.engine.run_lock import RunLock
+from regiondet.engine.run_lock import RunLock, live_owner
 from regiondet.errors import UserError
 from regiondet.evaluation.scoring import evaluate_model
 from regiondet.inference.predictor import Detector
@@ -54,6 +54,11 @@ def resume_config(cfg: Config, overrides: list[str]) -> Config:
     file after the start cannot silently change a run halfway.
     """
     last = Path(cfg.train.out) / "last.pt"
+    if not last.is_file() and (pid := live_owner(last.parent)):
+        raise UserError(
+            f"a run is live in this folder (pid {pid}) and has saved no checkpoint yet: wait for it or stop it",
+            last.parent,
+        )
     return config_from_dict(apply_overrides(read_checkpoint(last)["config"], overrides), str(last))
 
 
