@@ -102,6 +102,7 @@ def test_nproc_launch_trains_and_ctrl_c_is_one_hint_without_traceback(tmp_path):
     err = seen + proc.communicate(timeout=300)[1]
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "SignalException" not in err
+    assert err.count("regiondet: interrupted") == 1, err[-2000:]  # the launcher's line, not each process's
     assert f"resume with: regiondet train {tmp_path / 'run' / 'config.yaml'} --resume --nproc 2" in err
     ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
     assert 3 <= ckpt["step_in_epoch"] < 60

@@ -56,7 +56,12 @@ def test_refuses_to_overwrite_and_resume_extends(tmp_path, capsys):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_interrupt_saves_and_resume_finishes(tmp_path):
+@pytest.mark.parametrize(
+    "signum, code, words", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped (SIGTERM)")]
+)
+def test_interrupt_saves_and_resume_finishes(tmp_path, signum, code, words):
+    """Ctrl-C, or SIGTERM from a scheduler: the run saves, says how to resume, and exits as a
+    shell reports that signal (130, 143)."""
     cfg = tiny_config(tmp_path / "run", epochs=2, steps_per_epoch=40, workers=1)
     cfg["data"]["val"] = []
     path = write_config(tmp_path / "c.yaml", cfg)
@@ -70,10 +75,10 @@ def test_interrupt_saves_and_resume_finishes(tmp_path):
     deadline = time.time() + 300
     while "3/40" not in seen and time.time() < deadline:  # a few steps done
         seen += proc.stderr.read(1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     err = seen + proc.communicate(timeout=300)[1]
-    assert proc.returncode == 130, err
-    assert "resume with" in err and "Traceback" not in err
+    assert proc.returncode == code, err
+    assert "resume with" in err and "Traceback" not in err and err.strip().splitlines()[-1] == f"regiondet: {words}"
     ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["epoch"] == 0 and 3 <= ckpt["step_in_epoch"] < 40
     cfg["train"]["steps_per_epoch"] = 40

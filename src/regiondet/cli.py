@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from regiondet.data.formats.coco import write_coco
 from regiondet.data.formats.openimages import download_openimages, prepare_openimages
 from regiondet.data.spec import load_spec
 from regiondet.data.synthetic import write_synthetic_set
-from regiondet.engine.launch import LaunchFailed, launch_train
+from regiondet.engine.launch import LaunchFailed, launch_train, launched_child
 from regiondet.engine.mining import mine_hard_examples
 from regiondet.engine.train import resume_config, train
 from regiondet.engine.verifier_fit import fit_verifier
@@ -770,9 +771,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"regiondet: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("regiondet: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        if not launched_child():  # under `train --nproc` the launcher says it, once
+            print(
+                "regiondet: interrupted" if signum == signal.SIGINT else "regiondet: stopped (SIGTERM)", file=sys.stderr
+            )
+        return 128 + int(signum)
     except LaunchFailed as e:  # the failing process has printed its own line
         return e.exit_code
     except BrokenPipeError:

@@ -16,3 +16,12 @@ class UserError(Exception):
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(where + message)
+
+
+class Stopped(KeyboardInterrupt):
+    """A run stopped by a signal after saving (Ctrl-C, or SIGTERM from a scheduler or `kill`):
+    the CLI exits 128 + the signal's number, as a shell reports a process the signal ended."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import get_args_parser, run
 
-from regiondet.errors import UserError
+from regiondet.errors import Stopped, UserError
 
 LAUNCH_ENV = "REGIONDET_LAUNCH"  # how the run was started, for the resume hint of rank 0
 
@@ -27,6 +28,11 @@ class LaunchFailed(Exception):
     def __init__(self, exit_code: int):
         super().__init__(f"a training process failed (exit {exit_code})")
         self.exit_code = exit_code
+
+
+def launched_child() -> bool:
+    """True in a process `train --nproc` started (its launcher speaks for the run)."""
+    return bool(os.environ.get(LAUNCH_ENV)) and "LOCAL_RANK" in os.environ
 
 
 def launch_train(train_argv: list[str], nproc: int, quiet: bool, resume_hint: str) -> None:
@@ -50,10 +56,12 @@ def launch_train(train_argv: list[str], nproc: int, quiet: bool, resume_hint: st
     )
     try:
         run(args)
-    except SignalException:
-        raise KeyboardInterrupt from None
+    except SignalException as e:
+        raise Stopped(int(e.sigval)) from None
     except ChildFailedError as e:
         codes = sorted({f.exitcode for f in e.failures.values()})
         if 130 in codes or -2 in codes:
-            raise KeyboardInterrupt from None
+            raise Stopped(signal.SIGINT) from None
+        if 143 in codes or -15 in codes:
+            raise Stopped(signal.SIGTERM) from None
         raise LaunchFailed(2 if codes == [2] else (codes[0] if codes and codes[0] > 0 else 1)) from None

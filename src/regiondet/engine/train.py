@@ -29,7 +29,7 @@ from regiondet.engine.history import write_history
 from regiondet.engine.launch import LAUNCH_ENV
 from regiondet.engine.probes import TrainProbes
 from regiondet.engine.run_lock import RunLock, live_owner
-from regiondet.errors import UserError
+from regiondet.errors import Stopped, UserError
 from regiondet.evaluation.scoring import evaluate_model
 from regiondet.inference.predictor import Detector
 from regiondet.io import atomic_write_text
@@ -128,12 +128,13 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.set = False
+        self.signum = int(signal.SIGINT)
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum, frame) -> None:
         if self.set:  # second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.set = True
+            raise Stopped(signum)
+        self.set, self.signum = True, signum
 
     def restore(self) -> None:
         for s, h in self._old.items():
@@ -276,7 +277,7 @@ class Trainer:
         if stop.set:
             if self.info.main:
                 print(f"regiondet: saved; resume with: {resume_command(self.out, self.info)}", file=sys.stderr)
-            raise KeyboardInterrupt
+            raise Stopped(stop.signum)
         return self.out
 
     def _loader(self) -> DataLoader:
