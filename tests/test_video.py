@@ -176,6 +176,30 @@ def test_a_missing_camera_is_one_line(trained_run, capsys):
     assert err[0] == "regiondet: skipped: cannot open camera 7 (no such device, or in use)"
 
 
+def test_a_garbled_video_is_read_to_the_end_with_one_line_saying_it_is_damaged(trained_run, tmp_path, capfd):
+    """An MP4 with bytes overwritten in three places: every frame still gets its line, FFmpeg's
+    own complaints (about 20 lines) stay off the terminal, and one line of ours says how many
+    frames the decoder found damaged."""
+    model = str(trained_run / "best.pt")
+    mp4 = tmp_path / "whole.mp4"
+    webcam_video(mp4, count=12)
+    data = bytearray(mp4.read_bytes())
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        at = int(len(data) * (0.3 + 0.2 * k))
+        data[at : at + 400] = rng.integers(0, 256, 400, dtype=np.uint8).tobytes()
+    garbled = tmp_path / "garbled.mp4"
+    garbled.write_bytes(bytes(data))
+    capfd.readouterr()
+    assert main(["--quiet", "detect", str(garbled), "--model", model]) == 0
+    out, err = capfd.readouterr()
+    assert len(json_lines(out)) == 12
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.search(r"garbled.mp4: the decoder reported damage at \d+ frame", lines[0]), lines
+    assert main(["--quiet", "detect", str(mp4), "--model", model]) == 0
+    assert capfd.readouterr().err.strip() == ""  # the whole file: nothing to say
+
+
 def test_truncated_video_says_how_many_frames_it_gave_and_library_noise_is_silenced(trained_run, tmp_path, capfd):
     """An AVI cut in half announces all its frames but ends early: say so. A cut MP4 (no index)
     cannot open: one line of ours, none of FFmpeg's ('moov atom not found')."""
@@ -193,6 +217,7 @@ def test_truncated_video_says_how_many_frames_it_gave_and_library_noise_is_silen
     done = len(json_lines(out))
     assert 0 < done < 12
     assert f"ended after {done} of the 12 frames its container announces" in err
+    assert all(line.startswith("regiondet: ") for line in err.strip().splitlines()), err  # no "[mjpeg] overread"
     assert main(["--quiet", "detect", str(whole), "--model", model]) == 0
     assert "announces" not in capfd.readouterr().err  # a whole file: no notice
     mp4 = tmp_path / "whole.mp4"

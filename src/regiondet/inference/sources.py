@@ -9,6 +9,7 @@ warning about a lens would come seconds late.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import threading
@@ -62,17 +63,25 @@ class VideoReader:
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         index, read = 0, 0
         announced = int(max(0.0, self.cap.get(cv2_module().CAP_PROP_FRAME_COUNT) or 0.0))
+        decoder = NativeMessages()
         try:
-            while self.cap.grab():
+            while decoder.call(self.cap.grab):
                 if index % self.stride == 0:  # frames between are grabbed, not decoded
-                    ok, frame = self.cap.retrieve()
+                    ok, frame = decoder.call(self.cap.retrieve)
                     if not ok:
                         break
                     read += 1
                     yield index, index / self.fps, np.ascontiguousarray(frame[:, :, ::-1])
                 index += 1
         finally:
-            self.cap.release()
+            decoder.call(self.cap.release)  # closing flushes the decoder's threads, which may complain too
+            decoder.close()
+        if decoder.calls_with_messages and read:
+            print(
+                f"regiondet: {self.source}: the decoder reported damage at {decoder.calls_with_messages} frame(s) "
+                "(a damaged or partly written video): detections there may be missing or wrong",
+                file=sys.stderr,
+            )
         if read == 0:
             raise UserError("no frame could be decoded (empty or corrupt video)", self.source)
         if index < announced - max(1, announced // 100):  # containers' counts may be off by a frame
@@ -90,7 +99,12 @@ def _open(source: str | Path):
     if not is_live(source) and not Path(source).is_file():  # a camera index counts as live
         raise UserError("video file not found", source)
     with _native_stderr_silenced():  # FFmpeg and OpenCV print their own lines for a bad source
-        cap = cv2.VideoCapture(camera if camera is not None else str(source))
+        if camera is not None or is_live(source):
+            cap = cv2.VideoCapture(camera if camera is not None else str(source))
+        else:  # a file decodes in the calling thread: what FFmpeg says of a frame is said during its read
+            cap = cv2.VideoCapture(str(source), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
+            if not cap.isOpened():  # a backend without that setting
+                cap = cv2.VideoCapture(str(source))
         opened = cap.isOpened()
     if not opened:
         if camera is not None:
@@ -117,6 +131,65 @@ def _native_stderr_silenced() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def _flush_c_streams() -> None:
+    """fflush(NULL): write out what C code has buffered in its stdio streams."""
+    if _LIBC is not None:
+        _LIBC.fflush(None)
+
+
+try:
+    _LIBC = ctypes.CDLL(None)
+except OSError:  # no C library to load by that name (Windows): stderr is unbuffered there
+    _LIBC = None
+
+
+class NativeMessages:
+    """What C libraries (FFmpeg through OpenCV) write to file descriptor 2 while a decoding call
+    runs, caught in a pipe and dropped instead of reaching the terminal line by line; the calls
+    that wrote anything are counted, so a damaged video gets one line of ours that says so.
+    Only the call itself is redirected: Python's own warnings between calls are untouched."""
+
+    def __init__(self) -> None:
+        self.calls_with_messages = 0
+        try:
+            self.saved = os.dup(2)
+            self.read_end, self.write_end = os.pipe()
+        except OSError:  # no descriptor 2 (a detached process): nothing to catch
+            self.read_end = None
+            return
+        os.set_blocking(self.read_end, False)
+        os.set_blocking(self.write_end, False)  # a full pipe drops the library's text, never blocks it
+
+    def call(self, fn: Callable):
+        if self.read_end is None:
+            return fn()
+        sys.stderr.flush()
+        os.dup2(self.write_end, 2)
+        try:
+            return fn()
+        finally:
+            _flush_c_streams()  # C stdio may hold the library's lines in a buffer until exit
+            os.dup2(self.saved, 2)
+            self.calls_with_messages += self._drain()
+
+    def _drain(self) -> bool:
+        wrote = False
+        while True:
+            try:
+                chunk = os.read(self.read_end, 1 << 16)
+            except BlockingIOError:
+                return wrote
+            if not chunk:
+                return wrote
+            wrote = True
+
+    def close(self) -> None:
+        if self.read_end is not None:
+            for fd in (self.read_end, self.write_end, self.saved):
+                os.close(fd)
+            self.read_end = None
 
 
 class LiveReader:
