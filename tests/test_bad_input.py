@@ -201,8 +201,32 @@ def test_voc_size_that_disagrees_with_its_image_stops_or_rescales_on_request(tmp
     assert (scaled.width, scaled.height) == (832, 832)
     assert abs(scaled.boxes - original.boxes * 2).max() < 1.0
     assert "boxes rescaled" in capsys.readouterr().err
-    with pytest.raises(UserError, match="voc SPECs only"):
+    with pytest.raises(UserError, match="voc and coco SPECs only"):
         load_spec(f"yolo:{PHONE_YAML}?rescale=1")
+
+
+def test_coco_image_size_that_disagrees_with_its_file_stops_or_rescales_on_request(tmp_path, capsys):
+    """A COCO entry that says 416x416 for an 832x832 JPEG (the VOC case, in JSON): one line naming
+    both sizes, or boxes scaled to the file with ?rescale=1."""
+    from PIL import Image
+
+    original = load_spec(f"voc:{CAMERA_VALID}?limit=1")[0]
+    Image.open(original.path).resize((832, 832)).save(tmp_path / "a.jpg")
+    x1, y1, x2, y2 = (float(v) for v in original.boxes[0])
+    data = {
+        "images": [{"id": 7, "file_name": "a.jpg", "width": 416, "height": 416}],
+        "categories": [{"id": 1, "name": "camera"}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1]}],
+    }
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(data))
+    assert main(["data", "stats", f"coco:{path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "image 7 (a.jpg) is 416x416 in the file but 832x832 on disk" in err[0], err
+    scaled = load_spec(f"coco:{path}?rescale=1")[0]
+    assert (scaled.width, scaled.height) == (832, 832)
+    assert abs(scaled.boxes[0] - original.boxes[0] * 2).max() < 1e-3
+    assert "boxes rescaled" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

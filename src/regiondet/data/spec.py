@@ -20,8 +20,9 @@ with .xml files -> voc. Options after '?':
                                             all); others may appear unboxed, so they are
                                             taught neither as objects nor as background and
                                             not scored on its images
-  rescale=1                                 voc: an XML whose <size> differs from its image's
-                                            has its boxes scaled to the image (default: an error)
+  rescale=1                                 voc, coco: an image whose annotated size differs
+                                            from the file's has its boxes scaled to the image
+                                            (default: an error)
   objects=some|none                         only the images with a (not ignored) box, or only
                                             those without, before skip and limit: a source's
                                             object-free photos as negatives, its others as objects
@@ -185,10 +186,10 @@ def load_spec(spec: str | Spec, report: LoadReport | None = None) -> list[Sample
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     own = report is None
     report = report or LoadReport()
-    if spec.rescale and spec.format != "voc":
-        raise UserError(f"rescale=1 applies to voc SPECs only: '{spec.text}'")
-    if spec.format == "voc":
-        samples = read_voc(spec.path, spec.extra, report, rescale=spec.rescale)
+    if spec.rescale and spec.format not in ("voc", "coco"):
+        raise UserError(f"rescale=1 applies to voc and coco SPECs only: '{spec.text}'")
+    if spec.format in ("voc", "coco"):
+        samples = READERS[spec.format](spec.path, spec.extra, report, rescale=spec.rescale)
     else:
         samples = READERS[spec.format](spec.path, spec.extra, report)
     if spec.part:

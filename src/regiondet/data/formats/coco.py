@@ -7,14 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
+from regiondet.data.images import image_size
 from regiondet.data.report import LoadReport, check_box
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
 from regiondet.io import atomic_write_text
 
 
-def read_coco(path: str, images_dir: str | None, report: LoadReport) -> list[Sample]:
-    """Read a COCO instances file; image file names are relative to images_dir (default: beside it)."""
+def read_coco(path: str, images_dir: str | None, report: LoadReport, rescale: bool = False) -> list[Sample]:
+    """Read a COCO instances file; image file names are relative to images_dir (default: beside it).
+    An image whose `width` x `height` differs from the file's own size is an error naming both
+    (boxes drawn on another resolution would silently miss), or with `rescale` its boxes are
+    scaled to the file, as read_voc does."""
     ann_path = Path(path)
     if not ann_path.is_file():
         raise UserError("COCO annotation file not found", ann_path)
@@ -38,6 +42,7 @@ def read_coco(path: str, images_dir: str | None, report: LoadReport) -> list[Sam
         by_image[a["image_id"]].append(a)
     samples = []
     for im in images:
+        width, height, scale = _image_size(im, root, ann_path, report, rescale)
         boxes, labels, ignore, polys = [], [], [], []
         for a in by_image[im["id"]]:
             try:
@@ -53,11 +58,14 @@ def read_coco(path: str, images_dir: str | None, report: LoadReport) -> list[Sam
                 polys.append(np.array(seg[0], np.float32).reshape(-1, 2))
             else:
                 polys.append(np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float32))
+        if scale is not None:
+            boxes = [[v * k for v, k in zip(b, scale * 2, strict=True)] for b in boxes]
+            polys = [p * np.array(scale, np.float32) for p in polys]
         samples.append(
             Sample(
                 root / im["file_name"],
-                int(im["width"]),
-                int(im["height"]),
+                width,
+                height,
                 np.array(boxes, np.float32).reshape(-1, 4),
                 labels,
                 np.array(ignore, bool),
@@ -65,6 +73,33 @@ def read_coco(path: str, images_dir: str | None, report: LoadReport) -> list[Sam
             )
         )
     return samples
+
+
+def _image_size(
+    im: dict, root: Path, ann_path: Path, report: LoadReport, rescale: bool
+) -> tuple[int, int, tuple[float, float] | None]:
+    """(width, height, box scale or None) of an image entry, checked against the file's header."""
+    try:
+        width, height = int(im["width"]), int(im["height"])
+    except (KeyError, TypeError, ValueError):
+        width = height = 0
+    image = root / str(im.get("file_name", ""))
+    try:
+        actual = image_size(image)
+    except UserError:  # a missing or unreadable image is reported where it is decoded
+        actual = (width, height)
+    if width <= 0 or height <= 0:
+        return actual[0], actual[1], None
+    if (width, height) == actual:
+        return width, height, None
+    if not rescale:
+        raise UserError(
+            f"image {im.get('id')!r} ({image.name}) is {width}x{height} in the file but {actual[0]}x{actual[1]} "
+            "on disk; fix the JSON, or read with SPEC option ?rescale=1 to scale its boxes to the image",
+            ann_path,
+        )
+    report.add("COCO images whose size differs from the file: boxes rescaled", str(image))
+    return actual[0], actual[1], (actual[0] / width, actual[1] / height)
 
 
 def _check_unique(ids: list, what: str, path: Path) -> None:
