@@ -248,3 +248,23 @@ def test_benchmark_alerts_on_clips_made_from_real_photos(tmp_path, capsys):
     assert res["lens_free_clips"] == 1 and res["lens_free_minutes"] == 30 / 10 / 60
     assert res["alerts_per_lens_free_minute"] == res["alerts_without_lens"] / res["lens_free_minutes"]
     assert "| lens clips with an alert while the lens is in view | 3 of 3 |" in capsys.readouterr().out
+
+
+def test_benchmark_alerts_at_several_scores_runs_the_model_once_and_agrees_with_single_runs(tmp_path, capsys):
+    """`--score 0.3 0.9`: the figures side by side, each equal to a run at that score alone."""
+    phones = "yolo:" + str(DATA / "phone-photos" / "cellphone" / "data.yaml") + ":test?labels=phone&skip=4&limit=2"
+    streets = f"icdar2015:{DATA / 'icdar2015'}?part=holdout&fraction=0.2&seed=0&limit=3"
+    argv = ["--quiet", "benchmark", "alerts", "--lens", phones, "--negatives", streets, "--runtime", "torch"]
+    both, single = tmp_path / "both.json", tmp_path / "single.json"
+    assert main([*argv, "--score", "0.3", "0.9", "--json", str(both)]) == 0
+    table = capsys.readouterr().out
+    assert "| score 0.3 | score 0.9 |" in table
+    assert main([*argv, "--score", "0.9", "--json", str(single)]) == 0
+    by_score = json.loads(both.read_text())["by_score"]
+    alone = json.loads(single.read_text())
+    timing = {"ms_per_frame_median"}
+    for key, value in by_score["0.9"].items():
+        if key not in timing:
+            assert alone[key] == value, key
+    assert by_score["0.3"]["lens_clips_alerted"] >= by_score["0.9"]["lens_clips_alerted"]
+    assert by_score["0.3"]["lens_clips_alerted"] == 2

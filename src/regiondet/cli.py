@@ -18,7 +18,12 @@ from pathlib import Path
 import torch
 import uvicorn
 
-from regiondet.benchmark.alerts import format_alerts, run_alert_benchmark
+from regiondet.benchmark.alerts import (
+    format_alerts,
+    format_alerts_by_score,
+    run_alert_benchmark,
+    run_alert_benchmarks,
+)
 from regiondet.benchmark.box_peers import PEERS as BOX_PEERS
 from regiondet.benchmark.boxes import format_box_table, run_box_benchmark
 from regiondet.benchmark.faces import FACE_METHODS, face_methods, format_face_benchmark, run_face_benchmark
@@ -340,17 +345,22 @@ def cmd_benchmark_boxes(a: argparse.Namespace) -> None:
 
 def cmd_benchmark_alerts(a: argparse.Namespace) -> None:
     _threads(a.threads)
-    det = Detector.load(a.model, a.score, runtime=a.runtime)
+    scores = a.score or [None]
+    det = Detector.load(a.model, scores[0], runtime=a.runtime)
     lens, negatives = load_eval_sets(det, a.lens, a.negatives, _class_map(a.class_map))
     if not negatives:
         raise UserError("--negatives: object-free scenes are needed between and without the lenses")
     rule = parse_alert(a.alert, a.alert_hold)
-    res = run_alert_benchmark(
-        det, lens, negatives, rule, fps=a.fps, progress=not a.quiet, long_clips=a.long_clips, seed=a.seed
-    )
-    res.update(model=a.model, runtime=det.runtime, lens_data=a.lens, negatives_data=a.negatives)
-    _save_json(a.json, res)
-    print(format_alerts(res))
+    options = dict(fps=a.fps, progress=not a.quiet, long_clips=a.long_clips, seed=a.seed)
+    about = dict(model=a.model, runtime=det.runtime, lens_data=a.lens, negatives_data=a.negatives)
+    if len(scores) == 1:
+        res = run_alert_benchmark(det, lens, negatives, rule, **options) | about | {"score": det.score}
+        _save_json(a.json, res)
+        print(format_alerts(res))
+        return
+    results = run_alert_benchmarks(det, scores, lens, negatives, rule, **options)
+    _save_json(a.json, {"by_score": {f"{s:g}": r for s, r in results.items()}, **about})
+    print(format_alerts_by_score(results))
 
 
 def cmd_benchmark_faces(a: argparse.Namespace) -> None:
@@ -626,7 +636,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ba.add_argument("--seed", type=int, default=0, help="which lens photos and clip lengths the long clips take")
     ba.add_argument("--fps", type=float, default=10.0, help="frames per second the clips stand for")
-    ba.add_argument("--score", type=score_value, help="score of a confident detection (default: the model's)")
+    ba.add_argument(
+        "--score",
+        type=score_value,
+        nargs="+",
+        help="score of a confident detection (default: the model's); several: side by side, the model run once",
+    )
     ba.add_argument("--class-map", action="append", default=[], metavar="SOURCE=CLASS", help="as in evaluate")
     ba.add_argument("--runtime", choices=RUNTIMES, default="auto", help="as in detect")
     ba.add_argument("--threads", type=count_value, help="CPU threads")

@@ -188,6 +188,55 @@ def _alert_starts(
     return starts, ms
 
 
+class Replay:
+    """A detector's answers recorded once, at `floor`, and given again in the same order: the
+    benchmark run again at another threshold without running the model again (the clips are
+    drawn the same way each time, so the n-th call is the same frame)."""
+
+    def __init__(self, detector: Detector, floor: float):
+        self.detector, self.floor = detector, floor
+        self.classes, self.runtime, self.score = detector.classes, detector.runtime, detector.score
+        self.answers: list = []
+        self.position: int | None = None  # None: recording
+
+    def at(self, score: float) -> Replay:
+        """Replay from the first frame, confident detections from `score` on."""
+        if score < self.floor:
+            raise ValueError(f"score {score} is below the recorded floor {self.floor}")
+        self.score = score
+        if self.answers:
+            self.position = 0
+        return self
+
+    def predict(self, frame, score: float | None = None):
+        wanted = self.score if score is None else score
+        if self.position is None:
+            pred = self.detector.predict(frame, score=self.floor)
+            self.answers.append(pred)
+        else:
+            pred = self.answers[self.position]
+            self.position += 1
+        return pred.above(max(wanted, self.floor))
+
+
+def run_alert_benchmarks(detector: Detector, scores: list[float], *args, **kwargs) -> dict[float, dict]:
+    """run_alert_benchmark at each of `scores`, the model run once (its answers replayed)."""
+    replay = Replay(detector, min(0.1, *scores))
+    return {score: run_alert_benchmark(replay.at(score), *args, **kwargs) for score in scores}
+
+
+def format_alerts_by_score(results: dict[float, dict]) -> str:
+    """The figures of several scores side by side, one column each."""
+    tables = {score: format_alerts(res).splitlines() for score, res in results.items()}
+    first = next(iter(tables.values()))
+    head = first[0].rsplit("|", 2)[0] + "| " + " | ".join(f"score {s:g}" for s in tables) + " |"
+    rows = [head, "|---|" + "---|" * len(tables)]
+    for i, line in enumerate(first[2:], 2):
+        label = line.rsplit("|", 2)[0]
+        rows.append(label + "| " + " | ".join(t[i].rsplit("|", 2)[1].strip() for t in tables.values()) + " |")
+    return "\n".join(rows)
+
+
 def format_alerts(res: dict) -> str:
     delay = res["frames_to_alert_median"]
     lines = [
