@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -98,14 +97,12 @@ def _open(source: str | Path):
     camera = camera_index(source)
     if not is_live(source) and not Path(source).is_file():  # a camera index counts as live
         raise UserError("video file not found", source)
-    with _native_stderr_silenced():  # FFmpeg and OpenCV print their own lines for a bad source
-        if camera is not None or is_live(source):
-            cap = cv2.VideoCapture(camera if camera is not None else str(source))
-        else:  # a file decodes in the calling thread: what FFmpeg says of a frame is said during its read
-            cap = cv2.VideoCapture(str(source), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
-            if not cap.isOpened():  # a backend without that setting
-                cap = cv2.VideoCapture(str(source))
+    quiet = NativeMessages()  # FFmpeg and OpenCV print their own lines for a bad source
+    try:
+        cap = quiet.call(lambda: _capture(cv2, source, camera))
         opened = cap.isOpened()
+    finally:
+        quiet.close()
     if not opened:
         if camera is not None:
             raise UserError(f"cannot open camera {camera} (no such device, or in use)")
@@ -114,23 +111,13 @@ def _open(source: str | Path):
     return cap, (fps if 0 < fps < 1000 else 25.0)
 
 
-@contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Send what C libraries write to file descriptor 2 to /dev/null for the block; Python's
-    own sys.stderr is flushed first and comes back after."""
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no descriptor 2 (a detached process): nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+def _capture(cv2, source: str | Path, camera: int | None):
+    """cv2.VideoCapture of a camera, a stream, or a file decoded in the calling thread (so what
+    FFmpeg says of a frame is said during its read)."""
+    if camera is not None or is_live(source):
+        return cv2.VideoCapture(camera if camera is not None else str(source))
+    cap = cv2.VideoCapture(str(source), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
+    return cap if cap.isOpened() else cv2.VideoCapture(str(source))  # a backend without that setting
 
 
 def _flush_c_streams() -> None:
