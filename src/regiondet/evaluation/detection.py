@@ -42,12 +42,12 @@ def _predict_all(
             p = detector.predict(pixels, score=0.0)
             sx, sy = s.width / pixels.shape[1], s.height / pixels.shape[0]
             boxes = p.boxes * np.array([sx, sy, sx, sy], np.float32)
-        classes = detector.classes
-        each_boxes, each_scores, each_ids = replace(p, boxes=boxes).per_class(classes)
+        scaled = replace(p, boxes=boxes)
+        each_boxes, each_scores, each_ids = scaled.per_class(detector.classes)
         preds.append({"boxes": each_boxes, "scores": each_scores, "labels": each_ids})
         seconds.append(p.seconds)
         if saved is not None:
-            saved.append(detection_line(s, replace(p, boxes=boxes)))
+            saved.append(detection_line(s, scaled))
     return preds, seconds
 
 
