@@ -79,6 +79,9 @@ class Settings:
     runtime: str = "auto"  # ONNX Runtime for box models when installed (Detector.load)
 
 
+TOKEN_REQUIRED = "a token is required: Authorization: Bearer TOKEN or ?token="
+
+
 @dataclass
 class Worker:
     """The loaded detectors and the queue in front of them: one detection at a time (a CPU has no
@@ -87,10 +90,14 @@ class Worker:
 
     settings: Settings
     detectors: dict[str, Detector] = field(default_factory=dict)
-    waiting: int = 0  # requests and live frames, running or waiting (shown by /healthz)
     busy: bool = False
     lanes: dict[bool, deque] = field(default_factory=lambda: {True: deque(), False: deque()})  # live?
     counts: dict[bool, int] = field(default_factory=lambda: {True: 0, False: 0})
+
+    @property
+    def waiting(self) -> int:
+        """Requests and live frames, running or waiting (shown by /healthz)."""
+        return self.counts[True] + self.counts[False]
 
     def available(self) -> list[dict]:
         """The models a client may pick: the service's own, and every installed shipped model."""
@@ -119,7 +126,6 @@ class Worker:
         if self.counts[live] >= self.settings.queue:
             raise Busy
         self.counts[live] += 1
-        self.waiting += 1
         try:
             await self._turn(self.lanes[live])
             try:
@@ -128,7 +134,6 @@ class Worker:
                 self._hand_on()
         finally:
             self.counts[live] -= 1
-            self.waiting -= 1
 
     async def _turn(self, lane: deque) -> None:
         if not self.busy:
@@ -251,7 +256,7 @@ def create_app(settings: Settings) -> FastAPIOffline:
     async def guard(request: Request, call_next):
         public = request.url.path.startswith(PUBLIC_PREFIXES) or request.url.path in PUBLIC_PATHS
         if not public and not _token_ok(_given_token(request.headers, request.query_params), settings.token):
-            return JSONResponse({"error": "a token is required: Authorization: Bearer TOKEN or ?token="}, 401)
+            return JSONResponse({"error": TOKEN_REQUIRED}, 401)
         return await call_next(request)
 
     @app.exception_handler(ApiError)
@@ -318,7 +323,7 @@ def create_app(settings: Settings) -> FastAPIOffline:
         detected: the newest frame each time the model is free, the ones in between dropped.
         `alert` K/N starts a lens's alert, which ends after `hold` seconds out of view."""
         if not _token_ok(_given_token(ws.headers, ws.query_params), settings.token):
-            await refuse(ws, 401, "a token is required: Authorization: Bearer TOKEN or ?token=")
+            await refuse(ws, 401, TOKEN_REQUIRED)
             return
         await ws.accept()
         try:
