@@ -127,6 +127,17 @@ def test_fine_tune_from_a_model_with_other_classes(tmp_path, capsys, trained_run
     assert "ft.yaml" in capsys.readouterr().err
 
 
+def test_fine_tune_refuses_a_trunk_made_under_other_padding_rules(tmp_path, capsys, trained_run):
+    """A checkpoint of a PyTorch-padded trunk fine-tuned as a TensorFlow-padded one (model.weights:
+    coco-ssd) would start from shifted features: refused before any data loads, naming both rules."""
+    cfg = tiny_config(tmp_path / "ft", epochs=1, steps_per_epoch=1, init=str(trained_run / "best.pt"))
+    cfg["model"]["weights"] = "coco-ssd"
+    assert main(["--quiet", "train", str(write_config(tmp_path / "ft.yaml", cfg))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "best.pt" in err[0] and "TensorFlow padding" in err[0] and "PyTorch padding" in err[0]
+    assert not (tmp_path / "ft" / "last.pt").exists()
+
+
 def test_select_picks_best_by_one_class_and_logs_each_class(tmp_path, capsys):
     """With two classes the per-class AP is logged each epoch, and `train.select: ap50:camera`
     makes best.pt the epoch with the best camera AP, whatever the mean does."""

@@ -33,7 +33,8 @@ from regiondet.errors import Stopped, UserError
 from regiondet.evaluation.scoring import evaluate_model
 from regiondet.inference.predictor import Detector
 from regiondet.io import atomic_write_text
-from regiondet.models.checkpoint import load_matching, load_model_state, read_checkpoint, save_checkpoint
+from regiondet.models.backbones import trunk_rules
+from regiondet.models.checkpoint import config_of, load_matching, load_model_state, read_checkpoint, save_checkpoint
 from regiondet.models.faster_rcnn import build_model
 from regiondet.models.zoo import resolve_model_path
 
@@ -193,12 +194,13 @@ class Trainer:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         _seed_everything(cfg.train.seed + info.rank)
+        init = None if state is not None or not cfg.train.init else self._read_init(cfg.train.init)
         train_set, self.val, self.val_neg = load_sets(cfg)
         self.model = build_model(cfg.model, load_weights=state is None).to(info.device)
         if state is not None:
             load_model_state(self.model, state["model"], self.last)
-        elif cfg.train.init:
-            self._init_from(cfg.train.init)
+        elif init is not None:
+            self._init_from(*init)
         if info.main:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -235,9 +237,18 @@ class Trainer:
                 _set_numpy_state(state["numpy_rng"])
                 random.setstate(state["python_rng"])
 
-    def _init_from(self, name: str) -> None:
+    def _read_init(self, name: str) -> tuple[Path, dict]:
+        """train.init's checkpoint, read before the data: a trunk made under other padding rules
+        than this config's would be fine-tuned from features that no longer mean anything."""
         path = resolve_model_path(name)
-        loaded, skipped = load_matching(self.model, read_checkpoint(path)["model"], path)
+        ckpt = read_checkpoint(path)
+        theirs, ours = trunk_rules(config_of(ckpt, path).model), trunk_rules(self.cfg.model)
+        if theirs != ours:
+            raise UserError(f"train.init was trained with {theirs}; this config builds {ours}: set model.weights as it was", path)
+        return path, ckpt
+
+    def _init_from(self, path: Path, ckpt: dict) -> None:
+        loaded, skipped = load_matching(self.model, ckpt["model"], path)
         if self.info.main:
             more = f"; new: {', '.join(skipped[:4])}{' ...' if len(skipped) > 4 else ''}" if skipped else ""
             print(f"regiondet: init from {path}: {loaded} tensors{more}", file=sys.stderr)

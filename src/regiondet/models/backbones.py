@@ -190,6 +190,15 @@ def _fpn_features(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) 
     return features
 
 
+def trunk_rules(cfg: ModelConfig) -> str:
+    """How the trunk's convolutions pad and its batch norm divides: set by the weights it was
+    made for (TensorFlow's SAME padding and eps 1e-3 for `coco-ssd`), not by the tensors loaded.
+    Fine-tuning a checkpoint under other rules shifts every feature map."""
+    if cfg.weights == "coco-ssd" and cfg.backbone in ("mobilenet_v2_fpn", "mobilenet_v3_fpn", "vgg16_fpn"):
+        return "TensorFlow padding (model.weights: coco-ssd)"
+    return "PyTorch padding"
+
+
 def fpn_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> Trunk:
     """MobileNetV2 / V3-Large or VGG16-BN features with a 256-channel FPN on the ends of the
     cfg.fpn_strides stages, plus a pooled level.
