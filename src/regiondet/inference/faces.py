@@ -33,10 +33,17 @@ NO_FACE_DETECTOR = (
 )
 # the largest side a frame is read at for faces (CenterFace's cost grows with the pixels)
 MAX_SIDE = 1920
-# CenterFace reads a photo at its size and at twice it (faces of 10-30 px are found at twice);
-# a video frame at its size only, since the second reading costs four times the first on every
-# frame and the faces a video shows recognisably are found at the first
-PHOTO_SCALES, VIDEO_SCALES = (1.0, 2.0), (1.0,)
+# CenterFace reads a photo at half its size, at its size and at twice it: faces of 10-30 px are
+# found at twice; at half, large faces it misses at full size when they are stretched, cut by
+# the frame or turned (on the WIDER photos: faces of 32 px and more hidden 95.9 % -> 98.3 %, at
+# a quarter of one reading's cost). A video frame is read at its size only, since the second
+# reading costs four times the first on every frame and the faces a video shows recognisably
+# are found at the first.
+PHOTO_SCALES, VIDEO_SCALES = (0.5, 1.0, 2.0), (1.0,)
+# a reading below the image's size adds only faces this large at that reading (20 px at half
+# size: faces of 40 px and more); smaller ones there are mostly texture, and the full-size
+# reading finds them better
+SMALLEST_WHEN_SHRUNK = 20.0
 # score a face box needs by its size (sqrt of its area, px): a recognisable face is blurred on
 # weak evidence (a false blur costs a little background), a face too small to recognise only on
 # strong evidence (crowds otherwise get dozens of blurs on nothing). Chosen on the 100 WIDER FACE
@@ -106,6 +113,9 @@ class CenterFace:
         for scale in scales:
             scale = min(scale, MAX_SIDE / max(h, w)) if scale > 1 else scale
             b, s = self._at(rgb, scale)
+            if scale < 1:
+                keep = face_size(b) * scale >= SMALLEST_WHEN_SHRUNK
+                b, s = b[keep], s[keep]
             boxes.append(b)
             scores.append(s)
         b, s = np.concatenate(boxes), np.concatenate(scores)
