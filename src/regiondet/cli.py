@@ -26,7 +26,13 @@ from regiondet.benchmark.alerts import (
 )
 from regiondet.benchmark.box_peers import PEERS as BOX_PEERS
 from regiondet.benchmark.boxes import format_box_table, run_box_benchmark
-from regiondet.benchmark.faces import FACE_METHODS, face_methods, format_face_benchmark, run_face_benchmark
+from regiondet.benchmark.faces import (
+    FACE_METHODS,
+    default_face_methods,
+    face_methods,
+    format_face_benchmark,
+    run_face_benchmark,
+)
 from regiondet.benchmark.speed import (
     baseline_benchmark,
     format_speed,
@@ -368,7 +374,8 @@ def cmd_benchmark_faces(a: argparse.Namespace) -> None:
     samples = [x for spec in a.data for x in load_spec(spec)]
     if not samples:
         raise UserError(f"no labelled photos in {', '.join(a.data)}")
-    res = run_face_benchmark(face_methods(a.methods, a.threads), samples, progress=not a.quiet)
+    methods = face_methods(a.methods or default_face_methods(), a.threads)
+    res = run_face_benchmark(methods, samples, progress=not a.quiet)
     _save_json(a.json, {"data": a.data, "methods": res})
     table = format_face_benchmark(res)
     if a.markdown:
@@ -650,7 +657,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bf = b.add_parser("faces", help="the face blur and its peers: faces hidden by size, false blurs, ms/photo")
     bf.add_argument("--data", action="append", required=True, metavar="SPEC", help="photos with every face boxed")
-    bf.add_argument("--methods", nargs="+", default=list(FACE_METHODS), help=f"any of {', '.join(FACE_METHODS)}")
+    bf.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help=f"any of {', '.join(FACE_METHODS)} (default: all this installation can run; mtcnn needs facenet-pytorch)",
+    )
     bf.add_argument("--threads", type=count_value, help="CPU threads for every method")
     bf.add_argument("--json", help="write all figures here")
     bf.add_argument("--markdown", help="write the table here")

