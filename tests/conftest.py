@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -97,3 +103,31 @@ def trained_run(tmp_path_factory) -> Path:
     cfg = write_config(tmp / "tiny.yaml", tiny_config(tmp / "out"))
     assert main(["--quiet", "train", str(cfg)]) == 0
     return tmp / "out"
+
+
+def start_service(cwd: Path | None = None, wait_s: float = 60.0) -> tuple[subprocess.Popen, str]:
+    """`regiondet serve` in its own process on a free port, as a user starts it; returns once
+    /healthz answers (its model loaded), or raises with the service's own error output."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regiondet.cli", "serve", "--port", str(port), "--threads", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            urllib.request.urlopen(url + "healthz", timeout=1)
+            return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode()) from None
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"regiondet serve did not answer within {wait_s:.0f} s") from None
+            time.sleep(0.25)

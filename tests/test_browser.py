@@ -8,13 +8,7 @@ while the phone is in view and drop it after. Screenshots are kept in test-artif
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -22,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DATA, ICDAR, ROOT
+from conftest import DATA, ICDAR, ROOT, start_service
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -41,31 +35,10 @@ FLAGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     """`regiondet serve` in its own process, as a user starts it."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "regiondet.cli", "serve", "--port", str(port), "--threads", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url + "healthz", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode()) from None
-            time.sleep(0.5)
+    proc, url = start_service()
     yield url
     proc.terminate()
     proc.wait(timeout=20)

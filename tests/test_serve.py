@@ -9,8 +9,6 @@ import json
 import logging
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,7 +25,7 @@ from starlette.testclient import WebSocketDenialResponse
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import CAMERA_VALID, DATA, ICDAR
+from conftest import CAMERA_VALID, DATA, ICDAR, start_service
 from regiondet.cli import main
 from regiondet.serve.app import Settings, create_app
 
@@ -377,23 +375,9 @@ def test_serve_on_a_port_in_use_is_one_line_before_the_model_loads(capsys, monke
 def test_ctrl_c_stops_the_service_with_one_line(tmp_path):
     """`regiondet serve` as a user runs it: Ctrl-C ends it with "interrupted" and code 130 (no
     traceback), having served a request first."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "regiondet.cli", "serve", "--port", str(port), "--threads", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-    )
+    proc, url = start_service(cwd=tmp_path)
     try:
-        for _ in range(240):
-            try:
-                answer = httpx.post(f"http://127.0.0.1:{port}/v1/detect", content=camera_photo(), timeout=30)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stderr.read().decode()
-                time.sleep(0.25)
+        answer = httpx.post(url + "v1/detect", content=camera_photo(), timeout=30)
         assert answer.status_code == 200
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
