@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -105,6 +106,12 @@ def trained_run(tmp_path_factory) -> Path:
     return tmp / "out"
 
 
+def _interruptible() -> None:
+    """In the child: Ctrl-C as a terminal delivers it, even when the tests run in the background
+    (a shell starts background jobs with SIGINT ignored, and a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_service(cwd: Path | None = None, wait_s: float = 60.0) -> tuple[subprocess.Popen, str]:
     """`regiondet serve` in its own process on a free port, as a user starts it; returns once
     /healthz answers (its model loaded), or raises with the service's own error output."""
@@ -117,6 +124,7 @@ def start_service(cwd: Path | None = None, wait_s: float = 60.0) -> tuple[subpro
         stderr=subprocess.PIPE,
         cwd=cwd,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=_interruptible,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + wait_s
