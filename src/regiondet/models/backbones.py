@@ -180,7 +180,7 @@ def _fpn_features(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) 
         net = torchvision.models.__dict__[name]
         norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
         features = net(norm_layer=norm).features
-    if cfg.weights == "coco-ssd":  # TensorFlow-trained: its padding and batch-norm epsilon, always
+    if tensorflow_rules(cfg):  # TensorFlow-trained: its padding and batch-norm epsilon, always
         use_tf_same_padding(features)
         for m in features.modules():
             if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)):
@@ -190,13 +190,16 @@ def _fpn_features(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) 
     return features
 
 
+def tensorflow_rules(cfg: ModelConfig) -> bool:
+    """Whether the trunk pads and normalises as TensorFlow (SAME padding, batch-norm eps 1e-3):
+    set by the weights it was made for (`coco-ssd`), not by the tensors loaded into it."""
+    return cfg.weights == "coco-ssd" and cfg.backbone in ("mobilenet_v2_fpn", "mobilenet_v3_fpn", "vgg16_fpn")
+
+
 def trunk_rules(cfg: ModelConfig) -> str:
-    """How the trunk's convolutions pad and its batch norm divides: set by the weights it was
-    made for (TensorFlow's SAME padding and eps 1e-3 for `coco-ssd`), not by the tensors loaded.
-    Fine-tuning a checkpoint under other rules shifts every feature map."""
-    if cfg.weights == "coco-ssd" and cfg.backbone in ("mobilenet_v2_fpn", "mobilenet_v3_fpn", "vgg16_fpn"):
-        return "TensorFlow padding (model.weights: coco-ssd)"
-    return "PyTorch padding"
+    """The trunk's padding rules in words: fine-tuning a checkpoint under other rules shifts every
+    feature map."""
+    return "TensorFlow padding (model.weights: coco-ssd)" if tensorflow_rules(cfg) else "PyTorch padding"
 
 
 def fpn_trunk(cfg: ModelConfig, state: State, source: str, frozen_bn: bool) -> Trunk:
