@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from urllib.parse import urlparse
 
 import cv2
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import DATA, ICDAR, ROOT, start_service
+from regiondet.inference.predictor import Detector
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -80,7 +82,7 @@ def test_dropping_a_photo_draws_its_boxes(server):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page()
-        page.goto(server)
+        page.goto(server + "?run=server")
         page.wait_for_selector("#model option", state="attached")
         page.set_input_files("#file", str(photo))
         page.wait_for_selector("#detections li", timeout=30_000)
@@ -98,7 +100,7 @@ def test_labels_of_neighbouring_boxes_do_not_cover_each_other(server):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 390, "height": 844})
-        page.goto(server)
+        page.goto(server + "?run=server")
         page.wait_for_selector("#model option", state="attached")
         page.fill("#score", "0.1")
         page.set_input_files("#file", str(ROOT / "samples" / "camera_desk.jpg"))
@@ -129,7 +131,7 @@ def test_the_webcam_alert_follows_the_phone_in_and_out_of_view(server, tmp_path)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
         page = browser.new_page()
-        page.goto(server)
+        page.goto(server + "?run=server")
         page.wait_for_selector("#model option", state="attached")
         page.click("#webcam")
         page.wait_for_selector("#alert", state="visible", timeout=30_000)
@@ -154,7 +156,7 @@ def test_at_phone_width_the_page_fits_and_an_error_clears_the_old_photo(server, 
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 390, "height": 844})
-        page.goto(server)
+        page.goto(server + "?run=server")
         page.wait_for_selector("#model option", state="attached")
         page.set_input_files("#file", str(portrait))
         page.wait_for_selector("#detections li", timeout=30_000)
@@ -168,3 +170,38 @@ def test_at_phone_width_the_page_fits_and_an_error_clears_the_old_photo(server, 
         assert page.locator("#detections li").count() == 0 and not page.locator("#alert").is_visible()
         page.screenshot(path=str(ARTIFACTS / "page_phone_error.png"), full_page=True)
         browser.close()
+
+
+def test_on_this_device_the_page_finds_what_detect_finds_and_sends_no_image(server):
+    """Device mode: the model runs in the page (ONNX Runtime Web, WebAssembly); on the samples
+    its boxes are detect's within 1 px and its scores within 0.01, and the browser sends nothing
+    but GET requests for the page, the runtime, the model list and the model."""
+    samples = sorted((ROOT / "samples").glob("*.jpg"))
+    detector = Detector.load("default")
+    want = {p.name: detector.predict(p).to_json() for p in samples}
+    requests, got = [], {}
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        page.on("request", lambda r: requests.append(r))
+        page.goto(server + "?run=device")
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('ready')", timeout=120_000)
+        assert "on this device" in page.locator("#status").inner_text()
+        for photo in samples:
+            page.evaluate("document.querySelector('#view').dataset.result = ''")
+            page.set_input_files("#file", str(photo))
+            page.wait_for_function("document.querySelector('#view').dataset.result", timeout=60_000)
+            got[photo.name] = json.loads(page.locator("#view").get_attribute("data-result"))
+        page.screenshot(path=str(ARTIFACTS / "page_device_photo.png"))
+        browser.close()
+    for name, line in want.items():
+        page_line = got[name]
+        assert page_line["labels"] == line["labels"], (name, page_line, line)
+        if line["boxes"]:
+            assert np.abs(np.array(page_line["boxes"]) - np.array(line["boxes"])).max() <= 1, name
+            assert np.abs(np.array(page_line["scores"]) - np.array(line["scores"])).max() <= 0.01, name
+    assert sum(len(line["labels"]) for line in want.values()) >= 5
+    assert {r.method for r in requests} == {"GET"} and all(r.post_data is None for r in requests)
+    paths = {urlparse(r.url).path for r in requests}
+    assert not any(path.startswith(("/v1/detect", "/v1/live")) for path in paths), paths
+    assert "/v1/device/default/detector.onnx" in paths

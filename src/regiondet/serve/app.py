@@ -37,6 +37,7 @@ from regiondet.inference.predictor import Detector
 from regiondet.inference.tracking import DEFAULT_HOLD_S, AlertTracker
 from regiondet.inference.video import new_tracker, parse_alert, track_frame
 from regiondet.models.zoo import MODELS, shipped_path
+from regiondet.serve.device import DEVICE_FILES, DeviceModel, device_model
 
 MB = 1024 * 1024
 # an upload must keep arriving (a chunk at least every READ_IDLE_S) and be done in READ_TOTAL_S
@@ -79,6 +80,8 @@ class Settings:
     runtime: str = "auto"  # ONNX Runtime for box models when installed (Detector.load)
 
 
+# Cross-origin isolation (every response): WebAssembly threads need SharedArrayBuffer
+ISOLATED = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
 TOKEN_REQUIRED = "a token is required: Authorization: Bearer TOKEN or ?token="
 
 
@@ -93,6 +96,8 @@ class Worker:
     busy: bool = False
     lanes: dict[bool, deque] = field(default_factory=lambda: {True: deque(), False: deque()})  # live?
     counts: dict[bool, int] = field(default_factory=lambda: {True: 0, False: 0})
+    devices: dict[str, DeviceModel] = field(default_factory=dict)  # the page's graphs, made once per model
+    making: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def waiting(self) -> int:
@@ -119,6 +124,22 @@ class Worker:
         if name not in self.detectors:
             self.detectors[name] = Detector.load(name, score=self.settings.score, runtime=self.settings.runtime)
         return self.detectors[name]
+
+    async def device(self, name: str | None) -> DeviceModel:
+        """A model's graphs and settings for the page's device mode, made on first request (a
+        few seconds: the checkpoint exported to ONNX in memory) and kept; the score is the one
+        the service detects at."""
+        name = name or self.settings.model
+        det = self.detector(name)
+        async with self.making:
+            if name not in self.devices:
+                try:
+                    made = await run_in_threadpool(device_model, name)
+                except UserError as e:
+                    raise ApiError(400, str(e)) from None
+                made.settings["score"] = det.score
+                self.devices[name] = made
+        return self.devices[name]
 
     async def run(self, fn, *args, live: bool = False):
         """fn(*args) in a thread once the model is free and no live frame (for an upload: nor an
@@ -257,7 +278,10 @@ def create_app(settings: Settings) -> FastAPIOffline:
         public = request.url.path.startswith(PUBLIC_PREFIXES) or request.url.path in PUBLIC_PATHS
         if not public and not _token_ok(_given_token(request.headers, request.query_params), settings.token):
             return JSONResponse({"error": TOKEN_REQUIRED}, 401)
-        return await call_next(request)
+        response = await call_next(request)
+        # cross-origin isolated: the page may run ONNX Runtime Web with threads (SharedArrayBuffer)
+        response.headers.update(ISOLATED)
+        return response
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, e: ApiError):
@@ -336,6 +360,26 @@ def create_app(settings: Settings) -> FastAPIOffline:
             return
         await _live_loop(ws, worker, det, score, new_tracker(det, rule, score), limit)
 
+    @app.get(
+        "/v1/device/{model}/{file}",
+        summary="A box model's graphs for the page's device mode (ONNX Runtime Web) and their settings",
+        description=(
+            "`settings.json` (classes, score, read size, post-processing settings), `detector.onnx` "
+            "and `verifier.onnx`: made from the model's checkpoint on first request. The graphs take "
+            "the frame as RGBA bytes (height x width x 4); see regiondet/serve/static/device.js."
+        ),
+    )
+    async def device(model: str, file: str) -> Response:
+        if file not in DEVICE_FILES:
+            raise ApiError(404, f"no device file '{file}' (one of {', '.join(DEVICE_FILES)})")
+        made = await worker.device(model)
+        if file == "settings.json":
+            return JSONResponse({"model": model, **made.settings}, headers={"Cache-Control": "no-cache"})
+        graph = made.detector if file == "detector.onnx" else made.verifier
+        if graph is None:
+            raise ApiError(404, f"model '{model}' has no crop verifier")
+        return Response(graph, media_type="application/octet-stream", headers={"Cache-Control": "no-cache"})
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(_static("index.html"))
@@ -343,6 +387,19 @@ def create_app(settings: Settings) -> FastAPIOffline:
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
         return Response(status_code=204)
+
+    @app.get("/static/ort/{name}", include_in_schema=False)
+    async def runtime(name: str) -> Response:
+        """ONNX Runtime Web's files (vendored: static/ort/VERSION.json)."""
+        kinds = {".mjs": "text/javascript", ".wasm": "application/wasm"}
+        suffix = Path(name).suffix
+        if suffix not in kinds or "/" in name or name.startswith("."):
+            raise ApiError(404, "not found")
+        try:
+            data = (resources.files(STATIC) / "ort" / name).read_bytes()
+        except FileNotFoundError:
+            raise ApiError(404, "not found") from None
+        return Response(data, media_type=kinds[suffix], headers={"Cache-Control": "no-cache"})
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> Response:

@@ -1,17 +1,21 @@
-// regiondet's page: an image goes to POST /v1/detect; a video or the webcam streams JPEG frames
-// over the WebSocket /v1/live, one frame in flight at a time, so the boxes are always of a
-// recent frame. Nothing is stored, here or on the server.
+// regiondet's page. On this device (box models): the model runs in the page (device.js, ONNX
+// Runtime Web), and no image or frame leaves the browser. On the server: an image goes to
+// POST /v1/detect; a video or the webcam streams JPEG frames over the WebSocket /v1/live, one
+// frame in flight at a time, so the boxes are always of a recent frame. Nothing is stored,
+// here or on the server.
 "use strict";
 
 const token = new URLSearchParams(location.search).get("token");
 const $ = (id) => document.getElementById(id);
-const view = $("view"), ctx = view.getContext("2d"), video = $("video");
+const view = $("view"), ctx = view.getContext("2d", { willReadFrequently: true }), video = $("video");
 const COLOURS = { camera: "#e53935", phone: "#fb8c00", text: "#43a047" };
 let live = null;        // {ws, stream, timer}
 let last = null;        // the newest detections, in the sent frame's pixels
 let still = null;       // the image shown when not live
 let current = null;     // the file shown (an image or a video), re-run when the model changes
 let alertOn = false;    // the banner's state: a lens's alert episode is on
+let device = null;      // {model, detector}: the model loaded into the page, for "on this device"
+let devicePending = null;  // the load in progress: {model, promise}
 
 function api(path) {
   const url = new URL(path, location.href);
@@ -20,6 +24,53 @@ function api(path) {
 }
 
 function status(text) { $("status").textContent = text; }
+
+function onDevice() { return $("where").value === "device"; }
+
+async function deviceBytes(model, file) {
+  const res = await fetch(api(`v1/device/${encodeURIComponent(model)}/${file}`));
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    throw new Error(body.error || `${file}: ${res.status}`);
+  }
+  return file.endsWith(".json") ? res.json() : new Uint8Array(await res.arrayBuffer());
+}
+
+// The model of the list loaded into the page (once per model): its graphs and settings from the
+// server, run by ONNX Runtime Web from then on.
+async function deviceModel() {
+  const model = $("model").value;
+  if (device && device.model === model) return device.detector;
+  if (!devicePending || devicePending.model !== model) {
+    status(`loading ${model} onto this device...`);
+    const promise = (async () => {
+      const { DeviceDetector } = await import("./device.js")  // beside this script;
+      const settings = await deviceBytes(model, "settings.json");
+      const threads = Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
+      return DeviceDetector.load((file) => deviceBytes(model, file), settings, threads);
+    })();
+    devicePending = { model, promise };
+  }
+  const pending = devicePending;
+  try {
+    const detector = await pending.promise;
+    device = { model: pending.model, detector };
+    return detector;
+  } finally {
+    if (devicePending === pending) devicePending = null;
+  }
+}
+
+function whereText() {
+  if (!onDevice()) return "on the server";
+  const threads = device ? device.detector.threads : 1;
+  return `on this device (WebAssembly, ${threads} thread${threads === 1 ? "" : "s"})`;
+}
+
+function scoreAsked() {
+  const score = parseFloat($("score").value);
+  return Number.isNaN(score) ? undefined : score;
+}
 
 function query() {
   const q = new URLSearchParams({ model: $("model").value });
@@ -52,7 +103,19 @@ async function loadModels() {
     const opt = new Option(`${m.name}: ${m.about}`, m.name, m.default, m.default);
     $("model").add(opt);
   }
-  status("ready: drop an image or a video, or use the webcam");
+  // where the model runs: ?run=device|server in the address, else the last choice, else the device
+  const saved = new URLSearchParams(location.search).get("run") || localStorage.getItem("regiondet-where");
+  if (saved === "server" || saved === "device") $("where").value = saved;
+  if (onDevice()) {
+    try {
+      await deviceModel();
+    } catch (err) {
+      $("where").value = "server";
+      status(`on the server: this device cannot run the model (${err.message})`);
+      return;
+    }
+  }
+  status(`ready, ${whereText()}: drop an image or a video, or use the webcam`);
 }
 
 function drawDetections(result, sx, sy) {
@@ -138,8 +201,34 @@ function timeline(events) {
   }
 }
 
+// An image detected in the page: drawn at its own size, read back as RGBA, nothing sent.
+async function detectOnDevice(file) {
+  // the file's own pixels, as regiondet reads them: upright (EXIF), no colour-profile conversion
+  const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none" }).catch(() => null);
+  if (!bitmap) { clearView(); status(`${file.name}: not an image this browser can read`); return; }
+  let detector;
+  try {
+    detector = await deviceModel();
+  } catch (err) { clearView(); status(`cannot run on this device: ${err.message}`); return; }
+  status(`detecting on ${file.name} ${whereText()}...`);
+  view.width = bitmap.width; view.height = bitmap.height;
+  ctx.drawImage(bitmap, 0, 0);
+  still = bitmap;
+  const body = await detector.detect(ctx.getImageData(0, 0, view.width, view.height), scoreAsked());
+  showResult(file, body, device.model);
+}
+
+function showResult(file, body, model) {
+  drawDetections(body, 1, 1);
+  view.dataset.result = JSON.stringify(body); // what was found (the browser tests read it)
+  $("alert").textContent = alertText(body.labels);
+  showAlert(alertText(body.labels) !== "");
+  status(`${file.name}: ${body.labels.length} found in ${body.ms} ms (${model}, ${whereText()})`);
+}
+
 async function detectImage(file) {
   stopLive();
+  if (onDevice()) return detectOnDevice(file);
   const bitmap = await createImageBitmap(file).catch(() => null);
   status(`detecting on ${file.name}...`);
   const res = await fetch(api("v1/detect?" + query()), { method: "POST", body: file });
@@ -150,10 +239,7 @@ async function detectImage(file) {
     ctx.drawImage(bitmap, 0, 0);
     still = bitmap;
   }
-  drawDetections(body, 1, 1);
-  $("alert").textContent = alertText(body.labels);
-  showAlert(alertText(body.labels) !== "");
-  status(`${file.name}: ${body.labels.length} found in ${body.ms} ms (${body.model})`);
+  showResult(file, body, body.model);
 }
 
 function frameLoop() {
@@ -242,6 +328,14 @@ $("file").addEventListener("change", (e) => {
   e.target.value = "";  // picking the same file again runs it again
 });
 $("model").addEventListener("change", () => { if (current && !live) useFile(current); });
+$("where").addEventListener("change", async () => {
+  localStorage.setItem("regiondet-where", $("where").value);
+  stopLive();
+  if (onDevice()) {
+    try { await deviceModel(); } catch (err) { status(`cannot run on this device: ${err.message}`); return; }
+  }
+  if (current) useFile(current); else status(`ready, ${whereText()}`);
+});
 $("webcam").addEventListener("click", async () => {
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });

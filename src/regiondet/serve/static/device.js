@@ -1,0 +1,153 @@
+// A box model run in the page itself (ONNX Runtime Web, WebAssembly): no frame leaves the device.
+// The server makes the graphs from its checkpoint (regiondet/serve/device.py); this file does
+// what Detector.predict does around them, step for step, so the page's boxes are the CLI's:
+// the read size (scale_of), the crop verifier's product, one box per object (merged_classes),
+// nested boxes (nested_boxes), the score. The runtime's files come from the server too.
+import * as ort from "./ort/ort.wasm.min.mjs";
+
+const f32 = Math.fround;
+
+// torchvision's resize: the factor for a height x width image at (shorter side, cap on the longer)
+export function readSize(height, width, minSize, maxSize) {
+  const scale = Math.min(minSize / Math.min(height, width), maxSize / Math.max(height, width));
+  return [Math.floor(height * scale), Math.floor(width * scale)];
+}
+
+function area(b) { return Math.max(0, b[2] - b[0]) * Math.max(0, b[3] - b[1]); }
+
+function iou(a, b) {
+  const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
+  const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
+  const inter = w * h;
+  return inter / (area(a) + area(b) - inter);
+}
+
+// torchvision.ops.nms: best score first, a box dropped when its IoU with a kept one is > thresh
+export function nms(boxes, scores, thresh) {
+  const order = scores.map((s, i) => i).sort((i, j) => scores[j] - scores[i] || i - j);
+  const kept = [], dropped = new Set();
+  for (const i of order) {
+    if (dropped.has(i)) continue;
+    kept.push(i);
+    for (const j of order) if (!dropped.has(j) && j !== i && iou(boxes[i], boxes[j]) > thresh) dropped.add(j);
+  }
+  return kept;
+}
+
+// merged_classes: which boxes stay when boxes of different classes overlap at `thresh` or more,
+// and each box's score for every class (a kept box also carries the best score of each other
+// class among the boxes it stands for)
+export function mergedClasses(boxes, scores, labels, numClasses, thresh) {
+  const n = boxes.length;
+  const perClass = boxes.map((b, i) => { const row = new Array(numClasses).fill(0); row[labels[i] - 1] = scores[i]; return row; });
+  const best = new Array(n).fill(false);
+  for (const k of nms(boxes, scores, thresh)) {
+    best[k] = true;
+    for (let c = 0; c < numClasses; c++) {
+      let top = null;
+      for (let j = 0; j < n; j++) {
+        if (labels[j] !== c + 1) continue;
+        const v = iou(boxes[k], boxes[j]) >= thresh ? scores[j] : 0;
+        top = top === null ? v : Math.max(top, v);
+      }
+      if (top !== null) perClass[k][c] = top;
+    }
+  }
+  return [best, perClass];
+}
+
+// nested_boxes: drop a box with >= `inside` of its area in a larger box of its class that scores
+// >= ratio x its score and >= the operating score
+export function nestedBoxes(boxes, scores, labels, inside, ratio, minContainer) {
+  return boxes.map((a, i) => boxes.some((b, j) => {
+    const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
+    const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
+    return f32(w * h) >= f32(inside * Math.max(area(a), 1e-6)) && area(b) > area(a) && labels[i] === labels[j]
+      && scores[j] >= ratio * scores[i] && scores[j] >= minContainer;
+  }));
+}
+
+const round = (v, digits) => Number(v.toFixed(digits));
+
+export class DeviceDetector {
+  // settings: the server's /v1/device/MODEL/settings.json; files: {detector, verifier} as bytes
+  constructor(settings, detector, verifier) {
+    this.settings = settings;
+    this.detector = detector;
+    this.verifier = verifier;
+  }
+
+  static async load(fetchBytes, settings, threads) {
+    ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
+    // threads need a cross-origin isolated page (the service sends COOP / COEP); else one
+    ort.env.wasm.numThreads = globalThis.crossOriginIsolated ? threads : 1;
+    const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+    const detector = await ort.InferenceSession.create(await fetchBytes("detector.onnx"), options);
+    const verifier = settings.verifier ? await ort.InferenceSession.create(await fetchBytes("verifier.onnx"), options) : null;
+    return new DeviceDetector(settings, detector, verifier);
+  }
+
+  get threads() { return ort.env.wasm.numThreads; }
+
+  // image: an ImageData (RGBA bytes); score: the floor (default: the model's). Returns what
+  // POST /v1/detect answers: width, height, boxes, labels, scores, class_scores, ms.
+  async detect(image, score) {
+    const s = this.settings, floor = score ?? s.score;
+    const t0 = performance.now();
+    const H = image.height, W = image.width;
+    const [h, w] = readSize(H, W, s.min_size, s.max_size);
+    const rgba = new ort.Tensor("uint8", new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.length), [H, W, 4]);
+    const out = await this.detector.run({ rgba, size: new ort.Tensor("int64", BigInt64Array.from([BigInt(h), BigInt(w)]), [2]) });
+    const n = out.scores.dims[0];
+    const rx = f32(W / w), ry = f32(H / h);
+    let boxes = [], labels = [], scores = [];
+    for (let i = 0; i < n; i++) {
+      const b = out.boxes.data.subarray(4 * i, 4 * i + 4);
+      boxes.push([f32(b[0] * rx), f32(b[1] * ry), f32(b[2] * rx), f32(b[3] * ry)]);
+      labels.push(Number(out.labels.data[i]));
+      scores.push(out.scores.data[i]);
+    }
+    if (this.verifier) [boxes, labels, scores] = await this.verified(rgba, boxes, labels, scores, floor);
+    const ms = performance.now() - t0;
+    let keep = scores.map((v) => v >= floor);
+    let classScores = null;
+    if (s.cross_class_iou > 0 && s.classes.length > 1) {
+      const [best, perClass] = mergedClasses(boxes, scores, labels, s.classes.length, s.cross_class_iou);
+      keep = keep.map((k, i) => k && best[i]);
+      classScores = perClass;
+    }
+    if (s.contained_thresh > 0) {
+      const shown = keep.flatMap((k, i) => (k ? [i] : []));
+      const nested = nestedBoxes(shown.map((i) => boxes[i]), shown.map((i) => scores[i]), shown.map((i) => labels[i]),
+        s.contained_thresh, s.contained_score_ratio, s.score);
+      shown.forEach((i, k) => { if (nested[k]) keep[i] = false; });
+    }
+    const idx = keep.flatMap((k, i) => (k ? [i] : []));
+    const result = {
+      width: W, height: H,
+      boxes: idx.map((i) => boxes[i].map((v) => round(v, 2))),
+      labels: idx.map((i) => s.classes[labels[i] - 1]),
+      scores: idx.map((i) => round(scores[i], 6)),
+    };
+    if (classScores) {
+      result.class_scores = idx.map((i) => Object.fromEntries(
+        s.classes.map((c, k) => [c, round(classScores[i][k], 6)]).filter(([, v]) => v > 0)));
+    }
+    result.ms = round(ms, 1);
+    return result;
+  }
+
+  // each box at the floor or above scored times the verifier's lens probability, the rest 0,
+  // best first
+  async verified(rgba, boxes, labels, scores, floor) {
+    const look = scores.flatMap((v, i) => (v >= floor ? [i] : []));
+    const out = scores.map(() => 0);
+    if (look.length) {
+      const flat = Float32Array.from(look.flatMap((i) => boxes[i]));
+      const p = (await this.verifier.run({ rgba, boxes: new ort.Tensor("float32", flat, [look.length, 4]) })).probability.data;
+      look.forEach((i, k) => { out[i] = f32(scores[i] * p[k]); });
+    }
+    const order = out.map((v, i) => i).sort((i, j) => out[j] - out[i] || i - j);
+    return [order.map((i) => boxes[i]), order.map((i) => labels[i]), order.map((i) => out[i])];
+  }
+}
