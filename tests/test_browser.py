@@ -19,6 +19,7 @@ from PIL import Image
 
 from conftest import DATA, ICDAR, ROOT, start_service
 from regiondet.inference.predictor import Detector
+from regiondet.inference.tracking import AlertTracker
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -205,3 +206,111 @@ def test_on_this_device_the_page_finds_what_detect_finds_and_sends_no_image(serv
     paths = {urlparse(r.url).path for r in requests}
     assert not any(path.startswith(("/v1/detect", "/v1/live")) for path in paths), paths
     assert "/v1/device/default/detector.onnx" in paths
+
+
+def lens_sequence(seed: int, frames: int = 240, fps: float = 10.0) -> list[dict]:
+    """Detections a live stream gives: lenses that come into view, drift, dip below the score,
+    drop out for a moment or for good, get a second box (a camera also called a phone), and
+    stray false alarms; float32 scores, as the detector gives them."""
+    rng = np.random.default_rng(seed)
+    lenses = []
+    out = []
+    for f in range(frames):
+        if rng.random() < 0.03:
+            x, y, s = rng.uniform(0, 500), rng.uniform(0, 350), rng.uniform(30, 150)
+            lenses.append(
+                {"box": np.array([x, y, x + s, y + s * rng.uniform(0.6, 1.8)]), "until": f + rng.integers(5, 120)}
+            )
+        boxes, scores, labels = [], [], []
+        for lens in lenses:
+            if f > lens["until"] or rng.random() < 0.12:
+                continue
+            lens["box"] = lens["box"] + np.tile(rng.normal(0, 4, 2), 2)  # drifts, keeps its size
+            boxes.append(lens["box"].tolist())
+            scores.append(
+                rng.choice([rng.uniform(0.3, 0.99), rng.uniform(0.1, 0.3), rng.uniform(0.02, 0.1)], p=[0.6, 0.3, 0.1])
+            )
+            labels.append(str(rng.choice(["camera", "phone"])))
+            if rng.random() < 0.15:
+                inner = lens["box"] + np.array([5, 5, -5, -5])
+                boxes.append(inner.tolist())
+                scores.append(rng.uniform(0.3, 0.9))
+                labels.append("phone")
+        if rng.random() < 0.1:
+            x, y = rng.uniform(0, 600), rng.uniform(0, 440)
+            boxes.append([x, y, x + 40, y + 40])
+            scores.append(rng.uniform(0.3, 0.6))
+            labels.append("camera")
+        scores = [float(np.float32(s)) for s in scores]
+        boxes = [[float(np.float32(v)) for v in b] for b in boxes]
+        out.append({"boxes": boxes, "scores": scores, "labels": labels, "frame": f, "seconds": round(f / fps, 3)})
+    return out
+
+
+def test_the_pages_tracker_gives_the_servers_ids_and_events(server):
+    """tracker.js (device mode) and AlertTracker (the server, `detect --alert`) on the same
+    detections: the same track ids frame by frame and the same alert events, field for field."""
+    sequences = [lens_sequence(seed) for seed in range(6)]
+    want = []
+    for seq in sequences:
+        tracker, frames = AlertTracker(3, 5, high=0.3, low=0.1, hold_s=2.0), []
+        for d in seq:
+            ids, events = tracker.update(
+                np.array(d["boxes"]), np.array(d["scores"]), d["labels"], d["frame"], d["seconds"]
+            )
+            frames.append([ids, events])
+        frames.append([[], tracker.close(seq[-1]["frame"], seq[-1]["seconds"])])
+        want.append(frames)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        page.goto(server + "?run=server")
+        got = page.evaluate(
+            """async (sequences) => {
+                const { AlertTracker } = await import("/static/tracker.js");
+                return sequences.map((seq) => {
+                    const t = new AlertTracker({ k: 3, n: 5, high: 0.3, low: 0.1, holdS: 2.0 });
+                    const frames = seq.map((d) => t.update(d.boxes, d.scores, d.labels, d.frame, d.seconds));
+                    const end = seq[seq.length - 1];
+                    return [...frames, [[], t.close(end.frame, end.seconds)]];
+                });
+            }""",
+            sequences,
+        )
+        browser.close()
+    events = 0
+    for seq_want, seq_got in zip(want, got, strict=True):
+        for (ids_w, ev_w), (ids_g, ev_g) in zip(seq_want, seq_got, strict=True):
+            assert list(ids_w) == ids_g
+            assert len(ev_w) == len(ev_g)
+            for a, b in zip(ev_w, ev_g, strict=True):
+                assert a.keys() == b.keys()
+                assert all(a[k] == b[k] if isinstance(a[k], str) else abs(a[k] - b[k]) < 2e-4 for k in a), (a, b)
+            events += len(ev_w)
+    assert events >= 20
+
+
+def test_on_this_device_the_webcam_alert_follows_the_phone_and_no_frame_is_sent(server, tmp_path):
+    clip = tmp_path / "phone_then_streets.y4m"
+    phone_then_streets(clip)
+    ARTIFACTS.mkdir(exist_ok=True)
+    args = [*FLAGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    args.append(f"--use-file-for-fake-video-capture={clip}")
+    requests = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page()
+        page.on("request", lambda r: requests.append(r))
+        page.on("websocket", lambda ws: requests.append(ws))
+        page.goto(server + "?run=device")
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('ready')", timeout=120_000)
+        page.click("#webcam")
+        page.wait_for_selector("#alert", state="visible", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "page_device_webcam_alert.png"))
+        page.wait_for_selector("#alert", state="hidden", timeout=60_000)
+        events = page.locator("#timeline li").all_inner_texts()
+        assert "on this device" in page.locator("#status").inner_text()
+        page.click("#stop")
+        browser.close()
+    assert any("lens in view" in e for e in events) and any("lens gone" in e for e in events), events
+    assert all(getattr(r, "method", "WS") == "GET" and r.post_data is None for r in requests), requests

@@ -55,26 +55,32 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return box_iou(torch.from_numpy(a.reshape(-1, 4)), torch.from_numpy(b.reshape(-1, 4))).numpy()
 
 
-def _near(track: Track, box: np.ndarray) -> bool:
-    """The box's centre lies within one box size (the larger side of either) of the track's."""
-    a, b = track.box, box
+def _nearness(track: Track, box: np.ndarray) -> float:
+    """How near the box's centre is to the track's: 1 on it, 0 at one box size (the larger side
+    of either) away, below 0 farther."""
+    a, b = track.box.astype(np.float64), box.astype(np.float64)
     gap = np.abs((a[:2] + a[2:]) / 2 - (b[:2] + b[2:]) / 2).max()
-    return bool(gap <= max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1]))
+    size = max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1])
+    return float(1 - gap / size) if size > 0 else -1.0
 
 
 def _match(tracks: list[Track], boxes: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
     """(track index, detection index) pairs by the assignment with the largest total IoU,
     pairs under `min_iou` dropped, except that an alerting track whose lens is out of view
-    takes a box near its last place (a small positive weight, so any overlap ranks first)."""
+    takes a box near its last place (a small positive weight, larger the nearer the box, so any
+    overlap ranks first)."""
     if not tracks or not len(boxes):
         return []
     iou = _iou(np.stack([t.box for t in tracks]), boxes)
     ok = iou >= min_iou
     for r, t in enumerate(tracks):
         if t.alerting and t.misses > 0:
-            near = np.array([_near(t, b) for b in boxes])
+            nearness = np.array([_nearness(t, b) for b in boxes])
+            near = nearness >= 0
             ok[r] |= near
-            iou[r] = np.where(near, np.maximum(iou[r], 1e-3), iou[r])
+            # the nearest box first: its weight 0.5e-3 to 1e-3 by nearness (equal weights would
+            # leave the choice between two near boxes to the solver's order)
+            iou[r] = np.where(near, np.maximum(iou[r], 1e-3 * (1 + np.clip(nearness, 0, 1)) / 2), iou[r])
     rows, cols = linear_sum_assignment(-np.where(ok, iou, 0.0))
     return [(r, c) for r, c in zip(rows, cols, strict=True) if ok[r, c]]
 

@@ -265,8 +265,62 @@ function sendFrame() {
   grab.toBlob((blob) => blob && live && live.ws.readyState === WebSocket.OPEN && live.ws.send(blob), "image/jpeg", 0.85);
 }
 
+// One live frame's answer (from the server or the page's own model): boxes, alert, events.
+function liveResult(result) {
+  last = result;
+  if (result.alert) $("alert").textContent = alertText(result.labels) || $("alert").textContent;
+  showAlert(result.alert);
+  timeline(result.events);
+  status(`live ${whereText()}: frame ${result.frame}, ${result.labels.length} found in ${result.ms} ms`);
+}
+
+// The alert rule of the server's live socket (alert=3/5, hold 2 s), here in the page.
+const ALERT_K = 3, ALERT_N = 5, ALERT_HOLD_S = 2.0;
+
+// Device mode, live: each frame read from the video into the page's model, then followed by
+// the page's own tracker (tracker.js: the server's rules and events); nothing is sent.
+async function startDeviceLive(source) {
+  let detector, AlertTracker;
+  try {
+    detector = await deviceModel();
+    ({ AlertTracker } = await import("./tracker.js"));
+  } catch (err) { status(`cannot run on this device: ${err.message}`); return; }
+  const score = scoreAsked() ?? detector.settings.score;
+  const tracker = new AlertTracker({ k: ALERT_K, n: ALERT_N, high: score, low: Math.min(0.1, score), holdS: ALERT_HOLD_S });
+  live = { device: true, stream: source.stream || null, detector, tracker, score, frame: -1, start: performance.now() };
+  $("stop").disabled = false;
+  status(`live ${whereText()}: detecting`);
+  requestAnimationFrame(frameLoop);
+  deviceStep(live);
+}
+
+async function deviceStep(mine) {
+  if (live !== mine) return;
+  if (video.ended) { status("the video has ended"); return; }
+  if (video.readyState < 2) { setTimeout(() => deviceStep(mine), 30); return; }
+  const grab = mine.grab || (mine.grab = document.createElement("canvas"));
+  const g = mine.graphics || (mine.graphics = grab.getContext("2d", { willReadFrequently: true }));
+  grab.width = video.videoWidth; grab.height = video.videoHeight;
+  g.drawImage(video, 0, 0);
+  const frame = g.getImageData(0, 0, grab.width, grab.height);
+  const index = ++mine.frame, seconds = Number(((performance.now() - mine.start) / 1000).toFixed(3));
+  const found = await mine.detector.detect(frame, Math.min(mine.tracker.low, mine.score));
+  if (live !== mine) return;
+  const [ids, events] = mine.tracker.update(found.boxes, found.scores, found.labels, index, seconds);
+  const keep = found.scores.map((v) => v >= mine.score);
+  const pick = (list) => list.filter((_, i) => keep[i]);
+  const result = { ...found, boxes: pick(found.boxes), labels: pick(found.labels), scores: pick(found.scores), frame: index, time_s: seconds };
+  if (found.class_scores) result.class_scores = pick(found.class_scores);
+  result.tracks = pick(ids);
+  result.alert = mine.tracker.alert;
+  result.events = events;
+  liveResult(result);
+  setTimeout(() => deviceStep(mine), 0);
+}
+
 function startLive(source) {
   stopLive();
+  if (onDevice()) { startDeviceLive(source); return; }
   const url = api("v1/live?" + query());
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(url);
@@ -276,13 +330,7 @@ function startLive(source) {
   ws.onopen = () => { live.opened = true; status("live: detecting"); sendFrame(); };
   ws.onmessage = (msg) => {
     const result = JSON.parse(msg.data);
-    if (result.error && result.boxes === undefined) { status(result.error); } else {
-      last = result;
-      if (result.alert) $("alert").textContent = alertText(result.labels) || $("alert").textContent;
-      showAlert(result.alert);
-      timeline(result.events);
-      status(`live: frame ${result.frame}, ${result.labels.length} found in ${result.ms} ms`);
-    }
+    if (result.error && result.boxes === undefined) status(result.error); else liveResult(result);
     setTimeout(sendFrame, 0);  // the next frame only now: one in flight, never a backlog
   };
   ws.onclose = (e) => {
@@ -295,10 +343,13 @@ function startLive(source) {
 
 function stopLive() {
   if (!live) return;
-  const { ws, stream } = live;
+  const { ws, stream, tracker, frame } = live;
+  const seconds = live.device ? (performance.now() - live.start) / 1000 : 0;
   live = null;
-  ws.close();
-  if (alertOn) {  // the server drops the episode with the connection: the timeline closes it here
+  if (ws) ws.close();
+  if (tracker) {  // the page's own tracker ends its episodes as the server's does at a stream's end
+    timeline(tracker.close(frame, Number(seconds.toFixed(3))));
+  } else if (alertOn) {  // the server drops the episode with the connection: the timeline closes it here
     const li = document.createElement("li");
     li.className = "alert_end";
     li.textContent = "alert ended: stopped";
