@@ -314,3 +314,31 @@ def test_on_this_device_the_webcam_alert_follows_the_phone_and_no_frame_is_sent(
         browser.close()
     assert any("lens in view" in e for e in events) and any("lens gone" in e for e in events), events
     assert all(getattr(r, "method", "WS") == "GET" and r.post_data is None for r in requests), requests
+
+
+def test_after_one_visit_the_page_starts_and_detects_with_the_server_stopped():
+    """Installable (a manifest and a service worker) and offline after the first visit: the server
+    stopped, the page reloads from the cache and still runs the model on this device."""
+    proc, url = start_service()
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page()
+            page.goto(url + "?run=device")
+            page.wait_for_function("document.querySelector('#status').textContent.startsWith('ready')", timeout=120_000)
+            assert page.evaluate("navigator.serviceWorker.ready.then((r) => r.active.scriptURL)").endswith("/sw.js")
+            manifest = page.evaluate("fetch('/manifest.webmanifest').then((r) => r.json())")
+            assert manifest["start_url"] == "/" and manifest["display"] == "standalone"
+            proc.terminate()
+            proc.wait(timeout=20)
+            page.reload()
+            page.wait_for_function("document.querySelector('#status').textContent.startsWith('ready')", timeout=120_000)
+            page.set_input_files("#file", str(ROOT / "samples" / "camera_desk.jpg"))
+            page.wait_for_function("document.querySelector('#view').dataset.result", timeout=60_000)
+            result = json.loads(page.locator("#view").get_attribute("data-result"))
+            page.screenshot(path=str(ARTIFACTS / "page_device_offline.png"))
+            browser.close()
+    finally:
+        proc.kill()
+        proc.wait(timeout=20)
+    assert result["labels"] == ["camera"]

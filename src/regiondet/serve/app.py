@@ -11,6 +11,8 @@ the service. On any address but loopback every request must carry the token.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import hmac
 import json
 import socket
@@ -47,7 +49,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # The page, the API page and their scripts and styles: the same for everyone, no data in them,
 # fetched by the browser without the token (the page then asks for it; /docs has Authorize).
 PUBLIC_PREFIXES = ("/static/", "/static-offline-docs/", "/favicon.ico")
-PUBLIC_PATHS = {"/", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+PUBLIC_PATHS = {"/", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/sw.js", "/manifest.webmanifest"}
 # /v1/detect's body for the OpenAPI page (the endpoint reads the raw request itself)
 DETECT_BODY = {
     "required": True,
@@ -369,7 +371,7 @@ def create_app(settings: Settings) -> FastAPIOffline:
             "the frame as RGBA bytes (height x width x 4); see regiondet/serve/static/device.js."
         ),
     )
-    async def device(model: str, file: str) -> Response:
+    async def device(request: Request, model: str, file: str) -> Response:
         if file not in DEVICE_FILES:
             raise ApiError(404, f"no device file '{file}' (one of {', '.join(DEVICE_FILES)})")
         made = await worker.device(model)
@@ -378,37 +380,45 @@ def create_app(settings: Settings) -> FastAPIOffline:
         graph = made.detector if file == "detector.onnx" else made.verifier
         if graph is None:
             raise ApiError(404, f"model '{model}' has no crop verifier")
-        return Response(graph, media_type="application/octet-stream", headers={"Cache-Control": "no-cache"})
+        return revalidated(request, graph, "application/octet-stream")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(_static("index.html"))
+
+    @app.get("/sw.js", include_in_schema=False)
+    async def service_worker(request: Request) -> Response:
+        """At the root, so that its scope is the whole page (installable, starts offline)."""
+        return revalidated(request, static_bytes("sw.js"), "text/javascript")
+
+    @app.get("/manifest.webmanifest", include_in_schema=False)
+    async def manifest(request: Request) -> Response:
+        return revalidated(request, static_bytes("manifest.webmanifest"), "application/manifest+json")
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
         return Response(status_code=204)
 
     @app.get("/static/ort/{name}", include_in_schema=False)
-    async def runtime(name: str) -> Response:
+    async def runtime(request: Request, name: str) -> Response:
         """ONNX Runtime Web's files (vendored: static/ort/VERSION.json)."""
         kinds = {".mjs": "text/javascript", ".wasm": "application/wasm"}
         suffix = Path(name).suffix
         if suffix not in kinds or "/" in name or name.startswith("."):
             raise ApiError(404, "not found")
         try:
-            data = (resources.files(STATIC) / "ort" / name).read_bytes()
+            return revalidated(request, static_bytes(f"ort/{name}"), kinds[suffix])
         except FileNotFoundError:
             raise ApiError(404, "not found") from None
-        return Response(data, media_type=kinds[suffix], headers={"Cache-Control": "no-cache"})
 
     @app.get("/static/{name}", include_in_schema=False)
-    async def static(name: str) -> Response:
+    async def static(request: Request, name: str) -> Response:
         kinds = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
         suffix = Path(name).suffix
         if suffix not in kinds or "/" in name or name.startswith("."):
             raise ApiError(404, "not found")
         try:
-            return Response(_static(name), media_type=kinds[suffix])
+            return revalidated(request, static_bytes(name), kinds[suffix])
         except FileNotFoundError:
             raise ApiError(404, "not found") from None
 
@@ -491,6 +501,27 @@ async def _live_loop(
         pass
     finally:
         receiver.cancel()
+
+
+@functools.cache
+def static_bytes(name: str) -> bytes:
+    """A file of the page (read once: the package's files do not change while it runs)."""
+    return (resources.files(STATIC) / name).read_bytes()
+
+
+@functools.cache
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
+def revalidated(request: Request, data: bytes, media_type: str) -> Response:
+    """The bytes with an ETag, or 304 when the client (the page's service worker) has them: a
+    visit re-checks the 60 MB of model and runtime for the price of a request."""
+    tag = _etag(data)
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    if tag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type=media_type, headers=headers)
 
 
 def _static(name: str) -> str:

@@ -27,8 +27,17 @@ function status(text) { $("status").textContent = text; }
 
 function onDevice() { return $("where").value === "device"; }
 
+// The page's cache (sw.js): what the page fetched before its service worker took over is kept
+// too, so that the first visit is enough to start without the network.
+async function remember(url, response) {
+  if (!("caches" in window) || !response.ok) return;
+  try { await (await caches.open("regiondet-page")).put(url, response.clone()); } catch (err) { /* a full disk: no offline start */ }
+}
+
 async function deviceBytes(model, file) {
-  const res = await fetch(api(`v1/device/${encodeURIComponent(model)}/${file}`));
+  const url = api(`v1/device/${encodeURIComponent(model)}/${file}`);
+  const res = await fetch(url);
+  await remember(url, res);
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
     throw new Error(body.error || `${file}: ${res.status}`);
@@ -95,7 +104,9 @@ function askToken() {
 }
 
 async function loadModels() {
-  const res = await fetch(api("v1/models"));
+  const res = await fetch(api("v1/models")).catch(() => null);
+  if (!res) { status("the server cannot be reached, and this page has not been opened here before"); return; }
+  await remember(api("v1/models"), res);
   if (res.status === 401) { askToken(); return; }
   const body = await res.json();
   if (!res.ok) { status(body.error || "cannot list the models"); return; }
@@ -404,4 +415,6 @@ drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.ad
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); useFile(e.dataTransfer.files[0]); });
 
+// installable and able to start offline (service workers need https or this machine's own address)
+if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
 loadModels();
