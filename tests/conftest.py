@@ -112,14 +112,16 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start_service(cwd: Path | None = None, wait_s: float = 60.0) -> tuple[subprocess.Popen, str]:
+def start_service(
+    cwd: Path | None = None, wait_s: float = 60.0, extra: list[str] | None = None
+) -> tuple[subprocess.Popen, str]:
     """`regiondet serve` in its own process on a free port, as a user starts it; returns once
     /healthz answers (its model loaded), or raises with the service's own error output."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "regiondet.cli", "serve", "--port", str(port), "--threads", "2"],
+        [sys.executable, "-m", "regiondet.cli", "serve", "--port", str(port), "--threads", "2", *(extra or [])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=cwd,

@@ -402,7 +402,7 @@ def cmd_serve(a: argparse.Namespace) -> None:
     check_listen(a.host, token)
     sock = listen_socket(a.host, a.port)
     _threads(a.threads)
-    app = create_app(Settings(a.model, token, a.max_upload_mb, a.queue, a.score, a.runtime))
+    app = create_app(Settings(a.model, token, a.max_upload_mb, a.queue, a.score, a.runtime, a.set))
     where = f"http://{'[' + a.host + ']' if ':' in a.host else a.host}:{a.port}/"
     print(f"regiondet: serving {a.model} on {where} (API docs: {where}docs); Ctrl-C stops", file=sys.stderr)
     # a live frame up to the upload limit reaches the service, which answers a larger one itself
@@ -518,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--queue", type=count_value, default=4, help="requests that may wait for the model (more get 503)")
     v.add_argument("--threads", type=count_value, help="torch CPU threads")
     v.add_argument("--runtime", choices=RUNTIMES, default="auto", help="auto: ONNX Runtime for box models if installed")
+    v.add_argument(
+        "--set", action="append", default=[], metavar="model.KEY=VALUE", help=INFER_SET_HELP + " (the --model)"
+    )
     v.set_defaults(func=cmd_serve)
 
     x = sub.add_parser("export", help="a compact inference checkpoint (fp16), or an .onnx file for ONNX Runtime")

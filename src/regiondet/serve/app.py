@@ -80,6 +80,10 @@ class Settings:
     queue: int = 4  # requests that may wait for the model; more get 503
     score: float | None = None  # default score (else each model's own)
     runtime: str = "auto"  # ONNX Runtime for box models when installed (Detector.load)
+    overrides: list[str] = field(default_factory=list)  # model.KEY=VALUE for the service's own model
+
+    def overrides_for(self, name: str) -> list[str]:
+        return self.overrides if name == self.model else []
 
 
 # Cross-origin isolation (every response): WebAssembly threads need SharedArrayBuffer
@@ -124,7 +128,12 @@ class Worker:
         if name not in {m["name"] for m in self.available()}:
             raise ApiError(404, f"no model '{name}' here (GET /v1/models lists them)")
         if name not in self.detectors:
-            self.detectors[name] = Detector.load(name, score=self.settings.score, runtime=self.settings.runtime)
+            self.detectors[name] = Detector.load(
+                name,
+                score=self.settings.score,
+                runtime=self.settings.runtime,
+                overrides=self.settings.overrides_for(name),
+            )
         return self.detectors[name]
 
     async def device(self, name: str | None) -> DeviceModel:
@@ -136,7 +145,7 @@ class Worker:
         async with self.making:
             if name not in self.devices:
                 try:
-                    made = await run_in_threadpool(device_model, name)
+                    made = await run_in_threadpool(device_model, name, self.settings.overrides_for(name))
                 except UserError as e:
                     raise ApiError(400, str(e)) from None
                 made.settings["score"] = det.score

@@ -54,13 +54,14 @@ class RgbaVerifier(nn.Module):
         return torch.sigmoid(self.verifier(self.verifier.crops(image, boxes)))
 
 
-def device_model(name: str) -> DeviceModel:
-    """The graphs and settings of a box model (a shipped name or a checkpoint file); a text model
-    or an .onnx file is a one-line error (the page runs box models on the device)."""
+def device_model(name: str, overrides: list[str] | None = None) -> DeviceModel:
+    """The graphs and settings of a box model (a shipped name or a checkpoint file) with inference
+    `overrides` (model.KEY=VALUE); a text model or an .onnx file is a one-line error (the page runs
+    box models on the device)."""
     path = resolve_model_path(name)
     if path.suffix.lower() == ".onnx":
         raise UserError("the page runs a checkpoint on the device, not an exported .onnx file", path)
-    model, cfg, ckpt = model_from_checkpoint(path)
+    model, cfg, ckpt = model_from_checkpoint(path, overrides)
     if cfg.model.task != "box":
         raise UserError("only box models run on the device (text models run on the server)", path)
     if cfg.model.test_scales:

@@ -70,6 +70,19 @@ async function deviceModel() {
   }
 }
 
+// Slower than this per frame, the page runs the model on the server unless told otherwise: an
+// alert that comes a second late is no alert.
+const SLOW_MS = 1000;
+
+// ms the model takes for a 640x480 frame here (the second of two: the first includes set-up)
+async function frameTime(detector) {
+  const frame = new ImageData(640, 480);
+  await detector.detect(frame);
+  const t0 = performance.now();
+  await detector.detect(frame);
+  return performance.now() - t0;
+}
+
 function whereText() {
   if (!onDevice()) return "on the server";
   const threads = device ? device.detector.threads : 1;
@@ -114,12 +127,20 @@ async function loadModels() {
     const opt = new Option(`${m.name}: ${m.about}`, m.name, m.default, m.default);
     $("model").add(opt);
   }
-  // where the model runs: ?run=device|server in the address, else the last choice, else the device
+  // where the model runs: ?run=device|server in the address, else the last choice, else the
+  // device if it reads a 640x480 frame within SLOW_MS
   const saved = new URLSearchParams(location.search).get("run") || localStorage.getItem("regiondet-where");
-  if (saved === "server" || saved === "device") $("where").value = saved;
+  const chosen = saved === "server" || saved === "device";
+  if (chosen) $("where").value = saved;
   if (onDevice()) {
     try {
-      await deviceModel();
+      const detector = await deviceModel();
+      const ms = chosen ? 0 : await frameTime(detector);
+      if (ms > SLOW_MS) {
+        $("where").value = "server";
+        status(`ready, on the server: this device took ${Math.round(ms)} ms a frame (pick "on this device" to run it here)`);
+        return;
+      }
     } catch (err) {
       $("where").value = "server";
       status(`on the server: this device cannot run the model (${err.message})`);
@@ -279,6 +300,9 @@ function sendFrame() {
 // One live frame's answer (from the server or the page's own model): boxes, alert, events.
 function liveResult(result) {
   last = result;
+  // frames answered and model time so far (the page's speed figures: docs/scripts/page_speed.py)
+  const stats = JSON.parse(view.dataset.live || '{"frames":0,"ms":0}');
+  view.dataset.live = JSON.stringify({ frames: stats.frames + 1, ms: stats.ms + result.ms });
   if (result.alert) $("alert").textContent = alertText(result.labels) || $("alert").textContent;
   showAlert(result.alert);
   timeline(result.events);
@@ -331,6 +355,7 @@ async function deviceStep(mine) {
 
 function startLive(source) {
   stopLive();
+  delete view.dataset.live;
   if (onDevice()) { startDeviceLive(source); return; }
   const url = api("v1/live?" + query());
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
