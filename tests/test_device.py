@@ -102,3 +102,11 @@ def test_the_service_hands_out_the_runtime_and_the_graphs_isolated():
         if any(m["name"] == "text" for m in client.get("/v1/models").json()["models"]):
             refused = client.get("/v1/device/text/settings.json")
             assert refused.status_code == 400 and "box models" in refused.json()["error"]
+
+
+def test_the_package_with_the_runtime_stays_under_95_mb():
+    """Everything the wheel carries (the models, the page and ONNX Runtime Web) within 95 MB,
+    counted uncompressed, so the wheel itself is smaller."""
+    package = ROOT / "src" / "regiondet"
+    total = sum(f.stat().st_size for f in package.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+    assert total < 95e6, f"{total / 1e6:.1f} MB"
