@@ -23,7 +23,12 @@ function api(path) {
   return url;
 }
 
-function status(text) { $("status").textContent = text; }
+function status(text) {
+  $("status").textContent = text;
+  $("privacy").textContent = onDevice()
+    ? "The model runs in this page: no image or frame leaves this device, and nothing is stored."
+    : "Images and frames go to the server, are processed in memory there and never stored.";
+}
 
 function onDevice() { return $("where").value === "device"; }
 
