@@ -103,7 +103,7 @@ def test_grid_base_may_be_a_config_file(tmp_path):
         ("train.epochs=-1", "train.epochs must be at least 1"),
         ("train.epochs=1.5", "train.epochs is a whole number, not 1.5"),
         ("train.hflip=2", "train.hflip must be from 0.0 to 1.0"),
-        ("train.out=", "train.out is text, not None"),
+        ("train.out=", "train.out is empty: give text"),
         ("train.out=' '", "train.out is empty"),
         ("model.min_size=.nan", "model.min_size is a whole number or a list"),
         ("model.min_size=[]", "model.min_size is an empty list"),

@@ -260,6 +260,8 @@ def _numbers(value) -> list:
 def _check_field(where: str, key: str, value, hint, source: str) -> None:
     if not _fits(value, hint):
         hint_text = "" if not isinstance(value, str) or typing.get_origin(hint) is not list else f" (write [{value}])"
+        if value is None:  # `--set train.out=`, or `out:` with nothing after it
+            raise UserError(f"{where}.{key} is empty: give {_type_name(hint)}", source)
         raise UserError(f"{where}.{key} is {_type_name(hint)}, not {value!r}{hint_text}", source)
     if value == [] and key in NOT_EMPTY.get(where, set()):
         raise UserError(f"{where}.{key} is an empty list", source)
