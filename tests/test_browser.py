@@ -342,3 +342,23 @@ def test_after_one_visit_the_page_starts_and_detects_with_the_server_stopped():
         proc.kill()
         proc.wait(timeout=20)
     assert result["labels"] == ["camera"]
+
+
+def test_with_webgpu_the_page_finds_what_detect_finds(server):
+    """`?backend=webgpu`: ONNX Runtime Web's WebGPU build (here on Chromium's fallback adapter, a
+    CPU emulation; `auto` takes WebGPU only where the browser has a GPU) gives detect's boxes."""
+    photo = ROOT / "samples" / "camera_compact.jpg"
+    want = Detector.load("default").predict(photo).to_json()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--enable-unsafe-webgpu"])
+        page = browser.new_page()
+        page.goto(server + "?run=device&backend=webgpu")
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('ready')", timeout=180_000)
+        assert "WebGPU" in page.locator("#status").inner_text()
+        page.set_input_files("#file", str(photo))
+        page.wait_for_function("document.querySelector('#view').dataset.result", timeout=180_000)
+        got = json.loads(page.locator("#view").get_attribute("data-result"))
+        browser.close()
+    assert got["labels"] == want["labels"] and len(want["labels"]) == 1
+    assert np.abs(np.array(got["boxes"]) - np.array(want["boxes"])).max() <= 1
+    assert np.abs(np.array(got["scores"]) - np.array(want["scores"])).max() <= 0.01

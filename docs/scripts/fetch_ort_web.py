@@ -4,8 +4,8 @@
 
 The page runs box models on the device with ONNX Runtime Web (MIT, Microsoft), served by
 `regiondet serve` from the package itself (never from a CDN). This takes the npm tarball of
-`onnxruntime-web` (`npm pack`, the npm registry only), copies the three files the WebAssembly
-build needs (the ES module, its Emscripten loader and the SIMD + threads .wasm) to
+`onnxruntime-web` (`npm pack`, the npm registry only), copies the files its WebAssembly and
+WebGPU builds need (each: the ES module, its Emscripten loader and the SIMD + threads .wasm) to
 src/regiondet/serve/static/ort/, and records the version and each file's sha256 in
 VERSION.json there (tests/test_device.py checks the files against it).
 """
@@ -23,7 +23,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "src" / "regiondet" / "serve" / "static" / "ort"
-FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+# the WebAssembly build (SIMD + threads), and the WebGPU one (its WebAssembly part also runs the
+# nodes WebGPU lacks)
+FILES = (
+    "ort.wasm.min.mjs",
+    "ort-wasm-simd-threaded.mjs",
+    "ort-wasm-simd-threaded.wasm",
+    "ort.webgpu.min.mjs",
+    "ort-wasm-simd-threaded.asyncify.mjs",
+    "ort-wasm-simd-threaded.asyncify.wasm",
+)
 VERSION = "1.31.1"
 
 

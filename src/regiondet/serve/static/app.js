@@ -39,6 +39,20 @@ async function remember(url, response) {
   try { await (await caches.open("regiondet-page")).put(url, response.clone()); } catch (err) { /* a full disk: no offline start */ }
 }
 
+// The runtime build the page runs on, kept for starting offline (the other build is not fetched).
+const RUNTIME = {
+  wasm: ["ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"],
+  webgpu: ["ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm"],
+};
+
+async function rememberRuntime(backend) {
+  if (!("caches" in window)) return;
+  try {
+    const cache = await caches.open("regiondet-page");
+    await cache.addAll(RUNTIME[backend].map((name) => `/static/ort/${name}`));
+  } catch (err) { /* a full disk: no offline start */ }
+}
+
 async function deviceBytes(model, file) {
   const url = api(`v1/device/${encodeURIComponent(model)}/${file}`);
   const res = await fetch(url);
@@ -61,7 +75,9 @@ async function deviceModel() {
       const { DeviceDetector } = await import("./device.js")  // beside this script;
       const settings = await deviceBytes(model, "settings.json");
       const threads = Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
-      return DeviceDetector.load((file) => deviceBytes(model, file), settings, threads);
+      // ?backend=wasm|webgpu in the address forces one; else WebGPU where the browser has it
+      const backend = new URLSearchParams(location.search).get("backend") || "auto";
+      return DeviceDetector.load((file) => deviceBytes(model, file), settings, threads, backend);
     })();
     devicePending = { model, promise };
   }
@@ -69,6 +85,7 @@ async function deviceModel() {
   try {
     const detector = await pending.promise;
     device = { model: pending.model, detector };
+    await rememberRuntime(detector.backend);  // "ready" then means it can start offline
     return detector;
   } finally {
     if (devicePending === pending) devicePending = null;
@@ -90,6 +107,7 @@ async function frameTime(detector) {
 
 function whereText() {
   if (!onDevice()) return "on the server";
+  if (device && device.detector.backend === "webgpu") return "on this device (WebGPU)";
   const threads = device ? device.detector.threads : 1;
   return `on this device (WebAssembly, ${threads} thread${threads === 1 ? "" : "s"})`;
 }

@@ -2,8 +2,10 @@
 // The server makes the graphs from its checkpoint (regiondet/serve/device.py); this file does
 // what Detector.predict does around them, step for step, so the page's boxes are the CLI's:
 // the read size (scale_of), the crop verifier's product, one box per object (merged_classes),
-// nested boxes (nested_boxes), the score. The runtime's files come from the server too.
-import * as ort from "./ort/ort.wasm.min.mjs";
+// nested boxes (nested_boxes), the score. The runtime's files come from the server too: its
+// WebGPU build where the browser has a GPU (nodes WebGPU lacks run in its WebAssembly part),
+// else its WebAssembly build.
+let ort = null;  // the runtime module the page loaded (one per page)
 
 const f32 = Math.fround;
 
@@ -77,17 +79,32 @@ export class DeviceDetector {
     this.verifier = verifier;
   }
 
-  static async load(fetchBytes, settings, threads) {
-    ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
+  // backend: "webgpu", "wasm" or "auto" (WebGPU where the browser has a GPU adapter: not its
+  // fallback adapter, a CPU emulation far slower than WebAssembly)
+  static async load(fetchBytes, settings, threads, backend = "auto") {
+    const adapter = backend !== "wasm" && globalThis.navigator && navigator.gpu
+      && (await navigator.gpu.requestAdapter().catch(() => null));
+    const gpu = adapter && (backend === "webgpu" || !(adapter.info && adapter.info.isFallbackAdapter));
+    if (backend === "webgpu" && !gpu) throw new Error("this browser offers no WebGPU adapter");
+    const want = gpu ? "webgpu" : "wasm";
+    if (!ort || ort.backend !== want) {
+      const module = await import(want === "webgpu" ? "./ort/ort.webgpu.min.mjs" : "./ort/ort.wasm.min.mjs");
+      ort = { module, backend: want };
+    }
+    const rt = ort.module;
+    rt.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
     // threads need a cross-origin isolated page (the service sends COOP / COEP); else one
-    ort.env.wasm.numThreads = globalThis.crossOriginIsolated ? threads : 1;
-    const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
-    const detector = await ort.InferenceSession.create(await fetchBytes("detector.onnx"), options);
-    const verifier = settings.verifier ? await ort.InferenceSession.create(await fetchBytes("verifier.onnx"), options) : null;
-    return new DeviceDetector(settings, detector, verifier);
+    rt.env.wasm.numThreads = globalThis.crossOriginIsolated ? threads : 1;
+    const providers = want === "webgpu" ? ["webgpu", "wasm"] : ["wasm"];
+    const options = { executionProviders: providers, graphOptimizationLevel: "all" };
+    const detector = await rt.InferenceSession.create(await fetchBytes("detector.onnx"), options);
+    const verifier = settings.verifier ? await rt.InferenceSession.create(await fetchBytes("verifier.onnx"), options) : null;
+    const made = new DeviceDetector(settings, detector, verifier);
+    made.backend = want;
+    return made;
   }
 
-  get threads() { return ort.env.wasm.numThreads; }
+  get threads() { return ort.module.env.wasm.numThreads; }
 
   // image: an ImageData (RGBA bytes); score: the floor (default: the model's). Returns what
   // POST /v1/detect answers: width, height, boxes, labels, scores, class_scores, ms.
@@ -96,8 +113,9 @@ export class DeviceDetector {
     const t0 = performance.now();
     const H = image.height, W = image.width;
     const [h, w] = readSize(H, W, s.min_size, s.max_size);
-    const rgba = new ort.Tensor("uint8", new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.length), [H, W, 4]);
-    const out = await this.detector.run({ rgba, size: new ort.Tensor("int64", BigInt64Array.from([BigInt(h), BigInt(w)]), [2]) });
+    const Tensor = ort.module.Tensor;
+    const rgba = new Tensor("uint8", new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.length), [H, W, 4]);
+    const out = await this.detector.run({ rgba, size: new Tensor("int64", BigInt64Array.from([BigInt(h), BigInt(w)]), [2]) });
     const n = out.scores.dims[0];
     const rx = f32(W / w), ry = f32(H / h);
     let boxes = [], labels = [], scores = [];
@@ -144,7 +162,7 @@ export class DeviceDetector {
     const out = scores.map(() => 0);
     if (look.length) {
       const flat = Float32Array.from(look.flatMap((i) => boxes[i]));
-      const p = (await this.verifier.run({ rgba, boxes: new ort.Tensor("float32", flat, [look.length, 4]) })).probability.data;
+      const p = (await this.verifier.run({ rgba, boxes: new ort.module.Tensor("float32", flat, [look.length, 4]) })).probability.data;
       look.forEach((i, k) => { out[i] = f32(scores[i] * p[k]); });
     }
     const order = out.map((v, i) => i).sort((i, j) => out[j] - out[i] || i - j);

@@ -4,10 +4,10 @@
 // from the cache: the page, its scripts, ONNX Runtime Web, the model list and the model the page
 // ran on this device. Live frames and uploads are never cached (they are not GETs).
 const CACHE = "regiondet-page";
+// the page itself; the runtime build it uses and its model are added by the page once loaded
 const SHELL = [
   "/", "/manifest.webmanifest", "/static/app.js", "/static/device.js", "/static/tracker.js", "/static/style.css",
-  "/static/icon.svg", "/static/ort/ort.wasm.min.mjs", "/static/ort/ort-wasm-simd-threaded.mjs",
-  "/static/ort/ort-wasm-simd-threaded.wasm",
+  "/static/icon.svg",
 ];
 
 self.addEventListener("install", (event) => {
