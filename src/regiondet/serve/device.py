@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from regiondet.data.images import MAX_PIXELS
 from regiondet.errors import UserError
 from regiondet.inference.onnx_model import onnx_bytes, require
 from regiondet.inference.predictor import model_from_checkpoint
@@ -84,6 +85,7 @@ def device_model(name: str, overrides: list[str] | None = None) -> DeviceModel:
         "contained_thresh": m.box_contained_thresh,
         "contained_score_ratio": m.box_contained_score_ratio,
         "verifier": crop,
+        "max_pixels": MAX_PIXELS,  # the page refuses larger images, as the server does
     }
     return DeviceModel(detector, verifier, settings)
 

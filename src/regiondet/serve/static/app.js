@@ -265,6 +265,12 @@ async function detectOnDevice(file) {
   try {
     detector = await deviceModel();
   } catch (err) { clearView(); status(`cannot run on this device: ${err.message}`); return; }
+  const pixels = bitmap.width * bitmap.height, limit = detector.settings.max_pixels;
+  if (limit && pixels > limit) {
+    clearView();
+    status(`${file.name}: ${(pixels / 1e6).toFixed(0)} Mpx is over the limit of ${(limit / 1e6).toFixed(0)} Mpx`);
+    return;
+  }
   status(`detecting on ${file.name} ${whereText()}...`);
   view.width = bitmap.width; view.height = bitmap.height;
   ctx.drawImage(bitmap, 0, 0);
