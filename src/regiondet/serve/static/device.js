@@ -5,6 +5,8 @@
 // nested boxes (nested_boxes), the score. The runtime's files come from the server too: its
 // WebGPU build where the browser has a GPU (nodes WebGPU lacks run in its WebAssembly part),
 // else its WebAssembly build.
+import { area, intersection, iou } from "./boxes.js";
+
 let ort = null;  // the runtime module the page loaded (one per page)
 
 const f32 = Math.fround;
@@ -13,15 +15,6 @@ const f32 = Math.fround;
 export function readSize(height, width, minSize, maxSize) {
   const scale = Math.min(minSize / Math.min(height, width), maxSize / Math.max(height, width));
   return [Math.floor(height * scale), Math.floor(width * scale)];
-}
-
-function area(b) { return Math.max(0, b[2] - b[0]) * Math.max(0, b[3] - b[1]); }
-
-function iou(a, b) {
-  const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
-  const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
-  const inter = w * h;
-  return inter / (area(a) + area(b) - inter);
 }
 
 // torchvision.ops.nms: best score first, a box dropped when its IoU with a kept one is > thresh
@@ -62,9 +55,7 @@ export function mergedClasses(boxes, scores, labels, numClasses, thresh) {
 // >= ratio x its score and >= the operating score
 export function nestedBoxes(boxes, scores, labels, inside, ratio, minContainer) {
   return boxes.map((a, i) => boxes.some((b, j) => {
-    const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
-    const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
-    return f32(w * h) >= f32(inside * Math.max(area(a), 1e-6)) && area(b) > area(a) && labels[i] === labels[j]
+    return f32(intersection(a, b)) >= f32(inside * Math.max(area(a), 1e-6)) && area(b) > area(a) && labels[i] === labels[j]
       && scores[j] >= ratio * scores[i] && scores[j] >= minContainer;
   }));
 }

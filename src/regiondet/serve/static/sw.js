@@ -6,7 +6,7 @@
 const CACHE = "regiondet-page";
 // the page itself; the runtime build it uses and its model are added by the page once loaded
 const SHELL = [
-  "/", "/manifest.webmanifest", "/static/app.js", "/static/device.js", "/static/tracker.js", "/static/style.css",
+  "/", "/manifest.webmanifest", "/static/app.js", "/static/device.js", "/static/tracker.js", "/static/boxes.js", "/static/style.css",
   "/static/icon.svg",
 ];
 

@@ -4,21 +4,7 @@
 // after the lens has been out of view for `holdS` seconds; the same event fields as the server's.
 // tests/test_browser.py runs both on the same detections and compares ids and events.
 
-function area(b) { return (b[2] - b[0]) * (b[3] - b[1]); }
-
-function iou(a, b) {
-  const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
-  const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
-  const inter = w * h;
-  const union = Math.max(0, area(a)) + Math.max(0, area(b)) - inter;
-  return union > 0 ? inter / union : 0;
-}
-
-function overlapOfSmaller(a, b) {
-  const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
-  const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
-  return (w * h) / Math.max(Math.min(area(a), area(b)), 1e-6);
-}
+import { iou, overlapOfSmaller } from "./boxes.js";
 
 // how near the box's centre is to the track's: 1 on it, 0 at one box size (the larger side of
 // either) away, below 0 farther
