@@ -25,6 +25,7 @@ playwright = pytest.importorskip("playwright.sync_api", reason="pip install play
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt install chromium)")
 ARTIFACTS = ROOT / "test-artifacts"
+READY = "document.querySelector('#status').textContent.startsWith('ready')"  # the page's model is loaded
 PHONES = DATA / "phone-photos" / "cellphone" / "test" / "images"
 W, H, FPS = 640, 480, 10
 FLAGS = [
@@ -77,6 +78,19 @@ def phone_then_streets(path: Path, phone_s: float = 4.0, street_s: float = 5.0) 
             f.write(b"FRAME\n" + cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes())
 
 
+def webcam_flags(tmp_path: Path) -> list[str]:
+    """Chromium's flags for a fake webcam playing `phone_then_streets` (written to tmp_path)."""
+    clip = tmp_path / "phone_then_streets.y4m"
+    phone_then_streets(clip)
+    ARTIFACTS.mkdir(exist_ok=True)
+    return [
+        *FLAGS,
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}",
+    ]
+
+
 def test_dropping_a_photo_draws_its_boxes(server):
     ARTIFACTS.mkdir(exist_ok=True)
     photo = sorted(PHONES.glob("*.jpg"))[0]
@@ -124,11 +138,7 @@ def test_labels_of_neighbouring_boxes_do_not_cover_each_other(server):
 
 
 def test_the_webcam_alert_follows_the_phone_in_and_out_of_view(server, tmp_path):
-    clip = tmp_path / "phone_then_streets.y4m"
-    phone_then_streets(clip)
-    ARTIFACTS.mkdir(exist_ok=True)
-    args = [*FLAGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-    args.append(f"--use-file-for-fake-video-capture={clip}")
+    args = webcam_flags(tmp_path)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
         page = browser.new_page()
@@ -186,7 +196,7 @@ def test_on_this_device_the_page_finds_what_detect_finds_and_sends_no_image(serv
         page = browser.new_page()
         page.on("request", lambda r: requests.append(r))
         page.goto(server + "?run=device")
-        page.wait_for_function("document.querySelector('#status').textContent.startsWith('ready')", timeout=120_000)
+        page.wait_for_function(READY, timeout=120_000)
         assert "on this device" in page.locator("#status").inner_text()
         for photo in samples:
             page.evaluate("document.querySelector('#view').dataset.result = ''")
@@ -291,11 +301,7 @@ def test_the_pages_tracker_gives_the_servers_ids_and_events(server):
 
 
 def test_on_this_device_the_webcam_alert_follows_the_phone_and_no_frame_is_sent(server, tmp_path):
-    clip = tmp_path / "phone_then_streets.y4m"
-    phone_then_streets(clip)
-    ARTIFACTS.mkdir(exist_ok=True)
-    args = [*FLAGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-    args.append(f"--use-file-for-fake-video-capture={clip}")
+    args = webcam_flags(tmp_path)
     requests = []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
@@ -303,7 +309,7 @@ def test_on_this_device_the_webcam_alert_follows_the_phone_and_no_frame_is_sent(
         page.on("request", lambda r: requests.append(r))
         page.on("websocket", lambda ws: requests.append(ws))
         page.goto(server + "?run=device")
-        page.wait_for_function("document.querySelector('#status').textContent.startsWith('ready')", timeout=120_000)
+        page.wait_for_function(READY, timeout=120_000)
         page.click("#webcam")
         page.wait_for_selector("#alert", state="visible", timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "page_device_webcam_alert.png"))
@@ -325,14 +331,14 @@ def test_after_one_visit_the_page_starts_and_detects_with_the_server_stopped():
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page()
             page.goto(url + "?run=device")
-            page.wait_for_function("document.querySelector('#status').textContent.startsWith('ready')", timeout=120_000)
+            page.wait_for_function(READY, timeout=120_000)
             assert page.evaluate("navigator.serviceWorker.ready.then((r) => r.active.scriptURL)").endswith("/sw.js")
             manifest = page.evaluate("fetch('/manifest.webmanifest').then((r) => r.json())")
             assert manifest["start_url"] == "/" and manifest["display"] == "standalone"
             proc.terminate()
             proc.wait(timeout=20)
             page.reload()
-            page.wait_for_function("document.querySelector('#status').textContent.startsWith('ready')", timeout=120_000)
+            page.wait_for_function(READY, timeout=120_000)
             page.set_input_files("#file", str(ROOT / "samples" / "camera_desk.jpg"))
             page.wait_for_function("document.querySelector('#view').dataset.result", timeout=60_000)
             result = json.loads(page.locator("#view").get_attribute("data-result"))
@@ -353,7 +359,7 @@ def test_with_webgpu_the_page_finds_what_detect_finds(server):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--enable-unsafe-webgpu"])
         page = browser.new_page()
         page.goto(server + "?run=device&backend=webgpu")
-        page.wait_for_function("document.querySelector('#status').textContent.startsWith('ready')", timeout=180_000)
+        page.wait_for_function(READY, timeout=180_000)
         assert "WebGPU" in page.locator("#status").inner_text()
         page.set_input_files("#file", str(photo))
         page.wait_for_function("document.querySelector('#view').dataset.result", timeout=180_000)

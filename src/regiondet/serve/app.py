@@ -393,7 +393,7 @@ def create_app(settings: Settings) -> FastAPIOffline:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
-        return HTMLResponse(_static("index.html"))
+        return HTMLResponse(static_bytes("index.html"))
 
     @app.get("/sw.js", include_in_schema=False)
     async def service_worker(request: Request) -> Response:
@@ -411,25 +411,11 @@ def create_app(settings: Settings) -> FastAPIOffline:
     @app.get("/static/ort/{name}", include_in_schema=False)
     async def runtime(request: Request, name: str) -> Response:
         """ONNX Runtime Web's files (vendored: static/ort/VERSION.json)."""
-        kinds = {".mjs": "text/javascript", ".wasm": "application/wasm"}
-        suffix = Path(name).suffix
-        if suffix not in kinds or "/" in name or name.startswith("."):
-            raise ApiError(404, "not found")
-        try:
-            return revalidated(request, static_bytes(f"ort/{name}"), kinds[suffix])
-        except FileNotFoundError:
-            raise ApiError(404, "not found") from None
+        return static_file(request, "ort", name, {".mjs": "text/javascript", ".wasm": "application/wasm"})
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(request: Request, name: str) -> Response:
-        kinds = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
-        suffix = Path(name).suffix
-        if suffix not in kinds or "/" in name or name.startswith("."):
-            raise ApiError(404, "not found")
-        try:
-            return revalidated(request, static_bytes(name), kinds[suffix])
-        except FileNotFoundError:
-            raise ApiError(404, "not found") from None
+        return static_file(request, "", name, {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"})
 
     return app
 
@@ -533,8 +519,15 @@ def revalidated(request: Request, data: bytes, media_type: str) -> Response:
     return Response(data, media_type=media_type, headers=headers)
 
 
-def _static(name: str) -> str:
-    return (resources.files(STATIC) / name).read_text(encoding="utf-8")
+def static_file(request: Request, folder: str, name: str, kinds: dict[str, str]) -> Response:
+    """A file of the page's folder (or of its subfolder), of the kinds named, revalidated."""
+    suffix = Path(name).suffix
+    if suffix not in kinds or "/" in name or name.startswith("."):
+        raise ApiError(404, "not found")
+    try:
+        return revalidated(request, static_bytes(f"{folder}/{name}" if folder else name), kinds[suffix])
+    except FileNotFoundError:
+        raise ApiError(404, "not found") from None
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
