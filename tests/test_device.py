@@ -85,8 +85,9 @@ def test_the_vendored_runtime_is_the_recorded_one():
 
 def test_the_service_hands_out_the_runtime_and_the_graphs_isolated():
     """Every answer is cross-origin isolated (WebAssembly threads need it); the runtime's files
-    come with their types; a text model or an unknown file is a JSON error."""
-    with TestClient(create_app(Settings(model="default"))) as client:
+    come with their types; the page detects at the service's score; a text model or an unknown
+    file is a JSON error."""
+    with TestClient(create_app(Settings(model="default", score=0.45))) as client:
         page = client.get("/")
         assert page.headers["cross-origin-opener-policy"] == "same-origin"
         assert page.headers["cross-origin-embedder-policy"] == "require-corp"
@@ -96,7 +97,7 @@ def test_the_service_hands_out_the_runtime_and_the_graphs_isolated():
         assert client.get("/static/ort/ort.wasm.min.mjs").headers["content-type"].startswith("text/javascript")
         assert client.get("/static/ort/..%2Fapp.js").status_code == 404
         settings = client.get("/v1/device/default/settings.json").json()
-        assert settings["classes"] == ["camera", "phone"]
+        assert settings["classes"] == ["camera", "phone"] and settings["score"] == 0.45  # the service's score
         graph = client.get("/v1/device/default/detector.onnx")
         assert graph.status_code == 200 and len(graph.content) > 1e6
         assert client.get("/v1/device/default/weights.bin").json()["error"].startswith("no device file")

@@ -123,10 +123,15 @@ class Worker:
             out.append({"name": name, "default": False, "about": shipped.about})
         return out
 
-    def detector(self, name: str | None) -> Detector:
+    def offered(self, name: str | None) -> str:
+        """The model's name (the service's own when none), or 404 when clients may not pick it."""
         name = name or self.settings.model
         if name not in {m["name"] for m in self.available()}:
             raise ApiError(404, f"no model '{name}' here (GET /v1/models lists them)")
+        return name
+
+    def detector(self, name: str | None) -> Detector:
+        name = self.offered(name)
         if name not in self.detectors:
             self.detectors[name] = Detector.load(
                 name,
@@ -138,17 +143,17 @@ class Worker:
 
     async def device(self, name: str | None) -> DeviceModel:
         """A model's graphs and settings for the page's device mode, made on first request (a
-        few seconds: the checkpoint exported to ONNX in memory) and kept; the score is the one
-        the service detects at."""
-        name = name or self.settings.model
-        det = self.detector(name)
+        few seconds: the checkpoint exported to ONNX in memory) and kept, without loading the
+        model on the server; the score is the one the service detects at."""
+        name = self.offered(name)
         async with self.making:
             if name not in self.devices:
                 try:
                     made = await run_in_threadpool(device_model, name, self.settings.overrides_for(name))
                 except UserError as e:
                     raise ApiError(400, str(e)) from None
-                made.settings["score"] = det.score
+                if self.settings.score is not None:  # as Detector.load takes it: the service's score first
+                    made.settings["score"] = self.settings.score
                 self.devices[name] = made
         return self.devices[name]
 
