@@ -119,8 +119,8 @@ function scoreAsked() {
 
 function query() {
   const q = new URLSearchParams({ model: $("model").value });
-  const score = parseFloat($("score").value);
-  if (!Number.isNaN(score)) q.set("score", score);
+  const score = scoreAsked();
+  if (score !== undefined) q.set("score", score);
   return q;
 }
 
