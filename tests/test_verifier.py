@@ -117,3 +117,38 @@ def test_the_shipped_default_boxes_fewer_everyday_photos_than_its_detector_alone
         fired["verified"] += bool(len(verified.predict(pixels).boxes))
         fired["alone"] += bool(len(alone.predict(pixels).boxes))
     assert 2 * fired["verified"] <= fired["alone"], fired
+
+
+def test_kept_crops_are_read_back_for_another_l2_and_refused_for_other_settings(tmp_path, capsys):
+    """--crops keeps the crops' features: a second fit with the same model, data and crop
+    settings reads them back (same crops, the same probe for the same --l2, another for
+    another), a fit with other crop settings is refused in one line and the file is kept."""
+    data = [
+        "--data",
+        f"yolo:{COCO}:train?labels=phone&objects=some&limit=4",
+        "--negatives",
+        f"icdar2015:{ICDAR}?limit=2",
+    ]
+    crops = tmp_path / "crops.pt"
+    fit = ["--quiet", "fit-verifier", "--model", "default", *data, "--crops", str(crops), "--threads", "2"]
+    assert main([*fit, "--out", str(tmp_path / "a.pt")]) == 0
+    first = capsys.readouterr().out
+    assert crops.is_file() and "read back" not in first
+    kept = crops.read_bytes()
+    assert main([*fit, "--out", str(tmp_path / "b.pt")]) == 0
+    assert main([*fit, "--out", str(tmp_path / "c.pt"), "--l2", "1"]) == 0
+    again = capsys.readouterr().out.strip().splitlines()
+    assert all(f"read back from {crops}" in line for line in again) and len(again) == 2
+    a, b, c = (read_checkpoint(tmp_path / f"{n}.pt") for n in "abc")
+    assert a["verifier_fit"]["lens_crops"] == c["verifier_fit"]["lens_crops"] > 0
+    torch.testing.assert_close(a["verifier"]["weight"], b["verifier"]["weight"])
+    assert not torch.allclose(a["verifier"]["weight"], c["verifier"]["weight"])
+    assert main([*fit, "--out", str(tmp_path / "d.pt"), "--grow", "0.4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "crops.pt" in err[0] and "grow" in err[0]
+    assert crops.read_bytes() == kept and not (tmp_path / "d.pt").exists()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not torch")
+    assert main([*fit[:-4], "--crops", str(junk), "--out", str(tmp_path / "e.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "junk.pt" in err[0] and junk.read_bytes() == b"not torch"

@@ -247,12 +247,25 @@ def cmd_fit_verifier(a: argparse.Namespace) -> None:
     if Path(a.out).resolve() == resolve_model_path(a.model).resolve():
         raise UserError("--out is the model it starts from: write the model with its verifier to a new file", a.out)
     settings = VerifierSettings(a.crop, a.grow)
+    crops = Path(a.crops) if a.crops else None
+    if crops is not None and crops.resolve() in (Path(a.out).resolve(), resolve_model_path(a.model).resolve()):
+        raise UserError("--crops names the model or --out: keep the crops in a file of their own", crops)
     done = fit_verifier(
-        a.model, a.data, a.negatives, _class_map(a.class_map), Path(a.out), settings, a.l2, not a.quiet, a.empty_frames
+        a.model,
+        a.data,
+        a.negatives,
+        _class_map(a.class_map),
+        Path(a.out),
+        settings,
+        a.l2,
+        not a.quiet,
+        a.empty_frames,
+        crops,
     )
+    source = f" (read back from {crops})" if done["crops_read_back"] else ""
     print(
         f"regiondet: verifier fitted on {done['lens_crops']} lens and {done['other_crops']} other crops of "
-        f"{done['images']} images (training accuracy {done['train_accuracy']:.3f}); written to {a.out}"
+        f"{done['images']} images{source} (training accuracy {done['train_accuracy']:.3f}); written to {a.out}"
     )
 
 
@@ -563,6 +576,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--crop", type=count_value, default=160, help="crop side in pixels (default 160)")
     v.add_argument("--grow", type=float, default=0.2, help="context around each box, a share of its size per side")
     v.add_argument("--l2", type=float, default=0.01, help="L2 penalty of the logistic layer")
+    v.add_argument(
+        "--crops",
+        metavar="FILE.pt",
+        help="keep the crops' features here; a rerun with the same model, data and --crop/--grow reads them "
+        "back instead of reading every image again (e.g. to try another --l2)",
+    )
     v.add_argument(
         "--no-empty-frames",
         dest="empty_frames",

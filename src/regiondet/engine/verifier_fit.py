@@ -7,10 +7,13 @@ lens crop too. The crops' ImageNet features then fit one logistic layer (L-BFGS,
 weighted to count equally, an L2 penalty on standardised features), written into a copy of the
 checkpoint. Minutes on a CPU, where another cycle of detector training takes hours and, shown
 a few hundred more everyday photos, moved its scores more than it separated clocks from cameras.
+Reading the images is nearly all of that time: with `crops` the crops' features are kept in a
+file, and a second fit with the same model, data and crop settings (another `l2`) reads them back.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ from regiondet.data.transforms import RandomDegradeNegative
 from regiondet.errors import UserError
 from regiondet.evaluation.scoring import load_eval_sets
 from regiondet.inference.predictor import Detector, to_tensor
-from regiondet.io import atomic_torch_save
+from regiondet.io import atomic_torch_save, torch_load_safe
 from regiondet.models.checkpoint import read_checkpoint
 from regiondet.models.sizes import test_sizes
 from regiondet.models.verifier import CropVerifier, VerifierSettings, build_lite0
@@ -90,6 +93,31 @@ def _rows(
     return torch.cat(feats), target
 
 
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes: which model a crops file was read with."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def kept_crops(path: Path, key: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The features and targets a crops file holds for `key` (model, data, crop settings), None
+    when there is no such file yet; a file kept for something else is refused, not overwritten."""
+    if not path.exists():
+        return None
+    try:
+        kept = torch_load_safe(path)
+        features, targets, held = kept["features"], kept["targets"], kept["key"]
+    except Exception as e:  # a torch file of another kind, a truncated one, not a torch file at all
+        raise UserError(f"not a crops file of fit-verifier ({type(e).__name__}): name a new file", path) from None
+    if held != key:
+        what = next(k for k in key if held.get(k) != key[k])
+        raise UserError(f"holds crops read with another {what}: name a new file for these", path)
+    return features, targets
+
+
 def fit_probe(features: torch.Tensor, targets: torch.Tensor, l2: float) -> tuple[torch.Tensor, float, float]:
     """(weight, bias, training accuracy) of a logistic layer on raw features: fitted on
     standardised ones, lens and not-lens crops weighted to count equally, the scaling then folded
@@ -129,9 +157,12 @@ def fit_verifier(
     l2: float = 0.01,
     progress: bool = True,
     degraded: bool = True,
+    crops: Path | None = None,
 ) -> dict:
     """Fit a verifier for `model` on labelled and object-free SPECs and write the model with it
-    to `out` (any verifier it had is replaced); returns what was fitted on."""
+    to `out` (any verifier it had is replaced); returns what was fitted on. With `crops`, the
+    crops' features are read from that file when it was kept for the same model, data and
+    settings, else read from the images and kept there."""
     if not specs:
         raise UserError("name labelled images (--data SPEC): the lenses the verifier must keep")
     path = resolve_model_path(model)
@@ -141,7 +172,22 @@ def fit_verifier(
         raise UserError("a crop verifier rescores box models; this one finds text", path)
     verifier = CropVerifier(build_lite0(), settings).eval()
     samples = load_eval_sets(detector, specs, None, class_map)[0] + load_negatives(negative_specs)
-    features, targets = crop_rows(detector, verifier, samples, progress, degraded)
+    key = {
+        "model": file_digest(path),
+        "data": list(specs),
+        "negatives": list(negative_specs),
+        "class_map": dict(class_map),
+        "crop": settings.crop,
+        "grow": settings.grow,
+        "empty_frames": degraded,
+    }
+    rows = kept_crops(crops, key) if crops is not None else None
+    read_back = rows is not None
+    if rows is None:
+        rows = crop_rows(detector, verifier, samples, progress, degraded)
+        if crops is not None:
+            atomic_torch_save(crops, {"key": key, "features": rows[0], "targets": rows[1]})
+    features, targets = rows
     weight, bias, accuracy = fit_probe(features, targets, l2)
     verifier = CropVerifier(verifier.trunk, settings, weight, bias)
     summary = {
@@ -151,6 +197,7 @@ def fit_verifier(
         "train_accuracy": round(accuracy, 4),
         "l2": l2,
         "degraded_copies": degraded,
+        "crops_read_back": read_back,
         "data": specs,
         "negatives": negative_specs,
     }
