@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import ROOT
+from regiondet.inference.multiscale import FLIP_SAME_IOU
 from regiondet.inference.onnx_model import resize_for_graph
 from regiondet.inference.predictor import Detector, to_tensor
 from regiondet.models.sizes import scale_of
@@ -74,6 +75,7 @@ def test_settings_are_what_predict_uses(made, reference):
         m.box_contained_score_ratio,
     )
     assert s["verifier"] == {"crop": reference.verifier.settings.crop, "grow": reference.verifier.settings.grow}
+    assert (s["flip"], s["flip_iou"]) == (m.test_flip, FLIP_SAME_IOU)
 
 
 def test_the_vendored_runtime_is_the_recorded_one():

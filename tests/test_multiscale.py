@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from shapely.geometry import Polygon
 from torchvision.ops import box_iou
 
@@ -15,6 +17,7 @@ from regiondet.data.point_pairs import pairs_to_polygon
 from regiondet.data.spec import load_spec
 from regiondet.inference.multiscale import (
     FOCUS_MARGIN,
+    averaged,
     focus_regions,
     merge_outputs,
     reading_at,
@@ -200,3 +203,42 @@ def test_onnx_reads_at_several_sizes_like_pytorch(tmp_path, capsys):
     assert main(["detect", str(path), "--model", str(plain), "--set", "model.box_nms_thresh=0.3"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "fixed in the ONNX graph" in err and "model.test_scales" in err
+
+
+def test_a_flipped_reading_is_the_mirror_of_the_mirrored_photos():
+    """With test_flip the detector reads the photo both ways, so the mirrored photo must give the
+    mirrored answer (a box unmirrored to the wrong side would break it; the crop verifier reads
+    its crops one way only and is left out), and a photo's cameras keep their place: every plain
+    box at the default score is still there (IoU >= 0.5)."""
+    path = next(CAMERA_VALID.glob("18da9dc27d97dde5*.jpg"))
+    image = Image.open(path).convert("RGB")
+    mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    both = ["model.test_flip=true", "model.verify=false"]
+    flip = Detector.load("default", runtime="torch", score=0.05, overrides=both)
+    a, b = flip.predict(image), flip.predict(mirror)
+    assert len(a.scores) >= 3 and len(a.scores) == len(b.scores)
+    back = b.boxes.copy()
+    back[:, [0, 2]] = image.width - b.boxes[:, [2, 0]]
+    order_a, order_b = a.boxes[:, 0].argsort(), back[:, 0].argsort()
+    np.testing.assert_allclose(a.boxes[order_a], back[order_b], atol=0.05)
+    np.testing.assert_allclose(a.scores[order_a], b.scores[order_b], atol=1e-4)
+    plain = Detector.load("default", runtime="torch").predict(image)
+    flipped = Detector.load("default", runtime="torch", score=0.05, overrides=both[:1]).predict(image)
+    iou = box_iou(torch.as_tensor(plain.boxes), torch.as_tensor(flipped.boxes))
+    assert len(plain.scores) and bool((iou.max(1).values >= 0.5).all())
+
+
+def test_flipped_readings_pair_boxes_of_one_class_and_halve_the_rest():
+    a = {"boxes": torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60]]), "scores": torch.tensor([0.9, 0.6]),
+         "labels": torch.tensor([1, 1])}  # fmt: skip
+    b = {"boxes": torch.tensor([[1.0, 0, 11, 10], [50, 50, 60, 60]]), "scores": torch.tensor([0.7, 0.8]),
+         "labels": torch.tensor([1, 2])}  # fmt: skip
+    out = averaged(a, b)
+    assert out["scores"].tolist() == pytest.approx([0.8, 0.4, 0.3])  # paired; class 2 alone; class 1 alone
+    assert out["boxes"][0].tolist() == pytest.approx([0.5, 0, 10.5, 10]) and out["labels"].tolist() == [1, 2, 1]
+
+
+def test_a_flip_is_refused_for_text_models_in_one_line(capsys):
+    assert main(["detect", "--model", "text_fast", "--set", "model.test_flip=true", str(ROOT / "samples")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.test_flip reads box models only" in err[0]

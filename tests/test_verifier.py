@@ -64,10 +64,11 @@ def test_the_probe_read_back_scores_its_training_crops_as_reported(fitted):
 
 def test_verifier_only_lowers_scores_and_switches_off(fitted):
     path, _ = fitted
-    apart = "model.box_cross_class_iou=0"  # each class's own boxes: merging picks by the scores compared here
-    verified = Detector.load(path, runtime="torch", overrides=[apart])
-    plain = Detector.load(path, runtime="torch", overrides=["model.verify=false", apart])
-    default = Detector.load("default", runtime="torch", overrides=["model.verify=false", apart])
+    # each class's own boxes, none dropped as nested: both steps pick by the scores compared here
+    apart = ["model.box_cross_class_iou=0", "model.box_contained_thresh=0"]
+    verified = Detector.load(path, runtime="torch", overrides=apart)
+    plain = Detector.load(path, runtime="torch", overrides=["model.verify=false", *apart])
+    default = Detector.load("default", runtime="torch", overrides=["model.verify=false", *apart])
     lowered = 0
     for s in load_spec(f"yolo:{COCO}:valid?limit=8"):
         pixels = load_rgb(s.path)

@@ -71,6 +71,9 @@ class ModelConfig:
     # > 0: those extra readings read only crops around the first reading's detections shorter
     # than this many pixels (the words a closer look can find), not the whole image
     test_scales_focus: int = 0
+    # box models: also read each image mirrored left to right and average the two readings (a
+    # still's test-time flip; twice the time, so not for live frames)
+    test_flip: bool = False
     # one size per feature map, or a list of sizes per map (detectron2's ANCHOR_GENERATOR.SIZES)
     anchor_sizes: list[int | list[int]] = field(default_factory=lambda: [32, 64, 128, 256, 512])
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
@@ -312,6 +315,8 @@ def config_from_dict(d: dict, source: str = "config") -> Config:
         raise UserError("model.test_scales is a list of shorter-side sizes in pixels, e.g. [900]", source)
     if not isinstance(cfg.model.test_scales_focus, int) or cfg.model.test_scales_focus < 0:
         raise UserError("model.test_scales_focus is a height in pixels (0: read whole images)", source)
+    if cfg.model.test_flip and cfg.model.task != "box":
+        raise UserError("model.test_flip reads box models only (a mirrored text outline reverses its points)", source)
     if not cfg.model.classes:
         raise UserError("model.classes is empty", source)
     if not cfg.train.out.strip():
@@ -359,6 +364,7 @@ INFERENCE_KEYS = (  # model settings that change how a trained model reads image
     "test_max_size",
     "test_scales",
     "test_scales_focus",
+    "test_flip",
     "polygon_nms_thresh",
 )
 

@@ -207,12 +207,13 @@ class Replay:
         self.score = score
         return self
 
-    def predict(self, frame, score: float | None = None):
+    def predict(self, frame, score: float | None = None, live: bool = True):
+        """The detector's answer on a frame (a live one: the clips are video)."""
         wanted = self.score if score is None else score
         pixels = np.ascontiguousarray(np.asarray(frame))
         key = (pixels.shape, hashlib.blake2b(pixels.tobytes(), digest_size=16).digest())
         if key not in self.answers:
-            self.answers[key] = self.detector.predict(frame, score=self.floor)
+            self.answers[key] = self.detector.predict(frame, score=self.floor, live=True)
         return self.answers[key].above(max(wanted, self.floor))
 
 

@@ -141,11 +141,11 @@ def time_predict(det: Detector, images: list[torch.Tensor], runs: int, warmup: i
     """Median and p90 ms of Detector.predict at the live path's floor: the model and, when it has
     one, its crop verifier on every box the tracker could use."""
     for x in images[:warmup]:
-        det.predict(x, score=LIVE_FLOOR)
+        det.predict(x, score=LIVE_FLOOR, live=True)
     total = []
     for i in range(runs):
         t0 = time.perf_counter()
-        det.predict(images[i % len(images)], score=LIVE_FLOOR)
+        det.predict(images[i % len(images)], score=LIVE_FLOOR, live=True)
         total.append(1000 * (time.perf_counter() - t0))
     return {"ms_median": float(np.median(total)), "ms_p90": float(np.percentile(total, 90)), "stages_ms_median": {}}
 
@@ -156,7 +156,7 @@ def time_side_by_side(models: dict[str, Detector], images: list[torch.Tensor], r
     faster or slower from one minute (or day) to the next slows them alike, so their ratio holds."""
 
     def forward(det: Detector, x: torch.Tensor) -> None:
-        det.predict(x, score=LIVE_FLOOR)  # a crop verifier, when a model has one, counts too
+        det.predict(x, score=LIVE_FLOOR, live=True)  # a crop verifier, when a model has one, counts too
 
     for det in models.values():
         det.model.eval()

@@ -7,6 +7,11 @@ GeneralizedRCNNWithTTA and MMOCR's MultiScaleFlipAug do the same. With `test_sca
 the extra readings read only crops around the first reading's small detections (SAHI-style
 slicing, but guided): small words take a small part of a scene, so most of the second reading's
 time went on pixels that gave nothing new.
+
+With `test_flip` a box model also reads the image mirrored (Ultralytics' `augment`, detectron2's
+TTA flip) and the two readings are averaged: an object seen in both keeps the mean of its boxes
+and scores, one seen in a single reading half its score (the mean with the 0 of the other). A
+look-alike that fires in one view only falls, a lens seen both ways keeps its score.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from contextlib import contextmanager
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, box_iou
 
 from regiondet.models.sizes import SizeTransform, scale_of, test_sizes
 
@@ -25,6 +30,8 @@ from regiondet.models.sizes import SizeTransform, scale_of, test_sizes
 FOCUS_MARGIN = 32
 # a crop's detection within this many pixels of an edge cut from the image is a cut-off word
 CUT_EDGE = 2
+# a box of the mirrored reading overlapping one of the same class by this IoU is the same object
+FLIP_SAME_IOU = 0.55
 
 
 def sizes_at(cfg, sides: list[int]) -> list[tuple[int, int]]:
@@ -132,9 +139,48 @@ def read_crop(model: torch.nn.Module, x: Tensor, rect: tuple[int, ...], scale: f
     return out
 
 
-def run_scales(model: torch.nn.Module, x: Tensor, cfg) -> dict[str, Tensor]:
-    """The model's output for one image, read at each of its test sizes and merged; with
-    test_scales_focus, the extra sizes read only around the first reading's small detections."""
+def run_scales(model: torch.nn.Module, x: Tensor, cfg, flip: bool = False) -> dict[str, Tensor]:
+    """The model's output for one image, read at each of its test sizes and merged (with
+    test_scales_focus, the extra sizes read only around the first reading's small detections);
+    with `flip` (the model's test_flip, for a still), read mirrored too and the two averaged."""
+    out = _run_sizes(model, x, cfg)
+    if not flip:
+        return out
+    mirrored = _run_sizes(model, x.flip(-1), cfg)
+    boxes = mirrored["boxes"].clone()
+    boxes[:, 0], boxes[:, 2] = x.shape[-1] - mirrored["boxes"][:, 2], x.shape[-1] - mirrored["boxes"][:, 0]
+    return averaged(out, {**mirrored, "boxes": boxes})
+
+
+def averaged(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Two readings of one image as one, best score first: each box of `a` (best first) paired
+    with the best-overlapping unpaired box of its class in `b` (IoU >= FLIP_SAME_IOU) takes the
+    mean box and mean score; a box left unpaired in either keeps its box at half its score."""
+    iou = box_iou(a["boxes"], b["boxes"]) * (a["labels"][:, None] == b["labels"][None, :])
+    paired_a = torch.full((len(a["scores"]),), -1, dtype=torch.int64)
+    free = torch.ones(len(b["scores"]), dtype=torch.bool)
+    for i in torch.argsort(a["scores"], descending=True).tolist():
+        if not free.any():
+            break
+        row = torch.where(free, iou[i], torch.zeros_like(iou[i]))
+        j = int(row.argmax())
+        if row[j] >= FLIP_SAME_IOU:
+            paired_a[i], free[j] = j, False
+    both = paired_a >= 0
+    boxes, scores = a["boxes"].clone(), a["scores"] / 2
+    boxes[both] = (a["boxes"][both] + b["boxes"][paired_a[both]]) / 2
+    scores[both] = scores[both] + b["scores"][paired_a[both]] / 2
+    out = {
+        "boxes": torch.cat([boxes, b["boxes"][free]]),
+        "scores": torch.cat([scores, b["scores"][free] / 2]),
+        "labels": torch.cat([a["labels"], b["labels"][free]]),
+    }
+    order = torch.argsort(out["scores"], descending=True)
+    return {k: v[order] for k, v in out.items()}
+
+
+def _run_sizes(model: torch.nn.Module, x: Tensor, cfg) -> dict[str, Tensor]:
+    """The model's output for one image read at each of its test sizes, merged."""
     sizes = scale_sizes(cfg)
     if len(sizes) == 1:
         return model([x])[0]

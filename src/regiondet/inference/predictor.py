@@ -146,12 +146,14 @@ class Detector:
         return cls(model, model.config, model.default_score if score is None else score, device)
 
     @torch.inference_mode()
-    def predict(self, image, score: float | None = None) -> Prediction:
-        """Detections with score >= score (default: the model's own threshold)."""
+    def predict(self, image, score: float | None = None, live: bool = False) -> Prediction:
+        """Detections with score >= score (default: the model's own threshold). A `live` frame
+        (video, a camera, the service's WebSocket) is read once, within a frame's time: the
+        model's test_flip, a still's second reading, is skipped."""
         x = to_tensor(image).to(self.device)
         floor = self.score if score is None else score
         t0 = time.perf_counter()
-        out = run_scales(self.model, x, self.config.model)
+        out = run_scales(self.model, x, self.config.model, self.config.model.test_flip and not live)
         if self.verifier is not None and "keypoints" not in out:
             out = self._verified(x, out, floor)
         seconds = time.perf_counter() - t0

@@ -87,7 +87,7 @@ def track_frame(
     Weaker detections, down to the tracker's `low`, only keep existing tracks alive. `score`
     replaces the detector's own."""
     score = detector.score if score is None else score
-    found = detector.predict(frame, score=min(tracker.low, score))
+    found = detector.predict(frame, score=min(tracker.low, score), live=True)
     ids, events = tracker.update(found.boxes, found.scores, found.labels, index, seconds)
     keep = np.asarray(found.scores) >= score
     fields = {"tracks": [i for i, k in zip(ids, keep, strict=True) if k], "alert": tracker.alert}
@@ -133,7 +133,7 @@ def detect_video(
         index, seconds = -1, 0.0
         for index, seconds, frame in frames:
             if tracker is None:
-                pred, fields = detector.predict(frame), {}
+                pred, fields = detector.predict(frame, live=True), {}
             else:
                 pred, fields = track_frame(detector, tracker, frame, index, seconds)
                 _announce(fields.get("events", []), source, on_event)

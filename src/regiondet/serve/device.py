@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from regiondet.data.images import MAX_PIXELS
 from regiondet.errors import UserError
+from regiondet.inference.multiscale import FLIP_SAME_IOU
 from regiondet.inference.onnx_model import onnx_bytes, require
 from regiondet.inference.predictor import model_from_checkpoint
 from regiondet.models.fold_bn import fold_batch_norms
@@ -84,6 +85,8 @@ def device_model(name: str, overrides: list[str] | None = None) -> DeviceModel:
         "cross_class_iou": m.box_cross_class_iou,
         "contained_thresh": m.box_contained_thresh,
         "contained_score_ratio": m.box_contained_score_ratio,
+        "flip": m.test_flip,  # a still is also read mirrored (multiscale.averaged)
+        "flip_iou": FLIP_SAME_IOU,
         "verifier": crop,
         "max_pixels": MAX_PIXELS,  # the page refuses larger images, as the server does
     }

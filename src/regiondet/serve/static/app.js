@@ -99,9 +99,9 @@ const SLOW_MS = 1000;
 // ms the model takes for a 640x480 frame here (the second of two: the first includes set-up)
 async function frameTime(detector) {
   const frame = new ImageData(640, 480);
-  await detector.detect(frame);
+  await detector.detect(frame, undefined, true);
   const t0 = performance.now();
-  await detector.detect(frame);
+  await detector.detect(frame, undefined, true);
   return performance.now() - t0;
 }
 
@@ -368,7 +368,7 @@ async function deviceStep(mine) {
   g.drawImage(video, 0, 0);
   const frame = g.getImageData(0, 0, grab.width, grab.height);
   const index = ++mine.frame, seconds = Number(((performance.now() - mine.start) / 1000).toFixed(3));
-  const found = await mine.detector.detect(frame, Math.min(mine.tracker.low, mine.score));
+  const found = await mine.detector.detect(frame, Math.min(mine.tracker.low, mine.score), true);
   if (live !== mine) return;
   const [ids, events] = mine.tracker.update(found.boxes, found.scores, found.labels, index, seconds);
   const keep = found.scores.map((v) => v >= mine.score);

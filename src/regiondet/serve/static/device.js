@@ -1,8 +1,8 @@
 // A box model run in the page itself (ONNX Runtime Web, WebAssembly): no frame leaves the device.
 // The server makes the graphs from its checkpoint (regiondet/serve/device.py); this file does
 // what Detector.predict does around them, step for step, so the page's boxes are the CLI's:
-// the read size (scale_of), the crop verifier's product, one box per object (merged_classes),
-// nested boxes (nested_boxes), the score. The runtime's files come from the server too: its
+// the read size (scale_of), a still's mirrored second reading (averaged), the crop verifier's
+// product, one box per object (merged_classes), nested boxes (nested_boxes), the score. The runtime's files come from the server too: its
 // WebGPU build where the browser has a GPU (nodes WebGPU lacks run in its WebAssembly part),
 // else its WebAssembly build.
 import { area, intersection, iou } from "./boxes.js";
@@ -62,6 +62,46 @@ export function nestedBoxes(boxes, scores, labels, inside, ratio, minContainer) 
 
 const round = (v, digits) => Number(v.toFixed(digits));
 
+// multiscale.averaged: two readings of one image as one. Each box of `a` (best first) paired with
+// the best-overlapping unpaired box of its class in `b` (IoU >= sameIou) takes the mean box and
+// mean score; a box left unpaired in either keeps its box at half its score. Best score first.
+export function averaged(a, b, sameIou) {
+  const free = b.scores.map(() => true), pair = a.scores.map(() => -1);
+  const order = a.scores.map((_, i) => i).sort((i, j) => a.scores[j] - a.scores[i] || i - j);
+  for (const i of order) {
+    if (!free.some(Boolean)) break;
+    let best = 0, most = -1;
+    b.boxes.forEach((box, j) => {
+      const v = free[j] && b.labels[j] === a.labels[i] ? iou(a.boxes[i], box) : 0;
+      if (v > most) { most = v; best = j; }
+    });
+    if (most >= sameIou) { pair[i] = best; free[best] = false; }
+  }
+  const boxes = [], labels = [], scores = [];
+  a.scores.forEach((v, i) => {
+    const j = pair[i];
+    boxes.push(j < 0 ? a.boxes[i] : a.boxes[i].map((c, k) => f32(f32(c + b.boxes[j][k]) / 2)));
+    scores.push(j < 0 ? f32(v / 2) : f32(f32(v / 2) + f32(b.scores[j] / 2)));
+    labels.push(a.labels[i]);
+  });
+  b.scores.forEach((v, j) => {
+    if (free[j]) { boxes.push(b.boxes[j]); scores.push(f32(v / 2)); labels.push(b.labels[j]); }
+  });
+  const by = scores.map((_, i) => i).sort((i, j) => scores[j] - scores[i] || i - j);
+  return { boxes: by.map((i) => boxes[i]), labels: by.map((i) => labels[i]), scores: by.map((i) => scores[i]) };
+}
+
+// an image's RGBA bytes mirrored left to right (one 32-bit pixel at a time)
+export function mirrored(data, width, height) {
+  const aligned = data.byteOffset % 4 === 0 ? data : data.slice();
+  const src = new Uint32Array(aligned.buffer, aligned.byteOffset, width * height);
+  const out = new Uint32Array(width * height);
+  for (let y = 0, row = 0; y < height; y++, row += width) {
+    for (let x = 0; x < width; x++) out[row + x] = src[row + width - 1 - x];
+  }
+  return new Uint8Array(out.buffer);
+}
+
 export class DeviceDetector {
   // settings: the server's /v1/device/MODEL/settings.json; files: {detector, verifier} as bytes
   constructor(settings, detector, verifier) {
@@ -97,25 +137,22 @@ export class DeviceDetector {
 
   get threads() { return ort.module.env.wasm.numThreads; }
 
-  // image: an ImageData (RGBA bytes); score: the floor (default: the model's). Returns what
-  // POST /v1/detect answers: width, height, boxes, labels, scores, class_scores, ms.
-  async detect(image, score) {
+  // image: an ImageData (RGBA bytes); score: the floor (default: the model's); live: a video
+  // frame, read once (a still is also read mirrored where the model says test_flip). Returns
+  // what POST /v1/detect answers: width, height, boxes, labels, scores, class_scores, ms.
+  async detect(image, score, live = false) {
     const s = this.settings, floor = score ?? s.score;
     const t0 = performance.now();
     const H = image.height, W = image.width;
-    const [h, w] = readSize(H, W, s.min_size, s.max_size);
     const Tensor = ort.module.Tensor;
     const rgba = new Tensor("uint8", new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.length), [H, W, 4]);
-    const out = await this.detector.run({ rgba, size: new Tensor("int64", BigInt64Array.from([BigInt(h), BigInt(w)]), [2]) });
-    const n = out.scores.dims[0];
-    const rx = f32(W / w), ry = f32(H / h);
-    let boxes = [], labels = [], scores = [];
-    for (let i = 0; i < n; i++) {
-      const b = out.boxes.data.subarray(4 * i, 4 * i + 4);
-      boxes.push([f32(b[0] * rx), f32(b[1] * ry), f32(b[2] * rx), f32(b[3] * ry)]);
-      labels.push(Number(out.labels.data[i]));
-      scores.push(out.scores.data[i]);
+    let found = await this.read(rgba, H, W);
+    if (s.flip && !live) {
+      const back = await this.read(new Tensor("uint8", mirrored(image.data, W, H), [H, W, 4]), H, W);
+      back.boxes = back.boxes.map((b) => [f32(W - b[2]), b[1], f32(W - b[0]), b[3]]);
+      found = averaged(found, back, s.flip_iou);
     }
+    let { boxes, labels, scores } = found;
     if (this.verifier) [boxes, labels, scores] = await this.verified(rgba, boxes, labels, scores, floor);
     const ms = performance.now() - t0;
     let keep = scores.map((v) => v >= floor);
@@ -144,6 +181,22 @@ export class DeviceDetector {
     }
     result.ms = round(ms, 1);
     return result;
+  }
+
+  // the detector's boxes (in the image's pixels), labels and scores for RGBA bytes H x W
+  async read(rgba, H, W) {
+    const s = this.settings, Tensor = ort.module.Tensor;
+    const [h, w] = readSize(H, W, s.min_size, s.max_size);
+    const out = await this.detector.run({ rgba, size: new Tensor("int64", BigInt64Array.from([BigInt(h), BigInt(w)]), [2]) });
+    const rx = f32(W / w), ry = f32(H / h);
+    const boxes = [], labels = [], scores = [];
+    for (let i = 0; i < out.scores.dims[0]; i++) {
+      const b = out.boxes.data.subarray(4 * i, 4 * i + 4);
+      boxes.push([f32(b[0] * rx), f32(b[1] * ry), f32(b[2] * rx), f32(b[3] * ry)]);
+      labels.push(Number(out.labels.data[i]));
+      scores.push(out.scores.data[i]);
+    }
+    return { boxes, labels, scores };
   }
 
   // each box at the floor or above scored times the verifier's lens probability, the rest 0,
