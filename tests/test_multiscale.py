@@ -242,3 +242,19 @@ def test_a_flip_is_refused_for_text_models_in_one_line(capsys):
     assert main(["detect", "--model", "text_fast", "--set", "model.test_flip=true", str(ROOT / "samples")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.test_flip reads box models only" in err[0]
+
+
+def test_an_exported_onnx_file_keeps_the_flip_and_takes_it_as_a_setting(tmp_path):
+    """The flip is read outside the graph: an .onnx export of the default model reads a photo
+    both ways as the checkpoint does, and `--set model.test_flip=false` still reads it once."""
+    path = next(CAMERA_VALID.glob("18da9dc27d97dde5*.jpg"))
+    onnx = tmp_path / "default.onnx"
+    assert main(["--quiet", "export", "default", str(onnx)]) == 0
+    both = Detector.load(onnx, score=0.05)
+    once = Detector.load(onnx, score=0.05, overrides=["model.test_flip=false"])
+    assert both.config.model.test_flip and not once.config.model.test_flip
+    plain = Detector.load("default", score=0.05, runtime="torch", overrides=["model.verify=false"])
+    a, b = both.predict(path), once.predict(path)
+    assert len(a.scores) and len(b.scores) and not np.allclose(np.sort(a.scores)[-1], np.sort(b.scores)[-1])
+    want = plain.predict(path)  # the .onnx file holds the detector alone, as verify=false reads it
+    np.testing.assert_allclose(np.sort(a.scores), np.sort(want.scores), atol=2e-3)
