@@ -208,12 +208,12 @@ class Replay:
         return self
 
     def predict(self, frame, score: float | None = None, live: bool = True):
-        """The detector's answer on a frame (a live one: the clips are video)."""
+        """The detector's answer on a frame (read as `live` says: the clips are video)."""
         wanted = self.score if score is None else score
         pixels = np.ascontiguousarray(np.asarray(frame))
-        key = (pixels.shape, hashlib.blake2b(pixels.tobytes(), digest_size=16).digest())
+        key = (pixels.shape, live, hashlib.blake2b(pixels.tobytes(), digest_size=16).digest())
         if key not in self.answers:
-            self.answers[key] = self.detector.predict(frame, score=self.floor, live=True)
+            self.answers[key] = self.detector.predict(frame, score=self.floor, live=live)
         return self.answers[key].above(max(wanted, self.floor))
 
 

@@ -2,9 +2,9 @@
 // The server makes the graphs from its checkpoint (regiondet/serve/device.py); this file does
 // what Detector.predict does around them, step for step, so the page's boxes are the CLI's:
 // the read size (scale_of), a still's mirrored second reading (averaged), the crop verifier's
-// product, one box per object (merged_classes), nested boxes (nested_boxes), the score. The runtime's files come from the server too: its
-// WebGPU build where the browser has a GPU (nodes WebGPU lacks run in its WebAssembly part),
-// else its WebAssembly build.
+// product, one box per object (merged_classes), nested boxes (nested_boxes), the score. The
+// runtime's files come from the server too: its WebGPU build where the browser has a GPU (nodes
+// WebGPU lacks run in its WebAssembly part), else its WebAssembly build.
 import { area, intersection, iou } from "./boxes.js";
 
 let ort = null;  // the runtime module the page loaded (one per page)
