@@ -244,11 +244,12 @@ def cmd_mine(a: argparse.Namespace) -> None:
 
 def cmd_fit_verifier(a: argparse.Namespace) -> None:
     _threads(a.threads)
-    if Path(a.out).resolve() == resolve_model_path(a.model).resolve():
+    model, out = resolve_model_path(a.model).resolve(), Path(a.out).resolve()
+    if out == model:
         raise UserError("--out is the model it starts from: write the model with its verifier to a new file", a.out)
     settings = VerifierSettings(a.crop, a.grow)
     crops = Path(a.crops) if a.crops else None
-    if crops is not None and crops.resolve() in (Path(a.out).resolve(), resolve_model_path(a.model).resolve()):
+    if crops is not None and crops.resolve() in (out, model):
         raise UserError("--crops names the model or --out: keep the crops in a file of their own", crops)
     done = fit_verifier(
         a.model,
