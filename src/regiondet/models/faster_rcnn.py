@@ -6,12 +6,12 @@ import torch
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection._utils import Matcher
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign
 
 from regiondet.config import ModelConfig
 from regiondet.models.anchors import anchor_generator
 from regiondet.models.backbones import build_trunk
 from regiondet.models.partial_labels import PartialLabelRoIHeads
+from regiondet.models.roi_pool import GatheredRoIAlign
 from regiondet.models.rpn_ignore import IgnoreAwareRPN
 from regiondet.models.sizes import SizeTransform, test_sizes
 from regiondet.models.text_heads import PointPairHead, TextRoIHeads
@@ -65,7 +65,7 @@ def build_model(cfg: ModelConfig, load_weights: bool = True) -> FasterRCNN:
         rpn_bg_iou_thresh=cfg.rpn_bg_iou_thresh,
         rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
         rpn_score_thresh=cfg.rpn_score_thresh,
-        box_roi_pool=MultiScaleRoIAlign(trunk.featmap_names, trunk.roi_output_size, 2),
+        box_roi_pool=GatheredRoIAlign(trunk.featmap_names, trunk.roi_output_size, 2),
         box_head=trunk.box_head,
         box_predictor=FastRCNNPredictor(trunk.head_width, len(cfg.classes) + 1),
         box_score_thresh=cfg.box_score_thresh,

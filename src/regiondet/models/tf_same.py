@@ -26,8 +26,37 @@ class Conv2dSame(nn.Conv2d):
             total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
             pads.append((total // 2, total - total // 2))
         (top, bottom), (left, right) = pads
+        if torch.onnx.is_in_onnx_export():  # one Conv with its own uneven pads, no Pad before it
+            return _SameConv.apply(x, self.weight, self.bias, (top, left, bottom, right), self)
         x = F.pad(x, (left, right, top, bottom))
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class _SameConv(torch.autograd.Function):
+    """The padded convolution, exported as one ONNX Conv whose `pads` may differ per side (ONNX
+    allows it, PyTorch's conv2d does not): exported as pad-then-convolve, ONNX Runtime copied
+    each strided layer's input into a padded tensor first (6 % of the detector's time)."""
+
+    @staticmethod
+    def forward(
+        ctx: object, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pads: tuple, conv: nn.Conv2d
+    ) -> torch.Tensor:
+        top, left, bottom, right = pads
+        x = F.pad(x, (left, right, top, bottom))
+        return F.conv2d(x, weight, bias, conv.stride, 0, conv.dilation, conv.groups)
+
+    @staticmethod
+    def symbolic(g: object, x: object, weight: object, bias: object, pads: tuple, conv: nn.Conv2d) -> object:
+        inputs = [x, weight] if conv.bias is None else [x, weight, bias]
+        return g.op(
+            "Conv",
+            *inputs,
+            kernel_shape_i=list(conv.kernel_size),
+            strides_i=list(conv.stride),
+            dilations_i=list(conv.dilation),
+            group_i=conv.groups,
+            pads_i=list(pads),
+        )
 
 
 def use_tf_same_padding(module: nn.Module) -> int:
