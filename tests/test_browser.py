@@ -211,6 +211,8 @@ def test_on_this_device_the_page_finds_what_detect_finds_and_sends_no_image(serv
         if line["boxes"]:
             assert np.abs(np.array(page_line["boxes"]) - np.array(line["boxes"])).max() <= 1, name
             assert np.abs(np.array(page_line["scores"]) - np.array(line["scores"])).max() <= 0.01, name
+            for a, b in zip(page_line["class_scores"], line["class_scores"], strict=True):  # both classes' scores
+                assert all(abs(a.get(c, 0) - b.get(c, 0)) <= 0.01 for c in a | b), (name, a, b)
     assert sum(len(line["labels"]) for line in want.values()) >= 5
     assert {r.method for r in requests} == {"GET"} and all(r.post_data is None for r in requests)
     paths = {urlparse(r.url).path for r in requests}

@@ -45,7 +45,8 @@ def rgba_of(path) -> np.ndarray:
 def test_the_graphs_give_the_models_outputs_from_rgba_bytes(made, reference, photo):
     """The detector graph fed the frame's RGBA bytes and its read size gives what the served model
     gives for the image resized in Python; the verifier graph cuts the same crops and gives the
-    same lens probabilities (the webcam photo cut to 640 x 420: a frame that is not square)."""
+    same lens probabilities and class shares (the webcam photo cut to 640 x 420: a frame that is
+    not square)."""
     rgba = rgba_of(ROOT / "samples" / photo)
     if photo == "phone_webcam.jpg":
         rgba = np.ascontiguousarray(rgba[100:520])
@@ -61,8 +62,10 @@ def test_the_graphs_give_the_models_outputs_from_rgba_bytes(made, reference, pho
     assert np.abs(boxes - want[0]).max() < 0.01 and np.abs(scores - want[2]).max() < 1e-4
     assert (labels == want[1]).all()
     full = torch.from_numpy(boxes * np.array([w / size[1], h / size[0]] * 2, np.float32))
-    p = ort.InferenceSession(made.verifier).run(None, {"rgba": rgba, "boxes": full.numpy()})[0]
-    np.testing.assert_allclose(p, reference.verifier.lens_probability(image, full).numpy(), atol=1e-4)
+    p, shares = ort.InferenceSession(made.verifier).run(None, {"rgba": rgba, "boxes": full.numpy()})
+    lens, kinds = reference.verifier.look(image, full)
+    np.testing.assert_allclose(p, lens.numpy(), atol=1e-4)
+    np.testing.assert_allclose(shares, kinds.numpy(), atol=1e-4)  # which class each crop shows
 
 
 def test_settings_are_what_predict_uses(made, reference):
@@ -76,6 +79,7 @@ def test_settings_are_what_predict_uses(made, reference):
     )
     assert s["verifier"] == {"crop": reference.verifier.settings.crop, "grow": reference.verifier.settings.grow}
     assert (s["flip"], s["flip_iou"]) == (m.test_flip, FLIP_SAME_IOU)
+    assert s["verify_classes"] == m.verify_classes > 0  # the shipped verifier reads classes too
 
 
 def test_the_vendored_runtime_is_the_recorded_one():

@@ -15,7 +15,7 @@ from conftest import ROOT
 from regiondet.data.sample import Sample
 from regiondet.evaluation.detection import evaluate
 from regiondet.inference.prediction import Prediction
-from regiondet.inference.predictor import Detector
+from regiondet.inference.predictor import Detector, merged_classes
 
 COMPACT = ROOT / "samples" / "camera_compact.jpg"  # boxed as both camera and phone
 
@@ -69,3 +69,19 @@ def test_evaluate_scores_a_merged_box_for_each_class_it_stands_for(detectors):
         bands = [b for b in result["recall_by_size"].values() if b["objects"]]
         assert [b["objects"] for b in bands] == [1] and bands[0]["recall"] == 1.0, result["recall_by_size"]
     assert merged.predict(COMPACT, score=0.1).labels[0] == "phone"  # why the test means something
+
+
+def test_a_kept_box_carries_no_score_above_its_own():
+    """A chain of overlaps: a camera (0.9) suppresses a phone box (0.6) that overlaps a third box
+    (phone, 0.2) the camera does not reach; the third box stays, and it stands for itself only:
+    the 0.6 belongs to the box the camera stands for."""
+    out = {
+        "boxes": torch.tensor([[0.0, 0, 100, 100], [30.0, 0, 130, 100], [60.0, 0, 160, 100]]),
+        "scores": torch.tensor([0.9, 0.6, 0.2]),
+        "labels": torch.tensor([1, 2, 2]),
+    }
+    assert box_iou(out["boxes"][:1], out["boxes"][2:])[0, 0] < 0.5 <= box_iou(out["boxes"][1:2], out["boxes"][2:])[0, 0]
+    best, per_class = merged_classes(out, 2, 0.5)
+    assert best.tolist() == [True, False, True]
+    torch.testing.assert_close(per_class[0], torch.tensor([0.9, 0.6]))
+    torch.testing.assert_close(per_class[2], torch.tensor([0.0, 0.2]))

@@ -105,7 +105,13 @@ class ModelConfig:
     # a checkpoint with a crop verifier (regiondet fit-verifier) rescores each box with it;
     # false reads the detector alone
     verify: bool = True
+    # where the verifier also reads which class a lens crop shows, how much that counts against
+    # the detector's own class scores when one box stands for both (0 = the detector's alone)
+    verify_classes: float = 0.5
     representation_size: int = 1024  # width of the fc6/fc7 box head
+    # read with the box head's first layer as its truncated SVD of this rank (Fast R-CNN's
+    # speed-up, no retraining; models.low_rank); 0 = the layer as trained
+    box_head_rank: int = 0
     roi_output_size: int = 7
     # task "text" adds ATRR's point-pair LSTM: at most max_pairs boundary pairs per region
     task: str = "box"  # box | text
@@ -190,7 +196,7 @@ RANGES = {
         **_each(
             "rpn_nms_thresh rpn_fg_iou_thresh rpn_bg_iou_thresh rpn_score_thresh box_positive_fraction "
             "box_fg_iou_thresh box_bg_iou_thresh box_bg_iou_floor box_score_thresh box_nms_thresh "
-            "box_contained_thresh box_contained_score_ratio box_cross_class_iou polygon_nms_thresh",
+            "box_contained_thresh box_contained_score_ratio box_cross_class_iou polygon_nms_thresh verify_classes",
             UNIT,
         ),
         **_each(
@@ -200,7 +206,7 @@ RANGES = {
             "fpn_strides",
             (1, None),
         ),
-        **_each("trainable_layers test_scales_focus", (0, None)),
+        **_each("trainable_layers test_scales_focus box_head_rank", (0, None)),
         "aspect_ratios": (1e-3, 1e3),
         "pair_loss_weight": (0.0, None),
     },
@@ -360,11 +366,13 @@ INFERENCE_KEYS = (  # model settings that change how a trained model reads image
     "box_contained_score_ratio",
     "box_cross_class_iou",
     "verify",
+    "verify_classes",
     "test_min_size",
     "test_max_size",
     "test_scales",
     "test_scales_focus",
     "test_flip",
+    "box_head_rank",
     "polygon_nms_thresh",
 )
 

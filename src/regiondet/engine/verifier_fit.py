@@ -47,26 +47,30 @@ def crop_rows(
     progress: bool = True,
     degraded: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features (N, 1280), targets (N,) 1 lens / 0 not) of every usable box on `samples`,
-    whose labels are already model class names (or none: object-free images). With `degraded`,
-    each object-free image is read a second time as a camera's empty frame (noise, a flat or
-    blurred frame, darkness, over-exposure: RandomDegradeNegative), whose boxes are all false."""
+    """(features (N, 1280), targets (N,): 0 not a lens, else the class id of the object the
+    crop shows) of every usable box on `samples`, whose labels are already model class names (or
+    none: object-free images). With `degraded`, each object-free image is read a second time as a
+    camera's empty frame (noise, a flat or blurred frame, darkness, over-exposure:
+    RandomDegradeNegative), whose boxes are all false."""
     feats, targets = [], []
     spoil = RandomDegradeNegative(1.0)
     side = test_sizes(detector.config.model)[0]
+    names = [c.lower() for c in detector.classes]
     torch.manual_seed(0)
     for s in tqdm(samples, desc="crops", disable=not progress, leave=False):
         pixels = load_rgb(s.path)
         x = to_tensor(pixels)
         scale = np.array([pixels.shape[1] / s.width, pixels.shape[0] / s.height] * 2, np.float32)
-        truth = torch.from_numpy(s.boxes[~s.ignore] * scale)
+        care = ~s.ignore
+        truth = torch.from_numpy(s.boxes[care] * scale)
+        ids = torch.tensor([names.index(lab.lower()) + 1 for lab, c in zip(s.labels, care, strict=True) if c])
         views = [x]
         if degraded and not len(s.boxes):  # at the size the detector reads (a blur's cost grows with it)
             small = torch.nn.functional.interpolate(x[None], scale_factor=side / min(x.shape[-2:]), mode="area")[0]
             image = tv_tensors.Image((small * 255).round().to(torch.uint8))
             views.append(spoil(image, {"boxes": torch.zeros(0, 4)})[0].as_subclass(torch.Tensor).float() / 255)
         for view in views:
-            rows = _rows(detector, verifier, view, truth)
+            rows = _rows(detector, verifier, view, truth, ids)
             if rows is not None:
                 feats.append(rows[0])
                 targets.append(rows[1])
@@ -76,18 +80,23 @@ def crop_rows(
 
 
 def _rows(
-    detector: Detector, verifier: CropVerifier, x: torch.Tensor, truth: torch.Tensor
+    detector: Detector, verifier: CropVerifier, x: torch.Tensor, truth: torch.Tensor, ids: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """One image's crops: its detector boxes that are clearly on or off an object, and its
-    labelled objects' own boxes."""
+    labelled objects' own boxes (`truth`, of class `ids`)."""
     p = detector.predict(x, score=0.0)
     found = torch.from_numpy(np.asarray(p.boxes, np.float32).reshape(-1, 4))
-    best = box_iou(found, truth).max(1).values if len(truth) and len(found) else torch.zeros(len(found))
+    if len(truth) and len(found):
+        best, which = box_iou(found, truth).max(1)
+    else:
+        best, which = torch.zeros(len(found)), torch.zeros(len(found), dtype=torch.long)
     usable = (best >= LENS_IOU) | (best < NOT_LENS_IOU)
     boxes = torch.cat([found[usable], truth])
     if not len(boxes):
         return None
-    target = torch.cat([(best[usable] >= LENS_IOU).float(), torch.ones(len(truth))])
+    on = best[usable] >= LENS_IOU
+    shown = ids[which[usable]] if len(ids) else torch.zeros(int(usable.sum()), dtype=torch.long)
+    target = torch.cat([torch.where(on, shown, 0), ids]).long()
     with torch.inference_mode():
         feats = [verifier.features(verifier.crops(x, boxes[i : i + BATCH])) for i in range(0, len(boxes), BATCH)]
     return torch.cat(feats), target
@@ -147,6 +156,38 @@ def fit_probe(features: torch.Tensor, targets: torch.Tensor, l2: float) -> tuple
     return weight.detach(), bias, accuracy
 
 
+def fit_class_probe(
+    features: torch.Tensor, classes: torch.Tensor, count: int, l2: float
+) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+    """(weight (C, F), bias (C,), training accuracy) of a softmax layer telling the lens crops'
+    `count` classes apart (class ids 1..count in `classes`; 0, not a lens, is left out), classes
+    weighted to count equally; None when fewer than two classes have crops (nothing to tell)."""
+    lens = classes > 0
+    z, y = features[lens], classes[lens] - 1
+    seen = torch.bincount(y, minlength=count)
+    if count < 2 or int((seen > 0).sum()) < 2:
+        return None
+    mean, std = z.mean(0), z.std(0) + 1e-3
+    z = (z - mean) / std
+    balance = torch.where(seen > 0, len(y) / (count * seen.clamp(min=1).float()), torch.zeros(count))
+    w = torch.zeros(count, z.shape[1], requires_grad=True)
+    b = torch.zeros(count, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+
+    def loss_fn() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z @ w.T + b, y, weight=balance) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(loss_fn)
+    with torch.no_grad():
+        accuracy = float(((z @ w.T + b).argmax(1) == y).float().mean())
+        weight = w / std
+        bias = b - (w * mean / std).sum(1)
+    return weight.detach(), bias.detach(), accuracy
+
+
 def fit_verifier(
     model: str,
     specs: list[str],
@@ -180,6 +221,7 @@ def fit_verifier(
         "crop": settings.crop,
         "grow": settings.grow,
         "empty_frames": degraded,
+        "targets": "class ids",
     }
     rows = kept_crops(crops, key) if crops is not None else None
     read_back = rows is not None
@@ -187,14 +229,18 @@ def fit_verifier(
         rows = crop_rows(detector, verifier, samples, progress, degraded)
         if crops is not None:
             atomic_torch_save(crops, {"key": key, "features": rows[0], "targets": rows[1]})
-    features, targets = rows
+    features, classes = rows
+    targets = (classes > 0).float()
     weight, bias, accuracy = fit_probe(features, targets, l2)
-    verifier = CropVerifier(verifier.trunk, settings, weight, bias)
+    kinds = fit_class_probe(features, classes, len(detector.classes), l2)
+    verifier = CropVerifier(verifier.trunk, settings, weight, bias, *(kinds[:2] if kinds else ()))
     summary = {
         "images": len(samples),
         "lens_crops": int(targets.sum()),
         "other_crops": int(len(targets) - targets.sum()),
         "train_accuracy": round(accuracy, 4),
+        "class_crops": {c: int((classes == i + 1).sum()) for i, c in enumerate(detector.classes)},
+        "class_train_accuracy": round(kinds[2], 4) if kinds else None,
         "l2": l2,
         "degraded_copies": degraded,
         "crops_read_back": read_back,

@@ -9,6 +9,7 @@ from regiondet.inference.onnx_model import export_onnx
 from regiondet.inference.predictor import model_from_checkpoint
 from regiondet.inference.quantize import Calibration, export_int8
 from regiondet.models.checkpoint import average_into, save_checkpoint
+from regiondet.models.low_rank import low_rank_box_head
 from regiondet.models.zoo import resolve_model_path
 
 # a checkpoint (.pt, gzipped .pt.gz, PyTorch's .pth) or an ONNX graph: the name says which was written
@@ -34,9 +35,11 @@ def export_model(
     if not out.name.lower().endswith(EXPORT_SUFFIXES):
         raise UserError(f"name the output file {' or '.join('*' + x for x in EXPORT_SUFFIXES)} (what it is then)", out)
     path = resolve_model_path(source)
-    model, cfg, ckpt = model_from_checkpoint(path, overrides)
+    model, cfg, ckpt = model_from_checkpoint(path, overrides, as_trained=True)
     if average:
         average_into(model, [path, *map(Path, average)])
+    if cfg.model.box_head_rank and out.suffix.lower() == ".onnx":  # a checkpoint keeps the trained layer
+        low_rank_box_head(model, cfg.model.box_head_rank, path)
     score = score if score is not None else float(ckpt.get("default_score", cfg.train.eval_score))
     if int8 is not None:
         export_int8(model.float(), cfg, score, out, int8)

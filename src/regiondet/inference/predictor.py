@@ -29,6 +29,7 @@ from regiondet.inference.prediction import Prediction
 from regiondet.models.checkpoint import config_of, load_model_state, read_checkpoint
 from regiondet.models.faster_rcnn import build_model
 from regiondet.models.fold_bn import fold_batch_norms
+from regiondet.models.low_rank import low_rank_box_head
 from regiondet.models.verifier import CropVerifier
 from regiondet.models.zoo import resolve_model_path, shipped_onnx
 
@@ -37,12 +38,18 @@ from regiondet.models.zoo import resolve_model_path, shipped_onnx
 RUNTIMES = ("torch", "onnxruntime", "auto")
 
 
-def model_from_checkpoint(path: Path, overrides: list[str] | None = None) -> tuple[torch.nn.Module, Config, dict]:
-    """(model with the checkpoint's weights, its config with inference `overrides`, the checkpoint)."""
+def model_from_checkpoint(
+    path: Path, overrides: list[str] | None = None, as_trained: bool = False
+) -> tuple[torch.nn.Module, Config, dict]:
+    """(model with the checkpoint's weights, its config with inference `overrides`, the checkpoint).
+    The box head is factored as `model.box_head_rank` says unless `as_trained` (a checkpoint
+    written from it keeps the trained layer, and the setting for the next load)."""
     ckpt = read_checkpoint(path)
     cfg = inference_overrides(config_of(ckpt, path), overrides or [], str(path))
     model = build_model(cfg.model, load_weights=False)
     load_model_state(model, ckpt["model"], path)
+    if cfg.model.box_head_rank and not as_trained:
+        low_rank_box_head(model, cfg.model.box_head_rank, path)
     return model, cfg, ckpt
 
 
@@ -123,6 +130,11 @@ class Detector:
         verifier = None
         if ckpt.get("verifier") is not None and cfg.model.verify:
             verifier = CropVerifier.from_state(ckpt["verifier"], path)
+            if verifier.kinds is not None and verifier.kinds.out_features != len(cfg.model.classes):
+                raise UserError(
+                    f"its verifier reads {verifier.kinds.out_features} classes, the model has {len(cfg.model.classes)}",
+                    path,
+                )
             if fold:
                 fold_batch_norms(verifier)
         if runtime == "onnxruntime" or (runtime == "auto" and cfg.model.task == "box" and onnx_available()):
@@ -164,6 +176,8 @@ class Detector:
         if "keypoints" not in out and m.box_cross_class_iou > 0 and len(self.classes) > 1:
             best, class_scores = merged_classes(out, len(self.classes), m.box_cross_class_iou)
             keep &= best  # class-wise NMS has already thinned same-class overlaps above box_nms_thresh
+            if "class_shares" in out and m.verify_classes > 0:
+                class_scores, out["labels"] = reclassified(class_scores, out["class_shares"], m.verify_classes)
         if "keypoints" in out:
             keep, polygons = text_polygons(out, keep, m.polygon_nms_thresh)
         elif m.box_contained_thresh > 0:
@@ -198,8 +212,13 @@ class Detector:
         Only boxes at `floor` or above are looked at: a product never rises above it."""
         look = torch.where(out["scores"] >= floor)[0]
         scores = torch.zeros_like(out["scores"])
-        scores[look] = out["scores"][look] * self.verifier.lens_probability(x, out["boxes"][look]).to(scores.dtype)
+        lens, kinds = self.verifier.look(x, out["boxes"][look])
+        scores[look] = out["scores"][look] * lens.to(scores.dtype)
         order = torch.argsort(scores, descending=True)
+        if kinds is not None:  # the class probe's reading, for the boxes it looked at
+            shares = scores.new_zeros(len(scores), kinds.shape[1])
+            shares[look] = kinds.to(scores.dtype)
+            out = out | {"class_shares": shares}
         return {k: v[order] for k, v in out.items()} | {"scores": scores[order]}
 
 
@@ -218,12 +237,28 @@ def merged_classes(out: dict, num_classes: int, iou: float) -> tuple[torch.Tenso
         return best, per_class
     kept = nms(boxes, scores, iou)
     best[kept] = True
-    covered = (box_iou(boxes[kept], boxes) >= iou).float() * scores[None]  # (K, N): scores it stands for
+    # (K, N): the scores it stands for, of the boxes it would suppress (none above its own: a
+    # higher box NMS dropped for a third box is that box's, not this one's)
+    covered = ((box_iou(boxes[kept], boxes) >= iou) & (scores[None] <= scores[kept, None])).float() * scores[None]
     for c in range(num_classes):
         of_class = labels == c + 1
         if of_class.any():
             per_class[kept, c] = covered[:, of_class].max(1).values
     return best, per_class
+
+
+def reclassified(class_scores: torch.Tensor, shares: torch.Tensor, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each box's class scores (N, C) and label with the verifier's reading of which class its
+    crop shows counted in (the classification half of Decoupled Classification Refinement): the
+    box's best score stays its score, given to the class it most likely shows by the detector's
+    relative class scores and the verifier's class shares, mixed `weight` to the verifier; each
+    other class gets that score times its own mixed share relative to the best."""
+    best = class_scores.max(1, keepdim=True).values
+    detector = class_scores / best.clamp(min=1e-12)
+    verifier = shares / shares.max(1, keepdim=True).values.clamp(min=1e-12)
+    mixed = (1 - weight) * detector + weight * verifier
+    mixed = mixed / mixed.max(1, keepdim=True).values.clamp(min=1e-12)
+    return best * mixed, mixed.argmax(1) + 1
 
 
 def text_polygons(out: dict, keep: torch.Tensor, nms_thresh: float) -> tuple[torch.Tensor, list[np.ndarray]]:

@@ -46,13 +46,28 @@ class CropVerifier(nn.Module):
     product keeps the detector's ranking among boxes the verifier finds equally lens-like and
     can only lower a score, so a threshold still means at least that detector score."""
 
-    def __init__(self, trunk: nn.Module, settings: VerifierSettings, weight: Tensor | None = None, bias: float = 0.0):
+    def __init__(
+        self,
+        trunk: nn.Module,
+        settings: VerifierSettings,
+        weight: Tensor | None = None,
+        bias: float = 0.0,
+        class_weight: Tensor | None = None,
+        class_bias: Tensor | None = None,
+    ):
         super().__init__()
         self.trunk, self.settings = trunk, settings
         self.head = nn.Linear(trunk.num_features, 1)
         with torch.no_grad():
             self.head.weight.copy_(weight.reshape(1, -1) if weight is not None else torch.zeros(1, trunk.num_features))
             self.head.bias.fill_(bias)
+        # which of the detector's classes a lens crop shows (a camera or a phone), where fitted
+        self.kinds: nn.Linear | None = None
+        if class_weight is not None:
+            self.kinds = nn.Linear(trunk.num_features, len(class_weight))
+            with torch.no_grad():
+                self.kinds.weight.copy_(class_weight)
+                self.kinds.bias.copy_(class_bias if class_bias is not None else torch.zeros(len(class_weight)))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.runner: Callable[[Tensor], Tensor] | None = None  # crops -> logits elsewhere (ONNX Runtime)
@@ -69,15 +84,23 @@ class CropVerifier(nn.Module):
         return self.trunk((crops - self.mean) / self.std)
 
     def forward(self, crops: Tensor) -> Tensor:
-        """Lens logits, one per crop."""
-        return self.head(self.features(crops)).squeeze(1)
+        """(N, 1 + C) logits per crop: lens, then (where the class probe is fitted) each class."""
+        f = self.features(crops)
+        lens = self.head(f)
+        return lens if self.kinds is None else torch.cat([lens, self.kinds(f)], 1)
 
     @torch.inference_mode()
     def lens_probability(self, image: Tensor, boxes: Tensor) -> Tensor:
+        return self.look(image, boxes)[0]
+
+    @torch.inference_mode()
+    def look(self, image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(the probability that each box's crop shows a lens (N,), and where the class probe is
+        fitted, which class it shows (N, C), each row summing to 1; else None)."""
         if not len(boxes):
-            return boxes.new_zeros(0)
+            return boxes.new_zeros(0), None if self.kinds is None else boxes.new_zeros(0, self.kinds.out_features)
         crops = self.crops(image, boxes)
-        return torch.sigmoid(self.runner(crops) if self.runner is not None else self(crops))
+        return readings(self.runner(crops) if self.runner is not None else self(crops))
 
     def state(self) -> dict:
         """The checkpoint's `verifier` entry: the probe and its crop settings (not the trunk)."""
@@ -87,11 +110,31 @@ class CropVerifier(nn.Module):
             "grow": self.settings.grow,
             "weight": self.head.weight.detach().reshape(-1).clone(),
             "bias": float(self.head.bias.item()),
-        }
+        } | (
+            {}
+            if self.kinds is None
+            else {"class_weight": self.kinds.weight.detach().clone(), "class_bias": self.kinds.bias.detach().clone()}
+        )
 
     @classmethod
     def from_state(cls, state: dict, source: Path, trunk_file: Path | None = None) -> CropVerifier:
         if not isinstance(state, dict) or state.get("trunk") != TRUNK or "weight" not in state:
             raise UserError("the checkpoint's verifier entry is not one regiondet can read", source)
         settings = VerifierSettings(int(state["crop"]), float(state["grow"]))
-        return cls(build_lite0(trunk_file), settings, state["weight"].float(), float(state["bias"])).eval()
+        kinds = state.get("class_weight")
+        return cls(
+            build_lite0(trunk_file),
+            settings,
+            state["weight"].float(),
+            float(state["bias"]),
+            None if kinds is None else kinds.float(),
+            None if kinds is None else state["class_bias"].float(),
+        ).eval()
+
+
+def readings(logits: Tensor) -> tuple[Tensor, Tensor | None]:
+    """A verifier's (N, 1 + C) logits as (lens probability (N,), class shares (N, C) or None)."""
+    if logits.ndim == 1:
+        logits = logits[:, None]
+    lens = torch.sigmoid(logits[:, 0])
+    return lens, torch.softmax(logits[:, 1:], 1) if logits.shape[1] > 1 else None

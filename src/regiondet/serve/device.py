@@ -27,7 +27,7 @@ from regiondet.inference.onnx_model import onnx_bytes, require
 from regiondet.inference.predictor import model_from_checkpoint
 from regiondet.models.fold_bn import fold_batch_norms
 from regiondet.models.sizes import test_sizes
-from regiondet.models.verifier import CropVerifier
+from regiondet.models.verifier import CropVerifier, readings
 from regiondet.models.zoo import resolve_model_path
 
 OPSET = 17
@@ -45,15 +45,17 @@ class DeviceModel:
 
 
 class RgbaVerifier(nn.Module):
-    """(H, W, 4) RGBA bytes and (N, 4) boxes -> (N,) lens probabilities, as `lens_probability`."""
+    """(H, W, 4) RGBA bytes and (N, 4) boxes -> (N,) lens probabilities and, where the class
+    probe is fitted, (N, C) class shares: `CropVerifier.look`."""
 
     def __init__(self, verifier: CropVerifier):
         super().__init__()
         self.verifier = verifier
 
-    def forward(self, rgba: Tensor, boxes: Tensor) -> Tensor:
+    def forward(self, rgba: Tensor, boxes: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         image = rgba[..., :3].permute(2, 0, 1).float() / 255
-        return torch.sigmoid(self.verifier(self.verifier.crops(image, boxes)))
+        lens, kinds = readings(self.verifier(self.verifier.crops(image, boxes)))
+        return lens if kinds is None else (lens, kinds)
 
 
 def device_model(name: str, overrides: list[str] | None = None) -> DeviceModel:
@@ -88,6 +90,8 @@ def device_model(name: str, overrides: list[str] | None = None) -> DeviceModel:
         "flip": m.test_flip,  # a still is also read mirrored (multiscale.averaged)
         "flip_iou": FLIP_SAME_IOU,
         "verifier": crop,
+        # the verifier's class shares' weight where it reads classes (Detector.predict's reclassified)
+        "verify_classes": m.verify_classes if verifier is not None and checker.kinds is not None else 0,
         "max_pixels": MAX_PIXELS,  # the page refuses larger images, as the server does
     }
     return DeviceModel(detector, verifier, settings)
@@ -147,7 +151,8 @@ def rgba_front(graph: bytes) -> bytes:
 
 def verifier_bytes(verifier: CropVerifier) -> bytes:
     """The crop verifier with its crops cut in the graph: `rgba` (H, W, 4) bytes and `boxes`
-    (N, 4) in, `probability` (N,) out."""
+    (N, 4) in, `probability` (N,) out, and `classes` (N, C) where it reads classes too."""
+    outputs = ["probability"] + (["classes"] if verifier.kinds is not None else [])
     buffer = io.BytesIO()
     example = (torch.randint(0, 255, (48, 64, 4), dtype=torch.uint8), torch.tensor([[4.0, 4.0, 30.0, 40.0]] * 2))
     with warnings.catch_warnings():  # the tracer warns about every Python number it freezes
@@ -157,8 +162,8 @@ def verifier_bytes(verifier: CropVerifier) -> bytes:
             example,
             buffer,
             input_names=["rgba", "boxes"],
-            output_names=["probability"],
-            dynamic_axes={"rgba": {0: "height", 1: "width"}, "boxes": {0: "n"}, "probability": {0: "n"}},
+            output_names=outputs,
+            dynamic_axes={"rgba": {0: "height", 1: "width"}, "boxes": {0: "n"}} | {name: {0: "n"} for name in outputs},
             opset_version=OPSET,
             dynamo=False,
         )

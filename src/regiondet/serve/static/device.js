@@ -42,13 +42,26 @@ export function mergedClasses(boxes, scores, labels, numClasses, thresh) {
       let top = null;
       for (let j = 0; j < n; j++) {
         if (labels[j] !== c + 1) continue;
-        const v = iou(boxes[k], boxes[j]) >= thresh ? scores[j] : 0;
+        const v = iou(boxes[k], boxes[j]) >= thresh && scores[j] <= scores[k] ? scores[j] : 0;
         top = top === null ? v : Math.max(top, v);
       }
       if (top !== null) perClass[k][c] = top;
     }
   }
   return [best, perClass];
+}
+
+// reclassified: each box's class scores and label with the verifier's class shares counted in,
+// `weight` to the verifier; a box keeps its best score, given to the class the mix favours
+export function reclassified(perClass, shares, weight) {
+  const rows = perClass.map((row, i) => {
+    const best = Math.max(...row), top = Math.max(...shares[i]);
+    const mixed = row.map((v, c) => (1 - weight) * (v / Math.max(best, 1e-12)) + weight * (shares[i][c] / Math.max(top, 1e-12)));
+    const most = Math.max(...mixed);
+    return [best, mixed.map((v) => v / Math.max(most, 1e-12))];
+  });
+  return [rows.map(([best, mixed]) => mixed.map((v) => f32(best * v))),
+    rows.map(([, mixed]) => mixed.indexOf(Math.max(...mixed)) + 1)];
 }
 
 // nested_boxes: drop a box with >= `inside` of its area in a larger box of its class that scores
@@ -153,7 +166,8 @@ export class DeviceDetector {
       found = averaged(found, back, s.flip_iou);
     }
     let { boxes, labels, scores } = found;
-    if (this.verifier) [boxes, labels, scores] = await this.verified(rgba, boxes, labels, scores, floor);
+    let shares = null;
+    if (this.verifier) [boxes, labels, scores, shares] = await this.verified(rgba, boxes, labels, scores, floor);
     const ms = performance.now() - t0;
     let keep = scores.map((v) => v >= floor);
     let classScores = null;
@@ -161,6 +175,7 @@ export class DeviceDetector {
       const [best, perClass] = mergedClasses(boxes, scores, labels, s.classes.length, s.cross_class_iou);
       keep = keep.map((k, i) => k && best[i]);
       classScores = perClass;
+      if (shares && s.verify_classes > 0) [classScores, labels] = reclassified(perClass, shares, s.verify_classes);
     }
     if (s.contained_thresh > 0) {
       const shown = keep.flatMap((k, i) => (k ? [i] : []));
@@ -200,16 +215,21 @@ export class DeviceDetector {
   }
 
   // each box at the floor or above scored times the verifier's lens probability, the rest 0,
-  // best first
+  // best first; and where the verifier reads classes too, each box's class shares (else null)
   async verified(rgba, boxes, labels, scores, floor) {
     const look = scores.flatMap((v, i) => (v >= floor ? [i] : []));
     const out = scores.map(() => 0);
+    const C = this.settings.classes.length;
+    let shares = this.verifier.outputNames.includes("classes") ? scores.map(() => new Array(C).fill(0)) : null;
     if (look.length) {
       const flat = Float32Array.from(look.flatMap((i) => boxes[i]));
-      const p = (await this.verifier.run({ rgba, boxes: new ort.module.Tensor("float32", flat, [look.length, 4]) })).probability.data;
+      const got = await this.verifier.run({ rgba, boxes: new ort.module.Tensor("float32", flat, [look.length, 4]) });
+      const p = got.probability.data;
       look.forEach((i, k) => { out[i] = f32(scores[i] * p[k]); });
+      if (shares) look.forEach((i, k) => { shares[i] = Array.from(got.classes.data.subarray(C * k, C * k + C)); });
     }
     const order = out.map((v, i) => i).sort((i, j) => out[j] - out[i] || i - j);
-    return [order.map((i) => boxes[i]), order.map((i) => labels[i]), order.map((i) => out[i])];
+    if (shares) shares = order.map((i) => shares[i]);
+    return [order.map((i) => boxes[i]), order.map((i) => labels[i]), order.map((i) => out[i]), shares];
   }
 }
