@@ -10,7 +10,7 @@ import torch
 from conftest import CAMERA_TRAIN, CAMERA_VALID, DATA, ICDAR, main
 from regiondet.data.images import load_rgb
 from regiondet.data.spec import load_spec
-from regiondet.engine.verifier_fit import crop_rows
+from regiondet.engine.verifier_fit import crop_rows, kept_crops
 from regiondet.errors import UserError
 from regiondet.inference.predictor import Detector, reclassified
 from regiondet.models.checkpoint import read_checkpoint
@@ -207,3 +207,14 @@ def test_the_verifier_names_the_class_without_moving_a_box():
         for row, label, score in zip(b.class_scores, b.labels, b.scores, strict=True):
             assert abs(row[label] - score) < 1e-6 and max(row.values()) <= score + 1e-6
     assert ("phone", "camera") in relabelled
+
+
+def test_a_crops_file_kept_without_classes_is_refused(tmp_path):
+    """A crops file of regiondet 0.14.0 holds lens / not-lens targets only: refused, kept as it was."""
+    key = {"model": "x", "data": [], "negatives": [], "class_map": {}, "crop": 160, "grow": 0.2, "empty_frames": True}
+    old = tmp_path / "crops.pt"
+    torch.save({"key": key, "features": torch.zeros(2, 1280), "targets": torch.tensor([0.0, 1.0])}, old)
+    kept = old.read_bytes()
+    with pytest.raises(UserError, match="without their classes") as refused:
+        kept_crops(old, key | {"targets": "class ids"})
+    assert "crops.pt" in str(refused.value) and old.read_bytes() == kept

@@ -121,6 +121,8 @@ def kept_crops(path: Path, key: dict) -> tuple[torch.Tensor, torch.Tensor] | Non
         features, targets, held = kept["features"], kept["targets"], kept["key"]
     except Exception as e:  # a torch file of another kind, a truncated one, not a torch file at all
         raise UserError(f"not a crops file of fit-verifier ({type(e).__name__}): name a new file", path) from None
+    if held != key and "targets" not in held:
+        raise UserError("holds crops an earlier regiondet kept without their classes: name a new file", path)
     if held != key:
         what = next(k for k in key if held.get(k) != key[k])
         raise UserError(f"holds crops read with another {what}: name a new file for these", path)
