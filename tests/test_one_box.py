@@ -22,9 +22,24 @@ COMPACT = ROOT / "samples" / "camera_compact.jpg"  # boxed as both camera and ph
 
 @pytest.fixture(scope="module")
 def detectors():
-    merged = Detector.load("default", runtime="torch", overrides=["model.box_cross_class_iou=0.5"])
-    apart = Detector.load("default", runtime="torch", overrides=["model.box_cross_class_iou=0"])
+    """The default model merging and not merging classes, each box named by the detector's class
+    scores alone (the verifier's class reading is tested below)."""
+    alone = "model.verify_classes=0"
+    merged = Detector.load("default", runtime="torch", overrides=["model.box_cross_class_iou=0.5", alone])
+    apart = Detector.load("default", runtime="torch", overrides=["model.box_cross_class_iou=0", alone])
     return merged, apart
+
+
+def test_the_verifier_calls_the_compact_camera_a_camera(detectors):
+    """The detector's scores call the sample compact camera a phone; the shipped model, which
+    also weighs its verifier's reading of the crop, calls it a camera, at the same score."""
+    merged, _ = detectors
+    shipped = Detector.load("default", runtime="torch")
+    a, b = merged.predict(COMPACT, score=0.1), shipped.predict(COMPACT, score=0.1)
+    assert a.labels[0] == "phone" and b.labels[0] == "camera"
+    assert b.scores[0] == pytest.approx(a.scores[0], abs=1e-6)
+    camera, phone = b.class_scores[0]["camera"], b.class_scores[0]["phone"]
+    assert camera == pytest.approx(b.scores[0]) and camera > phone
 
 
 def test_a_camera_boxed_as_both_classes_is_one_box_with_both_scores(detectors):
