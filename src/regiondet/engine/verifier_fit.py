@@ -63,7 +63,9 @@ def crop_rows(
         scale = np.array([pixels.shape[1] / s.width, pixels.shape[0] / s.height] * 2, np.float32)
         care = ~s.ignore
         truth = torch.from_numpy(s.boxes[care] * scale)
-        ids = torch.tensor([names.index(lab.lower()) + 1 for lab, c in zip(s.labels, care, strict=True) if c])
+        ids = torch.tensor(
+            [names.index(lab.lower()) + 1 for lab, c in zip(s.labels, care, strict=True) if c], dtype=torch.long
+        )
         views = [x]
         if degraded and not len(s.boxes):  # at the size the detector reads (a blur's cost grows with it)
             small = torch.nn.functional.interpolate(x[None], scale_factor=side / min(x.shape[-2:]), mode="area")[0]
@@ -96,7 +98,7 @@ def _rows(
         return None
     on = best[usable] >= LENS_IOU
     shown = ids[which[usable]] if len(ids) else torch.zeros(int(usable.sum()), dtype=torch.long)
-    target = torch.cat([torch.where(on, shown, 0), ids]).long()
+    target = torch.cat([torch.where(on, shown, 0), ids])
     with torch.inference_mode():
         feats = [verifier.features(verifier.crops(x, boxes[i : i + BATCH])) for i in range(0, len(boxes), BATCH)]
     return torch.cat(feats), target
