@@ -134,7 +134,5 @@ class CropVerifier(nn.Module):
 
 def readings(logits: Tensor) -> tuple[Tensor, Tensor | None]:
     """A verifier's (N, 1 + C) logits as (lens probability (N,), class shares (N, C) or None)."""
-    if logits.ndim == 1:
-        logits = logits[:, None]
     lens = torch.sigmoid(logits[:, 0])
     return lens, torch.softmax(logits[:, 1:], 1) if logits.shape[1] > 1 else None
