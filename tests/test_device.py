@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import ROOT
-from regiondet.inference.multiscale import FLIP_SAME_IOU
+from regiondet.inference.multiscale import FLIP_SAME_IOU, scale_sizes
 from regiondet.inference.onnx_model import resize_for_graph
 from regiondet.inference.predictor import Detector, to_tensor
 from regiondet.models.sizes import scale_of
@@ -80,6 +80,12 @@ def test_settings_are_what_predict_uses(made, reference):
     assert s["verifier"] == {"crop": reference.verifier.settings.crop, "grow": reference.verifier.settings.grow}
     assert (s["flip"], s["flip_iou"]) == (m.test_flip, FLIP_SAME_IOU)
     assert s["verify_classes"] == m.verify_classes > 0  # the shipped verifier reads classes too
+    assert s["scales"] == [list(size) for size in scale_sizes(m)[1:]]  # a still's extra sizes
+    assert (s["scales_live"], s["nms_thresh"], s["limit"]) == (
+        m.test_scales_live,
+        m.box_nms_thresh,
+        m.box_detections_per_img,
+    )
 
 
 def test_the_vendored_runtime_is_the_recorded_one():

@@ -72,7 +72,7 @@ def test_camera_model_at_two_sizes_keeps_each_camera_once():
     320 reading adds boxes of its own, and no two merged boxes of a class overlap that much."""
     path = next(CAMERA_VALID.glob("18da9dc27d97dde5*.jpg"))
     plain = ["model.box_contained_thresh=0"]  # nested-box suppression off: the merge alone
-    one = Detector.load("default", score=0.05, overrides=plain).predict(path)
+    one = Detector.load("default", score=0.05, overrides=[*plain, "model.test_scales=[]"]).predict(path)
     two = Detector.load("default", score=0.05, overrides=[*plain, "model.test_scales=[320]"]).predict(path)
     assert len(one.scores) >= 3 and set(two.scores.tolist()) - set(one.scores.tolist())
     merged = torch.as_tensor(two.boxes)
@@ -213,7 +213,7 @@ def test_a_flipped_reading_is_the_mirror_of_the_mirrored_photos():
     path = next(CAMERA_VALID.glob("18da9dc27d97dde5*.jpg"))
     image = Image.open(path).convert("RGB")
     mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    both = ["model.test_flip=true", "model.verify=false"]
+    both = ["model.test_flip=true", "model.verify=false", "model.test_scales=[]"]  # the flip alone
     flip = Detector.load("default", runtime="torch", score=0.05, overrides=both)
     a, b = flip.predict(image), flip.predict(mirror)
     assert len(a.scores) >= 3 and len(a.scores) == len(b.scores)
@@ -222,8 +222,9 @@ def test_a_flipped_reading_is_the_mirror_of_the_mirrored_photos():
     order_a, order_b = a.boxes[:, 0].argsort(), back[:, 0].argsort()
     np.testing.assert_allclose(a.boxes[order_a], back[order_b], atol=0.05)
     np.testing.assert_allclose(a.scores[order_a], b.scores[order_b], atol=1e-4)
-    plain = Detector.load("default", runtime="torch").predict(image)
-    flipped = Detector.load("default", runtime="torch", score=0.05, overrides=both[:1]).predict(image)
+    one_size = ["model.test_flip=false", "model.test_scales=[]"]
+    plain = Detector.load("default", runtime="torch", overrides=one_size).predict(image)
+    flipped = Detector.load("default", runtime="torch", score=0.05, overrides=[both[0], both[2]]).predict(image)
     iou = box_iou(torch.as_tensor(plain.boxes), torch.as_tensor(flipped.boxes))
     assert len(plain.scores) and bool((iou.max(1).values >= 0.5).all())
 
@@ -258,3 +259,23 @@ def test_an_exported_onnx_file_keeps_the_flip_and_takes_it_as_a_setting(tmp_path
     assert len(a.scores) and len(b.scores) and not np.allclose(np.sort(a.scores)[-1], np.sort(b.scores)[-1])
     want = plain.predict(path)  # the .onnx file holds the detector alone, as verify=false reads it
     np.testing.assert_allclose(np.sort(a.scores), np.sort(want.scores), atol=2e-3)
+
+
+def test_a_live_frame_skips_the_stills_extra_sizes_unless_told():
+    """test_scales_live false (the default model's): a still is read at the extra sizes too, a
+    live frame at the model's size only (the live path keeps its time); true: both read them all."""
+    path = next(CAMERA_VALID.glob("18da9dc27d97dde5*.jpg"))
+    apart = ["model.verify=false", "model.test_flip=false", "model.test_scales=[]"]
+    plain = Detector.load("default", runtime="torch", score=0.05, overrides=apart)
+    stills = apart[:2] + ["model.test_scales=[320, 640]", "model.test_scales_live=false"]
+    still_only = Detector.load("default", runtime="torch", score=0.05, overrides=stills)
+    every = Detector.load(
+        "default", runtime="torch", score=0.05, overrides=[*stills[:3], "model.test_scales_live=true"]
+    )
+    once = plain.predict(path, live=True)
+    frame, still = still_only.predict(path, live=True), still_only.predict(path)
+    np.testing.assert_array_equal(frame.boxes, once.boxes)
+    np.testing.assert_array_equal(frame.scores, once.scores)
+    # the other sizes add boxes and scores the model's size has not
+    assert len(still.scores) != len(once.scores) or not np.allclose(still.scores, once.scores)
+    np.testing.assert_array_equal(every.predict(path, live=True).scores, still.scores)

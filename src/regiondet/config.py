@@ -71,6 +71,9 @@ class ModelConfig:
     # > 0: those extra readings read only crops around the first reading's detections shorter
     # than this many pixels (the words a closer look can find), not the whole image
     test_scales_focus: int = 0
+    # false: a live frame (video, a camera, the service's WebSocket) is read at the model's size
+    # only, the extra sizes being a still's (as test_flip is), so the live path keeps its time
+    test_scales_live: bool = True
     # box models: also read each image mirrored left to right and average the two readings (a
     # still's test-time flip; twice the time, so not for live frames)
     test_flip: bool = False
@@ -371,6 +374,7 @@ INFERENCE_KEYS = (  # model settings that change how a trained model reads image
     "test_max_size",
     "test_scales",
     "test_scales_focus",
+    "test_scales_live",
     "test_flip",
     "box_head_rank",
     "polygon_nms_thresh",

@@ -63,10 +63,11 @@ def load_images(paths: list[Path], size: tuple[int, int] | None) -> list[torch.T
 @torch.inference_mode()
 def time_model(model: torch.nn.Module, images: list[torch.Tensor], runs: int, warmup: int = 2, cfg=None) -> dict:
     """Median and p90 ms of a full forward and the median ms of each stage, over `runs` passes.
-    With a ModelConfig, a forward reads the image at each of its test sizes (`test_scales`)."""
+    With a ModelConfig, a forward reads the image as a live frame: at each of its test sizes
+    (`test_scales`) where the model reads frames so (`test_scales_live`), else at its own."""
 
     def forward(x: torch.Tensor) -> None:
-        run_scales(model, x, cfg) if cfg else model([x])
+        run_scales(model, x, cfg, live=True) if cfg else model([x])
 
     model.eval()
     stage_ms: dict[str, list[float]] = defaultdict(list)

@@ -139,14 +139,16 @@ def read_crop(model: torch.nn.Module, x: Tensor, rect: tuple[int, ...], scale: f
     return out
 
 
-def run_scales(model: torch.nn.Module, x: Tensor, cfg, flip: bool = False) -> dict[str, Tensor]:
+def run_scales(model: torch.nn.Module, x: Tensor, cfg, flip: bool = False, live: bool = False) -> dict[str, Tensor]:
     """The model's output for one image, read at each of its test sizes and merged (with
-    test_scales_focus, the extra sizes read only around the first reading's small detections);
-    with `flip` (the model's test_flip, for a still), read mirrored too and the two averaged."""
-    out = _run_sizes(model, x, cfg)
+    test_scales_focus, the extra sizes read only around the first reading's small detections;
+    a `live` frame at the first size only unless test_scales_live); with `flip` (the model's
+    test_flip, for a still), read mirrored too and the two averaged."""
+    sizes = scale_sizes(cfg)[: 1 if live and not cfg.test_scales_live else None]
+    out = _run_sizes(model, x, cfg, sizes)
     if not flip:
         return out
-    mirrored = _run_sizes(model, x.flip(-1), cfg)
+    mirrored = _run_sizes(model, x.flip(-1), cfg, sizes)
     boxes = mirrored["boxes"].clone()
     boxes[:, 0], boxes[:, 2] = x.shape[-1] - mirrored["boxes"][:, 2], x.shape[-1] - mirrored["boxes"][:, 0]
     return averaged(out, {**mirrored, "boxes": boxes})
@@ -179,9 +181,8 @@ def averaged(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v[order] for k, v in out.items()}
 
 
-def _run_sizes(model: torch.nn.Module, x: Tensor, cfg) -> dict[str, Tensor]:
-    """The model's output for one image read at each of its test sizes, merged."""
-    sizes = scale_sizes(cfg)
+def _run_sizes(model: torch.nn.Module, x: Tensor, cfg, sizes: list[tuple[int, int]]) -> dict[str, Tensor]:
+    """The model's output for one image read at each of `sizes`, merged."""
     if len(sizes) == 1:
         return model([x])[0]
     outputs = []

@@ -42,6 +42,7 @@ OUTSIDE_KEYS = (
     "test_max_size",
     "test_scales",
     "test_scales_focus",
+    "test_scales_live",
     "test_flip",
     "polygon_nms_thresh",
     "box_contained_thresh",

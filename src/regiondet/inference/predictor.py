@@ -69,7 +69,9 @@ def to_tensor(image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> to
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3:
             raise UserError(f"expected an HxWx3 RGB array, got shape {image.shape}")
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+        # a read-only array (np.asarray of a PIL image) is copied: torch warns on one it cannot write
+        pixels = np.ascontiguousarray(image) if image.flags.writeable else image.copy()
+        return torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255)
     if isinstance(image, torch.Tensor):
         return image.float() if image.is_floating_point() else image.float().div(255)
     raise UserError(f"cannot read an image from {type(image).__name__}")
@@ -161,11 +163,12 @@ class Detector:
     def predict(self, image, score: float | None = None, live: bool = False) -> Prediction:
         """Detections with score >= score (default: the model's own threshold). A `live` frame
         (video, a camera, the service's WebSocket) is read once, within a frame's time: the
-        model's test_flip, a still's second reading, is skipped."""
+        model's test_flip, a still's second reading, is skipped, and its test_scales too unless
+        test_scales_live."""
         x = to_tensor(image).to(self.device)
         floor = self.score if score is None else score
         t0 = time.perf_counter()
-        out = run_scales(self.model, x, self.config.model, self.config.model.test_flip and not live)
+        out = run_scales(self.model, x, self.config.model, self.config.model.test_flip and not live, live)
         if self.verifier is not None and "keypoints" not in out:
             out = self._verified(x, out, floor)
         seconds = time.perf_counter() - t0

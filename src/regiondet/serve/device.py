@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from regiondet.data.images import MAX_PIXELS
 from regiondet.errors import UserError
-from regiondet.inference.multiscale import FLIP_SAME_IOU
+from regiondet.inference.multiscale import FLIP_SAME_IOU, scale_sizes
 from regiondet.inference.onnx_model import onnx_bytes, require
 from regiondet.inference.predictor import model_from_checkpoint
 from regiondet.models.fold_bn import fold_batch_norms
@@ -68,8 +68,11 @@ def device_model(name: str, overrides: list[str] | None = None) -> DeviceModel:
     model, cfg, ckpt = model_from_checkpoint(path, overrides)
     if cfg.model.task != "box":
         raise UserError("only box models run on the device (text models run on the server)", path)
-    if cfg.model.test_scales:
-        raise UserError("a model read at several scales (model.test_scales) runs on the server only", path)
+    if cfg.model.test_scales and cfg.model.test_scales_focus:
+        raise UserError(
+            "a model that reads its extra sizes around small boxes (model.test_scales_focus) runs on the server only",
+            path,
+        )
     score = float(ckpt.get("default_score", cfg.train.eval_score))
     detector = rgba_front(onnx_bytes(model.float(), cfg, score, OPSET))
     verifier, crop = None, None
@@ -88,6 +91,12 @@ def device_model(name: str, overrides: list[str] | None = None) -> DeviceModel:
         "contained_thresh": m.box_contained_thresh,
         "contained_score_ratio": m.box_contained_score_ratio,
         "flip": m.test_flip,  # a still is also read mirrored (multiscale.averaged)
+        # more sizes each still is read at (and each live frame where scales_live), the readings
+        # merged as multiscale.merge_outputs merges them: class-wise NMS, at most `limit` boxes
+        "scales": [list(size) for size in scale_sizes(m)[1:]],
+        "scales_live": m.test_scales_live,
+        "nms_thresh": m.box_nms_thresh,
+        "limit": m.box_detections_per_img,
         "flip_iou": FLIP_SAME_IOU,
         "verifier": crop,
         # the verifier's class shares' weight where it reads classes (Detector.predict's reclassified)

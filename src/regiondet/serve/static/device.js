@@ -75,6 +75,22 @@ export function nestedBoxes(boxes, scores, labels, inside, ratio, minContainer) 
 
 const round = (v, digits) => Number(v.toFixed(digits));
 
+// multiscale.merge_outputs: the detections of every reading in one list, best first; a box
+// overlapping a better one of its class by more than `thresh` goes, at most `limit` stay
+export function mergedReadings(readings, thresh, limit) {
+  if (readings.length === 1) return readings[0];
+  const boxes = readings.flatMap((r) => r.boxes), labels = readings.flatMap((r) => r.labels);
+  const scores = readings.flatMap((r) => r.scores);
+  const kept = [];
+  for (const c of new Set(labels)) {
+    const idx = labels.flatMap((l, i) => (l === c ? [i] : []));
+    for (const k of nms(idx.map((i) => boxes[i]), idx.map((i) => scores[i]), thresh)) kept.push(idx[k]);
+  }
+  kept.sort((i, j) => scores[j] - scores[i] || i - j);
+  const top = kept.slice(0, limit);
+  return { boxes: top.map((i) => boxes[i]), labels: top.map((i) => labels[i]), scores: top.map((i) => scores[i]) };
+}
+
 // multiscale.averaged: two readings of one image as one. Each box of `a` (best first) paired with
 // the best-overlapping unpaired box of its class in `b` (IoU >= sameIou) takes the mean box and
 // mean score; a box left unpaired in either keeps its box at half its score. Best score first.
@@ -159,9 +175,9 @@ export class DeviceDetector {
     const H = image.height, W = image.width;
     const Tensor = ort.module.Tensor;
     const rgba = new Tensor("uint8", new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.length), [H, W, 4]);
-    let found = await this.read(rgba, H, W);
+    let found = await this.readSizes(rgba, H, W, live);
     if (s.flip && !live) {
-      const back = await this.read(new Tensor("uint8", mirrored(image.data, W, H), [H, W, 4]), H, W);
+      const back = await this.readSizes(new Tensor("uint8", mirrored(image.data, W, H), [H, W, 4]), H, W, live);
       back.boxes = back.boxes.map((b) => [f32(W - b[2]), b[1], f32(W - b[0]), b[3]]);
       found = averaged(found, back, s.flip_iou);
     }
@@ -198,10 +214,21 @@ export class DeviceDetector {
     return result;
   }
 
-  // the detector's boxes (in the image's pixels), labels and scores for RGBA bytes H x W
-  async read(rgba, H, W) {
-    const s = this.settings, Tensor = ort.module.Tensor;
-    const [h, w] = readSize(H, W, s.min_size, s.max_size);
+  // read at the model's size and, for a still (a live frame where the model says scales_live),
+  // at each of its extra sizes, the readings merged
+  async readSizes(rgba, H, W, live) {
+    const s = this.settings;
+    const sizes = [[s.min_size, s.max_size], ...(live && !s.scales_live ? [] : s.scales || [])];
+    const readings = [];
+    for (const [minSize, maxSize] of sizes) readings.push(await this.read(rgba, H, W, minSize, maxSize));
+    return mergedReadings(readings, s.nms_thresh, s.limit);
+  }
+
+  // the detector's boxes (in the image's pixels), labels and scores for RGBA bytes H x W read at
+  // (shorter side, cap on the longer)
+  async read(rgba, H, W, minSize, maxSize) {
+    const Tensor = ort.module.Tensor;
+    const [h, w] = readSize(H, W, minSize, maxSize);
     const out = await this.detector.run({ rgba, size: new Tensor("int64", BigInt64Array.from([BigInt(h), BigInt(w)]), [2]) });
     const rx = f32(W / w), ry = f32(H / h);
     const boxes = [], labels = [], scores = [];
