@@ -17,6 +17,7 @@ from regiondet.data.spec import load_spec
 from regiondet.errors import UserError
 from regiondet.evaluation.text import match_image
 from regiondet.inference.export import export_model
+from regiondet.inference.multiscale import scale_sizes
 from regiondet.inference.predictor import model_from_checkpoint
 from regiondet.inference.quantize import Calibration, calibration_images, quantized_nodes
 from regiondet.models.sizes import test_sizes as model_sizes
@@ -41,8 +42,8 @@ def test_int8_export_is_calibrated_smaller_and_keeps_the_detections(tmp_path, ca
     assert head_relus and not chosen & set(head_relus)
     about = json.loads({p.key: p.value for p in proto.metadata_props}["regiondet_int8"])
     assert about["images"] == 8 and about["layers"] > 20 and "openimages-camera" in about["calibration"]
-    own_side = model_sizes(model_from_checkpoint(resolve_model_path("default"))[1].model)[0]
-    assert about["calibration"].endswith(f"read at {own_side} px"), about
+    sides = [m for m, _ in scale_sizes(model_from_checkpoint(resolve_model_path("default"))[1].model)]
+    assert len(sides) > 1 and about["calibration"].endswith("read at " + " + ".join(f"{m} px" for m in sides)), about
     a, b = Detector.load(fp32), Detector.load(int8)
     assert b.runtime == "onnxruntime" and b.classes == a.classes and b.score == a.score
     ious = []
@@ -66,7 +67,9 @@ def test_calibration_images_are_read_at_the_sizes_asked_for():
     def read_at(x: np.ndarray, side: int) -> bool:  # torchvision's resize floors: a pixel short
         return abs(min(x.shape[-2:]) - side) <= 1 or abs(max(x.shape[-2:]) - base_max * side / base_min) <= 1
 
-    assert all(read_at(x, base_min) for x in own)
+    sides = [m for m, _ in scale_sizes(cfg.model)]  # a still's sizes, each image at one in turn
+    assert sides[0] == base_min and len(sides) > 1
+    assert all(read_at(x, sides[i % len(sides)]) for i, x in enumerate(own))
     images = calibration_images(spec, 4, cfg, [320, 480])
     for x, side in zip(images, [320, 480, 320, 480], strict=True):
         assert read_at(x, side) and not read_at(x, 480 if side == 320 else 320), (x.shape, side)
