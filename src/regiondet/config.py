@@ -105,6 +105,11 @@ class ModelConfig:
     # called both camera and phone shows once, as its likelier class (0 = off; torchvision's NMS
     # is class-wise, so such pairs otherwise both stay)
     box_cross_class_iou: float = 0.0
+    # with classes merged: drop a box lying at least this share (of its area) inside a larger box
+    # of another class that scores at least as much and is shown, which takes its score into its
+    # class scores: a camera's screen or lens boxed as a phone inside the camera's box, at an IoU
+    # under box_cross_class_iou, is the camera (0 = off)
+    box_cross_class_inside: float = 0.0
     # a checkpoint with a crop verifier (regiondet fit-verifier) rescores each box with it;
     # false reads the detector alone
     verify: bool = True
@@ -199,7 +204,8 @@ RANGES = {
         **_each(
             "rpn_nms_thresh rpn_fg_iou_thresh rpn_bg_iou_thresh rpn_score_thresh box_positive_fraction "
             "box_fg_iou_thresh box_bg_iou_thresh box_bg_iou_floor box_score_thresh box_nms_thresh "
-            "box_contained_thresh box_contained_score_ratio box_cross_class_iou polygon_nms_thresh verify_classes",
+            "box_contained_thresh box_contained_score_ratio box_cross_class_iou box_cross_class_inside "
+            "polygon_nms_thresh verify_classes",
             UNIT,
         ),
         **_each(
@@ -368,6 +374,7 @@ INFERENCE_KEYS = (  # model settings that change how a trained model reads image
     "box_contained_thresh",
     "box_contained_score_ratio",
     "box_cross_class_iou",
+    "box_cross_class_inside",
     "verify",
     "verify_classes",
     "test_min_size",

@@ -48,6 +48,7 @@ OUTSIDE_KEYS = (
     "box_contained_thresh",
     "box_contained_score_ratio",
     "box_cross_class_iou",
+    "box_cross_class_inside",
 )
 SETTABLE = frozenset(f"model.{k}" for k in OUTSIDE_KEYS)  # the --set keys an exported file still takes
 # in the order the models fill their result dicts, which is the order the tracer flattens them in

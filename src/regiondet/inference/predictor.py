@@ -16,7 +16,7 @@ from regiondet.data.images import load_upright, to_rgb8
 from regiondet.data.point_pairs import pairs_to_polygon
 from regiondet.errors import UserError
 from regiondet.inference.multiscale import run_scales
-from regiondet.inference.nesting import nested_boxes
+from regiondet.inference.nesting import containers_of_other_class, nested_boxes
 from regiondet.inference.onnx_model import (
     OnnxClassifier,
     OnnxModel,
@@ -181,6 +181,8 @@ class Detector:
             keep &= best  # class-wise NMS has already thinned same-class overlaps above box_nms_thresh
             if "class_shares" in out and m.verify_classes > 0:
                 class_scores, out["labels"] = reclassified(class_scores, out["class_shares"], m.verify_classes)
+            if m.box_cross_class_inside > 0:
+                keep = parts_merged(out, keep, class_scores, m.box_cross_class_inside, self.score)
         if "keypoints" in out:
             keep, polygons = text_polygons(out, keep, m.polygon_nms_thresh)
         elif m.box_contained_thresh > 0:
@@ -248,6 +250,25 @@ def merged_classes(out: dict, num_classes: int, iou: float) -> tuple[torch.Tenso
         if of_class.any():
             per_class[kept, c] = covered[:, of_class].max(1).values
     return best, per_class
+
+
+def parts_merged(
+    out: dict, keep: torch.Tensor, class_scores: torch.Tensor, inside: float, floor: float
+) -> torch.Tensor:
+    """`keep` without the boxes lying >= `inside` within a larger, better-scoring box of another
+    class (containers_of_other_class, among the kept boxes, both at the operating score `floor`), each
+    container taking the dropped boxes' class scores where higher (in place) so that a camera
+    whose screen was also boxed as a phone is one camera box with the phone's score too."""
+    shown = torch.where(keep)[0]
+    holder = containers_of_other_class(out["boxes"][shown], out["scores"][shown], out["labels"][shown], inside, floor)
+    keep, holder = keep.clone(), holder.tolist()
+    for part in (i for i, h in enumerate(holder) if h >= 0):
+        whole = holder[part]
+        while holder[whole] >= 0:  # a lens inside a screen inside a camera: the camera
+            whole = holder[whole]
+        class_scores[shown[whole]] = torch.maximum(class_scores[shown[whole]], class_scores[shown[part]])
+        keep[shown[part]] = False
+    return keep
 
 
 def reclassified(class_scores: torch.Tensor, shares: torch.Tensor, weight: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -88,6 +88,7 @@ def device_model(name: str, overrides: list[str] | None = None) -> DeviceModel:
         "min_size": min_size,
         "max_size": max_size,
         "cross_class_iou": m.box_cross_class_iou,
+        "cross_class_inside": m.box_cross_class_inside,
         "contained_thresh": m.box_contained_thresh,
         "contained_score_ratio": m.box_contained_score_ratio,
         "flip": m.test_flip,  # a still is also read mirrored (multiscale.averaged)

@@ -2,7 +2,7 @@
 // The server makes the graphs from its checkpoint (regiondet/serve/device.py); this file does
 // what Detector.predict does around them, step for step, so the page's boxes are the CLI's:
 // the read size (scale_of), a still's mirrored second reading (averaged), the crop verifier's
-// product, one box per object (merged_classes), nested boxes (nested_boxes), the score. The
+// product, one box per object (merged_classes, parts_merged), nested boxes (nested_boxes), the score. The
 // runtime's files come from the server too: its WebGPU build where the browser has a GPU (nodes
 // WebGPU lacks run in its WebAssembly part), else its WebAssembly build.
 import { area, intersection, iou } from "./boxes.js";
@@ -71,6 +71,37 @@ export function nestedBoxes(boxes, scores, labels, inside, ratio, minContainer) 
     return f32(intersection(a, b)) >= f32(inside * Math.max(area(a), 1e-6)) && area(b) > area(a) && labels[i] === labels[j]
       && scores[j] >= ratio * scores[i] && scores[j] >= minContainer;
   }));
+}
+
+// containers_of_other_class: for each box, the best-scoring larger box of another class holding
+// >= `inside` of its area and scoring at least as much as it, both >= minScore (-1 for none)
+export function containersOfOtherClass(boxes, scores, labels, inside, minScore) {
+  return boxes.map((a, i) => {
+    let holder = -1;
+    boxes.forEach((b, j) => {
+      if (f32(intersection(a, b)) >= f32(inside * Math.max(area(a), 1e-6)) && area(b) > area(a) && labels[i] !== labels[j]
+        && scores[j] >= scores[i] && scores[i] >= minScore && (holder < 0 || scores[j] > scores[holder])) holder = j;
+    });
+    return holder;
+  });
+}
+
+// parts_merged: `keep` without the boxes lying inside a better box of another class, each
+// container (followed to the outermost) taking their class scores where higher (in place)
+export function partsMerged(boxes, scores, labels, keep, classScores, inside, minScore) {
+  const shown = keep.flatMap((k, i) => (k ? [i] : []));
+  const holder = containersOfOtherClass(shown.map((i) => boxes[i]), shown.map((i) => scores[i]),
+    shown.map((i) => labels[i]), inside, minScore);
+  const out = keep.slice();
+  holder.forEach((h, part) => {
+    if (h < 0) return;
+    let whole = h;
+    while (holder[whole] >= 0) whole = holder[whole];
+    const row = classScores[shown[whole]];
+    classScores[shown[part]].forEach((v, c) => { row[c] = Math.max(row[c], v); });
+    out[shown[part]] = false;
+  });
+  return out;
 }
 
 const round = (v, digits) => Number(v.toFixed(digits));
@@ -192,6 +223,7 @@ export class DeviceDetector {
       keep = keep.map((k, i) => k && best[i]);
       classScores = perClass;
       if (shares && s.verify_classes > 0) [classScores, labels] = reclassified(perClass, shares, s.verify_classes);
+      if (s.cross_class_inside > 0) keep = partsMerged(boxes, scores, labels, keep, classScores, s.cross_class_inside, s.score);
     }
     if (s.contained_thresh > 0) {
       const shown = keep.flatMap((k, i) => (k ? [i] : []));
