@@ -15,10 +15,12 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import DATA, ICDAR, ROOT, start_service
-from regiondet.inference.predictor import Detector
+from regiondet.inference.multiscale import merge_outputs
+from regiondet.inference.predictor import Detector, merged_classes, parts_merged
 from regiondet.inference.tracking import AlertTracker
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
@@ -300,6 +302,91 @@ def test_the_pages_tracker_gives_the_servers_ids_and_events(server):
                 assert all(a[k] == b[k] if isinstance(a[k], str) else abs(a[k] - b[k]) < 2e-4 for k in a), (a, b)
             events += len(ev_w)
     assert events >= 20
+
+
+def object_boxes(seed: int) -> dict:
+    """Detections as a camera model gives them: objects boxed once or twice (the other class at
+    an IoU around the merge's 0.5, or as a part lying 60-100 % inside), float32 like a model's."""
+    rng = np.random.default_rng(seed)
+    boxes, scores, labels = [], [], []
+    for _ in range(rng.integers(1, 7)):
+        x, y, w, h = rng.uniform(0, 500), rng.uniform(0, 350), rng.uniform(20, 200), rng.uniform(20, 200)
+        boxes.append([x, y, x + w, y + h])
+        labels.append(int(rng.integers(1, 3)))
+        scores.append(rng.uniform(0.05, 0.99))
+        kind = rng.choice(["alone", "overlap", "part"])
+        if kind == "overlap":
+            d = rng.uniform(0.05, 0.3)
+            boxes.append([x + d * w, y + d * h, x + (1 + d) * w, y + (1 + d) * h])
+        elif kind == "part":
+            out = rng.uniform(0, 0.4)  # share of the part's width beyond the whole
+            pw, ph = w * rng.uniform(0.2, 0.8), h * rng.uniform(0.3, 0.9)
+            px, py = x + w - pw * (1 - out), y + rng.uniform(0, h - ph)
+            boxes.append([px, py, px + pw, py + ph])
+        if kind != "alone":
+            labels.append(3 - labels[-1] if rng.random() < 0.85 else labels[-1])
+            scores.append(rng.uniform(0.05, 0.99))
+    f32 = np.float32
+    return {
+        "boxes": [[float(f32(v)) for v in b] for b in boxes],
+        "scores": [float(f32(v)) for v in scores],
+        "labels": labels,
+    }
+
+
+def test_the_pages_merging_is_detects(server):
+    """device.js's merging steps against the Python they port, on random detections (the sample
+    photos meet few of their branches): the readings of several sizes merged (merge_outputs),
+    one box per object (merged_classes), parts taken into a better box of the other class
+    (parts_merged): the same boxes kept and the same class scores."""
+    sets = [object_boxes(seed) for seed in range(60)]
+    want, parts = [], 0
+    for d in sets:
+        out = {
+            "boxes": torch.tensor(d["boxes"]).reshape(-1, 4),
+            "scores": torch.tensor(d["scores"]),
+            "labels": torch.tensor(d["labels"]),
+        }
+        thirds = [{k: v[i::3] for k, v in out.items()} for i in range(3)]
+        merged = merge_outputs(thirds, 0.5, 8)
+        best, class_scores = merged_classes(out, 2, 0.5)
+        keep = best & (out["scores"] >= 0.1)
+        kept = parts_merged(out, keep, class_scores, 0.7, 0.3)
+        parts += int((keep & ~kept).sum())
+        want.append(
+            {
+                "merged": [merged["boxes"].tolist(), merged["scores"].tolist(), merged["labels"].tolist()],
+                "keep": kept.tolist(),
+                "class_scores": class_scores.tolist(),
+            }
+        )
+    assert parts >= 10  # the part rule was met often enough to mean something
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        page.goto(server + "?run=server")
+        got = page.evaluate(
+            """async (sets) => {
+                const d = await import("/static/device.js");
+                return sets.map(({ boxes, scores, labels }) => {
+                    const thirds = [0, 1, 2].map((i) => ({
+                        boxes: boxes.filter((_, j) => j % 3 === i), scores: scores.filter((_, j) => j % 3 === i),
+                        labels: labels.filter((_, j) => j % 3 === i) }));
+                    const m = d.mergedReadings(thirds, 0.5, 8);
+                    const [best, perClass] = d.mergedClasses(boxes, scores, labels, 2, 0.5);
+                    const keep = d.partsMerged(boxes, scores, labels, scores.map((v, i) => best[i] && v >= 0.1),
+                        perClass, 0.7, 0.3);
+                    return { merged: [m.boxes, m.scores, m.labels], keep, class_scores: perClass };
+                });
+            }""",
+            sets,
+        )
+        browser.close()
+    for w, g in zip(want, got, strict=True):
+        assert w["keep"] == g["keep"]
+        assert w["merged"][2] == g["merged"][2] and np.allclose(w["merged"][1], g["merged"][1], atol=1e-6)
+        assert np.allclose(np.array(w["merged"][0]).reshape(-1, 4), np.array(g["merged"][0]).reshape(-1, 4), atol=1e-3)
+        assert np.allclose(w["class_scores"], g["class_scores"], atol=1e-6)
 
 
 def test_on_this_device_the_webcam_alert_follows_the_phone_and_no_frame_is_sent(server, tmp_path):
