@@ -106,9 +106,9 @@ class ModelConfig:
     # is class-wise, so such pairs otherwise both stay)
     box_cross_class_iou: float = 0.0
     # with classes merged: drop a box lying at least this share (of its area) inside a larger box
-    # of another class that scores at least as much and is shown, which takes its score into its
-    # class scores: a camera's screen or lens boxed as a phone inside the camera's box, at an IoU
-    # under box_cross_class_iou, is the camera (0 = off)
+    # of another class that scores at least as much, both at the model's score; the larger box
+    # takes its class scores: a camera's screen boxed as a phone inside the camera's box, at an
+    # IoU under box_cross_class_iou, is the camera (0 = off)
     box_cross_class_inside: float = 0.0
     # a checkpoint with a crop verifier (regiondet fit-verifier) rescores each box with it;
     # false reads the detector alone
