@@ -191,11 +191,11 @@ def test_reclassified_keeps_each_box_score_and_weighs_the_verifier_as_told():
 
 def test_the_verifier_names_the_class_without_moving_a_box():
     """verify_classes changes which class a box is shown as, never where it is or its score (the
-    nested-box step, which compares classes, is off here): on Open Images camera photos the
+    nested-box steps, which compare classes, are off here): on Open Images camera photos the
     shipped default calls some lenses its detector calls phones cameras."""
-    flat = "model.box_contained_thresh=0"
-    alone = Detector.load("default", runtime="torch", overrides=["model.verify_classes=0", flat])
-    mixed = Detector.load("default", runtime="torch", overrides=[flat])
+    flat = ["model.box_contained_thresh=0", "model.box_cross_class_inside=0"]
+    alone = Detector.load("default", runtime="torch", overrides=["model.verify_classes=0", *flat])
+    mixed = Detector.load("default", runtime="torch", overrides=flat)
     assert mixed.verifier.kinds is not None and mixed.config.model.verify_classes > 0
     relabelled = []
     for s in load_spec(f"voc:{CAMERA_VALID}?labels=camera&limit=40"):
