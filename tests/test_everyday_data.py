@@ -3,17 +3,20 @@ training objects pasted into real scenes (copy-paste), and frames with nothing t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
 
 from conftest import DATA, ICDAR
 from regiondet.data.dataset import DetectionDataset, load_labelled, load_negatives
 from regiondet.data.images import load_rgb
 from regiondet.data.paste import READ_SIDE, PasteBank, soft_mask
 from regiondet.data.spec import load_spec, parse_spec
-from regiondet.data.transforms import RandomDegradeNegative
+from regiondet.data.transforms import RandomDegradeNegative, gaussian_blur
 from regiondet.errors import UserError
 
 COCO = DATA / "coco-people" / "data.yaml"
@@ -103,3 +106,15 @@ def test_degrade_turns_negatives_into_frames_with_nothing_to_find_and_spares_obj
     }
     out, _ = degrade(image, boxed)
     assert torch.equal(out, image)
+
+
+def test_the_degrade_blur_is_torchvisions_gaussian_blur():
+    """OpenCV's separable filter gives torchvision's 2-D Gaussian (3 sigma each side, reflected
+    border) on a real photo, small and large sigma, one channel or three."""
+    scene = load_negatives([f"icdar2015:{ICDAR}?limit=1"])[0]
+    x = torch.from_numpy(load_rgb(scene.path)).permute(2, 0, 1)[:, :90, :160].float()
+    for image in (x, x[:1]):
+        for sigma in (0.8, 3.0, 11.0):
+            size = 2 * math.ceil(3 * sigma) + 1
+            want = F.gaussian_blur(image, [size, size], [sigma, sigma])
+            torch.testing.assert_close(gaussian_blur(image, sigma), want, atol=1e-3, rtol=1e-5)

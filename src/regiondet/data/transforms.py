@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import cv2
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -95,12 +96,22 @@ class RandomDegradeNegative(v2.Transform):
             x = torch.full_like(x, float(torch.randint(0, 256, ()))) + torch.randn_like(x) * 3
         elif kind == "blur":
             sigma = float(torch.empty(()).uniform_(0.02, 0.08)) * min(x.shape[-2:])
-            x = F.gaussian_blur(x, [2 * math.ceil(3 * sigma) + 1] * 2, [sigma, sigma])
+            x = gaussian_blur(x, sigma)
         elif kind == "dark":
             x = x * float(torch.empty(()).uniform_(0.02, 0.2))
         else:
             x = 255 - (255 - x) * float(torch.empty(()).uniform_(0.02, 0.2))
         return tv_tensors.wrap(x.clamp_(0, 255).round_().to(torch.uint8), like=image), target
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A (C, H, W) float image blurred as torchvision's gaussian_blur blurs it (a kernel of 3
+    sigma each side, reflected border), by OpenCV's separable filter: torchvision convolves with
+    the whole 2-D kernel, minutes for a sigma of 50 px on a 720p photo, OpenCV takes milliseconds."""
+    size = 2 * math.ceil(3 * sigma) + 1
+    hwc = x.permute(1, 2, 0).contiguous().numpy()
+    out = cv2.GaussianBlur(hwc, (size, size), sigma, borderType=cv2.BORDER_REFLECT_101)
+    return torch.from_numpy(out.reshape(hwc.shape)).permute(2, 0, 1)
 
 
 # ImageNet mean in 0..255: the border a zoomed-out image gets, as SSD fills it
